@@ -1,0 +1,38 @@
+"""Exceptions of churn-stream.
+
+::
+
+    ChurnError                      root: every error the product raises on purpose
+    ├── ConfigError                 a setting, CLI argument or config file is wrong
+    ├── BrokerError                 the Kafka broker cannot be reached or refused
+    ├── RegistryError               the MLflow registry cannot be reached or refused
+    │   └── ModelLoadError          a model version cannot be loaded or is incompatible
+    └── GateRejected                a candidate model failed the validation gate
+
+The CLI turns a ``ChurnError`` into a one-line message and a non-zero exit;
+anything else is a bug and keeps its traceback.
+"""
+
+
+class ChurnError(Exception):
+    """Root of every error churn-stream raises on purpose."""
+
+
+class ConfigError(ChurnError):
+    """A setting, argument or configuration file is invalid; the message says what to fix."""
+
+
+class BrokerError(ChurnError):
+    """The Kafka broker cannot be reached or refused a request."""
+
+
+class RegistryError(ChurnError):
+    """The MLflow tracking server or model registry failed."""
+
+
+class ModelLoadError(RegistryError):
+    """A model version could not be loaded, or its signature does not match."""
+
+
+class GateRejected(ChurnError):
+    """A candidate model failed the validation gate."""

@@ -1,0 +1,115 @@
+"""The one settings object of churn-stream.
+
+Every value comes from an environment variable with the ``CHURN_`` prefix (named in
+each field's description) or from an explicit keyword argument; nothing else in the
+code reads the environment. Build it with :func:`load_settings`, which turns a bad
+value into a :class:`~stream.errors.ConfigError` naming the variable.
+
+>>> s = Settings(data_dir="/tmp/churn-doc")
+>>> s.resolved_tracking_uri()
+'sqlite:////tmp/churn-doc/mlflow.db'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.errors import ConfigError
+
+ENV_PREFIX = "CHURN_"
+
+
+class Settings(BaseSettings):
+    """Runtime settings; each field is the environment variable ``CHURN_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    # --- local data -----------------------------------------------------------
+    data_dir: Path = Field(Path(".churn"), description="CHURN_DATA_DIR: folder for the local registry, state and logs.")
+
+    # --- MLflow ---------------------------------------------------------------
+    mlflow_tracking_uri: str = Field(
+        "", description="CHURN_MLFLOW_TRACKING_URI: any MLflow tracking URI; empty means sqlite under CHURN_DATA_DIR."
+    )
+    mlflow_username: str = Field("", description="CHURN_MLFLOW_USERNAME: basic-auth user for a remote MLflow.")
+    mlflow_password: SecretStr = Field(SecretStr(""), description="CHURN_MLFLOW_PASSWORD: basic-auth password.")
+    mlflow_experiment: str = Field("churn-stream", description="CHURN_MLFLOW_EXPERIMENT: experiment for training runs.")
+    model_name: str = Field("churn-model", min_length=1, description="CHURN_MODEL_NAME: registered model name.")
+    model_alias: str = Field("production", min_length=1, description="CHURN_MODEL_ALIAS: alias the scorers serve.")
+
+    # --- Kafka ----------------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "", description="CHURN_BOOTSTRAP_SERVERS: host:port list; empty means the embedded broker."
+    )
+    broker_port: int = Field(19092, ge=1, le=65535, description="CHURN_BROKER_PORT: embedded broker port on loopback.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="CHURN_SECURITY_PROTOCOL: Kafka security protocol."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="CHURN_SASL_MECHANISM: SASL mechanism when the protocol uses SASL."
+    )
+    sasl_username: str = Field("", description="CHURN_SASL_USERNAME: SASL user.")
+    sasl_password: SecretStr = Field(SecretStr(""), description="CHURN_SASL_PASSWORD: SASL password.")
+    ssl_cafile: str = Field("", description="CHURN_SSL_CAFILE: CA bundle for TLS.")
+    topic_partitions: int = Field(4, ge=1, le=1024, description="CHURN_TOPIC_PARTITIONS: partitions of data topics.")
+    topic_replication: int = Field(1, ge=1, le=16, description="CHURN_TOPIC_REPLICATION: replication factor.")
+    topic_prefix: str = Field("", description="CHURN_TOPIC_PREFIX: prefix for every topic name (isolates runs).")
+
+    # --- stream worker --------------------------------------------------------
+    app_id: str = Field("churn-stream", min_length=1, description="CHURN_APP_ID: Faust app id (consumer group).")
+    web_port: int = Field(6066, ge=1, le=65535, description="CHURN_WEB_PORT: worker HTTP port (/metrics, lookups).")
+    web_host: str = Field("127.0.0.1", description="CHURN_WEB_HOST: worker HTTP bind address.")
+    store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
+    score_batch_size: int = Field(500, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch.")
+    score_batch_ms: int = Field(20, ge=1, le=60_000, description="CHURN_SCORE_BATCH_MS: max wait to fill a batch.")
+    max_event_bytes: int = Field(
+        16_384, ge=256, le=10_000_000, description="CHURN_MAX_EVENT_BYTES: larger payloads go to the DLQ."
+    )
+    model_poll_s: float = Field(30.0, gt=0, description="CHURN_MODEL_POLL_S: alias poll interval (swap fallback).")
+    registry_retry_s: float = Field(2.0, gt=0, description="CHURN_REGISTRY_RETRY_S: wait between registry retries.")
+    risk_medium: float = Field(0.3, ge=0, le=1, description="CHURN_RISK_MEDIUM: probability for the medium band.")
+    risk_high: float = Field(0.6, ge=0, le=1, description="CHURN_RISK_HIGH: probability for the high band.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="CHURN_LOG_LEVEL: log level.")
+
+    @field_validator("log_level", "security_protocol", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "rocksdb://")):
+            raise ValueError("must start with memory:// or rocksdb://")
+        return value
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to sqlite under ``data_dir``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    def artifact_root(self) -> str:
+        """Where a local registry keeps artifacts."""
+        return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+    def topic(self, name: str) -> str:
+        """A topic name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings`; a bad value raises ``ConfigError`` naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            var = f"{ENV_PREFIX}{name.upper()}"
+            problems.append(f"{var}: {err['msg']}")
+        raise ConfigError("invalid setting " + "; ".join(problems)) from exc
