@@ -8,7 +8,9 @@ Rules
 -----
 * **Duplicates.** An event whose ``event_id`` the state has already applied is a
   duplicate and changes nothing. The state remembers the ``DEDUP_RING`` most
-  recent events by ``(ts, event_id)``.
+  recent events by ``(ts, id hash)``, where the id hash is 40 bits of BLAKE2b of
+  the ``event_id`` (a false match needs a collision among one customer's 16 most
+  recent events: about one in 7·10^10 events).
 * **Out-of-order events.** Every aggregate is order-independent: counts over a
   window and per-day usage buckets are sums; the "latest value" fields (plan,
   charges, autopay) follow the event with the greatest ``(ts, event_id)``, not
@@ -23,13 +25,18 @@ Rules
   ``days_since_last_event`` is the time from ``at`` back to the latest activity
   *before* ``at``: at an event it is the silence that preceded the event, later
   it is the silence so far.
+* **Usage** is summed in 5-day buckets; ``usage_30d`` is the sum of the 6 most
+  recent buckets (the current one included) and ``usage_trend`` the log ratio of
+  that sum to the 6 buckets before it.
 * **Bounded.** Windows are pruned relative to the latest event time: support
-  calls to 30 days, failed payments to 90 days, usage to 60 daily buckets.
+  calls to 30 days, failed payments to 90 days, usage to 12 buckets. Event times
+  are kept to the millisecond, and the state serializes to well under 1 KB.
 """
 
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 from bisect import insort
 from dataclasses import dataclass, field
@@ -45,7 +52,8 @@ MONTH_DAYS = 30.4375
 DEDUP_RING = 16
 SUPPORT_WINDOW_DAYS = 30
 FAILED_PAYMENT_WINDOW_DAYS = 90
-USAGE_WINDOW_DAYS = 30
+USAGE_BUCKET_DAYS = 5
+USAGE_WINDOW_BUCKETS = 6
 UNKNOWN_PLAN = "unknown"
 
 _NEG_INF = float("-inf")
@@ -70,35 +78,37 @@ class CustomerState:
     prev_ts: float | None = None
     plan: str = UNKNOWN_PLAN
     monthly_charges: float = 0.0
-    plan_key: tuple[float, str] = (_NEG_INF, "")
+    plan_key: tuple[float, int] = (_NEG_INF, 0)
     has_autopay: bool = False
-    autopay_key: tuple[float, str] = (_NEG_INF, "")
+    autopay_key: tuple[float, int] = (_NEG_INF, 0)
     support_calls: list[float] = field(default_factory=list)
     failed_payments: list[float] = field(default_factory=list)
     usage: dict[int, float] = field(default_factory=dict)
     closed_ts: float | None = None
-    recent: list[tuple[float, str]] = field(default_factory=list)
+    recent: list[tuple[float, int]] = field(default_factory=list)
     n_events: int = 0
 
     def to_bytes(self) -> bytes:
-        """Compact JSON encoding for the state table."""
+        """Compact JSON for the state table: times as integer ms before ``last_ts``."""
+        last = self.last_ts or 0.0
+        rel = _relative(last)
         return orjson.dumps(
             {
                 "c": self.customer_id,
-                "s": self.signup_ts,
-                "f": self.first_ts,
-                "l": self.last_ts,
-                "p": self.prev_ts,
+                "l": _ms(last),
+                "s": rel(self.signup_ts),
+                "f": rel(self.first_ts),
+                "p": rel(self.prev_ts),
+                "x": rel(self.closed_ts),
                 "pl": self.plan,
                 "m": self.monthly_charges,
-                "pk": _key_out(self.plan_key),
-                "a": self.has_autopay,
-                "ak": _key_out(self.autopay_key),
-                "sc": self.support_calls,
-                "fp": self.failed_payments,
-                "u": [[d, v] for d, v in self.usage.items()],
-                "x": self.closed_ts,
-                "r": self.recent,
+                "pk": None if self.plan_key[0] == _NEG_INF else [rel(self.plan_key[0]), self.plan_key[1]],
+                "a": int(self.has_autopay),
+                "ak": None if self.autopay_key[0] == _NEG_INF else [rel(self.autopay_key[0]), self.autopay_key[1]],
+                "sc": [rel(t) for t in self.support_calls],
+                "fp": [rel(t) for t in self.failed_payments],
+                "u": [x for b, v in sorted(self.usage.items()) for x in (b, round(v, 3))],
+                "r": [x for t, h in self.recent for x in (rel(t), h)],
                 "n": self.n_events,
             }
         )
@@ -106,41 +116,61 @@ class CustomerState:
     @classmethod
     def from_bytes(cls, raw: bytes) -> CustomerState:
         d = orjson.loads(raw)
+        last = d["l"] / 1000.0
+        back = _absolute(last)
+        u, r = d["u"], d["r"]
         return cls(
             customer_id=d["c"],
-            signup_ts=d["s"],
-            first_ts=d["f"],
-            last_ts=d["l"],
-            prev_ts=d["p"],
+            last_ts=last if d["n"] else None,
+            signup_ts=back(d["s"]),
+            first_ts=back(d["f"]),
+            prev_ts=back(d["p"]),
+            closed_ts=back(d["x"]),
             plan=d["pl"],
             monthly_charges=d["m"],
-            plan_key=_key_in(d["pk"]),
-            has_autopay=d["a"],
-            autopay_key=_key_in(d["ak"]),
-            support_calls=d["sc"],
-            failed_payments=d["fp"],
-            usage={int(day): v for day, v in d["u"]},
-            closed_ts=d["x"],
-            recent=[(ts, eid) for ts, eid in d["r"]],
+            plan_key=(_NEG_INF, 0) if d["pk"] is None else (back(d["pk"][0]), d["pk"][1]),
+            has_autopay=bool(d["a"]),
+            autopay_key=(_NEG_INF, 0) if d["ak"] is None else (back(d["ak"][0]), d["ak"][1]),
+            support_calls=[back(t) for t in d["sc"]],
+            failed_payments=[back(t) for t in d["fp"]],
+            usage={u[i]: u[i + 1] for i in range(0, len(u), 2)},
+            recent=[(back(r[i]), r[i + 1]) for i in range(0, len(r), 2)],
             n_events=d["n"],
         )
 
 
-def _key_out(key: tuple[float, str]) -> list | None:
-    return None if key[0] == _NEG_INF else [key[0], key[1]]
+def _ms(ts: float) -> int:
+    return round(ts * 1000)
 
 
-def _key_in(raw: list | None) -> tuple[float, str]:
-    return (_NEG_INF, "") if raw is None else (raw[0], raw[1])
+def _relative(last: float):
+    last_ms = _ms(last)
+    return lambda ts: None if ts is None else last_ms - _ms(ts)
+
+
+def _absolute(last: float):
+    last_ms = _ms(last)
+    return lambda rel: None if rel is None else (last_ms - rel) / 1000.0
+
+
+def event_hash(event_id: str) -> int:
+    """40-bit hash of an event id: what the de-duplication ring remembers."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=5).digest(), "big")
+
+
+def event_time(ts: datetime) -> float:
+    """Event time in epoch seconds, kept to the millisecond."""
+    return round(ts.timestamp(), 3)
 
 
 def admit(state: CustomerState, event_id: str, ts: float) -> Admission:
-    """Classify an event against the state's de-duplication ring."""
-    key = (ts, event_id)
+    """Classify an event (id, epoch-seconds time) against the de-duplication ring."""
+    h = event_hash(event_id)
     recent = state.recent
-    if any(eid == event_id for _, eid in recent):
-        return Admission.DUPLICATE
-    if len(recent) >= DEDUP_RING and key < recent[0]:
+    for _, seen in recent:
+        if seen == h:
+            return Admission.DUPLICATE
+    if len(recent) >= DEDUP_RING and (round(ts, 3), h) < recent[0]:
         return Admission.TOO_LATE
     return Admission.NEW
 
@@ -150,11 +180,11 @@ def apply(state: CustomerState, event: AccountEvent) -> CustomerState:
 
     Duplicates and too-late events leave the state unchanged (see module rules).
     """
-    ts = event.ts.timestamp()
+    ts = event_time(event.ts)
     eid = event.event_id
     if admit(state, eid, ts) is not Admission.NEW:
         return state
-    key = (ts, eid)
+    key = (ts, event_hash(eid))
     insort(state.recent, key)
     if len(state.recent) > DEDUP_RING:
         del state.recent[0]
@@ -165,13 +195,13 @@ def apply(state: CustomerState, event: AccountEvent) -> CustomerState:
 
     kind = event.event_type
     if kind == "usage":
-        day = int(ts // DAY)
-        state.usage[day] = state.usage.get(day, 0.0) + event.amount
+        bucket = _bucket(ts)
+        state.usage[bucket] = round(state.usage.get(bucket, 0.0) + event.amount, 3)
     elif kind == "payment":
         if event.status == "failed":
-            state.failed_payments.append(ts)
+            insort(state.failed_payments, ts)
     elif kind == "support_call":
-        state.support_calls.append(ts)
+        insort(state.support_calls, ts)
     elif kind in ("signup", "plan_changed"):
         if kind == "signup":
             state.signup_ts = ts if state.signup_ts is None else min(state.signup_ts, ts)
@@ -214,9 +244,13 @@ def _prune(state: CustomerState) -> None:
     cut = now - FAILED_PAYMENT_WINDOW_DAYS * DAY
     if state.failed_payments and min(state.failed_payments) <= cut:
         state.failed_payments = sorted(t for t in state.failed_payments if t > cut)
-    oldest_day = int(now // DAY) - 2 * USAGE_WINDOW_DAYS
-    if state.usage and min(state.usage) <= oldest_day:
-        state.usage = {d: v for d, v in state.usage.items() if d > oldest_day}
+    oldest = _bucket(now) - 2 * USAGE_WINDOW_BUCKETS
+    if state.usage and min(state.usage) <= oldest:
+        state.usage = {b: v for b, v in state.usage.items() if b > oldest}
+
+
+def _bucket(ts: float) -> int:
+    return int(ts // (USAGE_BUCKET_DAYS * DAY))
 
 
 def feature_values(state: CustomerState, at: float) -> dict[str, float | int | str]:
@@ -230,14 +264,14 @@ def feature_values(state: CustomerState, at: float) -> dict[str, float | int | s
         since = 0.0
     start = state.signup_ts if state.signup_ts is not None else state.first_ts
     tenure = max(0.0, at - start) / (MONTH_DAYS * DAY) if start is not None else 0.0
-    today = int(at // DAY)
+    current = _bucket(at)
     recent_usage = 0.0
     previous_usage = 0.0
-    for day, amount in state.usage.items():
-        age = today - day
-        if 0 <= age < USAGE_WINDOW_DAYS:
+    for bucket, amount in state.usage.items():
+        age = current - bucket
+        if 0 <= age < USAGE_WINDOW_BUCKETS:
             recent_usage += amount
-        elif USAGE_WINDOW_DAYS <= age < 2 * USAGE_WINDOW_DAYS:
+        elif USAGE_WINDOW_BUCKETS <= age < 2 * USAGE_WINDOW_BUCKETS:
             previous_usage += amount
     trend = math.log((recent_usage + 1.0) / (previous_usage + 1.0))
     support_cut = at - SUPPORT_WINDOW_DAYS * DAY

@@ -1,0 +1,570 @@
+"""A deterministic, seeded customer simulator: the events, the truth and the drift.
+
+The simulator plays a subscription business day by day in event time and yields
+valid :mod:`schemas.events` models. Its churn process is driven by the very
+features the model sees: every customer's :class:`stream.features.CustomerState`
+is maintained with :func:`stream.features.apply` on exactly the events the
+simulator emits, and each day the customer closes the account with the daily
+probability :meth:`Simulator.true_hazard` of
+:func:`stream.features.feature_values` of that state (one feature logic, no
+hidden shortcut). A small latent frailty per customer keeps the problem from
+being perfectly separable, so the oracle (:meth:`Simulator.oracle_probability`)
+is the best score any model could reach, not a perfect one.
+
+Like the feature logic, this is a pure core: deterministic for a given
+:class:`SimConfig` (same seed, same events, byte for byte), no I/O, no clock,
+no work at import time. :func:`paced` is the only part that waits, and it takes
+its clock and sleep as arguments.
+
+The simulated world
+-------------------
+* **Plans** ``basic`` (~30/month), ``standard`` (~60), ``premium`` (~95); every
+  customer pays their plan's list price times a personal jitter.
+* **Latent traits**, drawn from the seeded generator when a customer joins:
+  usage level and usage frequency, support propensity, payment-failure
+  propensity (cut by autopay), a tendency to disengage (once it starts, usage
+  decays exponentially and the customer goes quiet) and a frailty (an
+  unobserved additive term on the churn logit).
+* **Population.** ``n_customers`` existing customers have signed up 0–48 months
+  before ``start``; their backdated signups open the stream, sorted by time.
+  Every existing customer is active on day 0 (one usage event), because the
+  stream carries no history before ``start``: otherwise the silence since a
+  years-old signup would look like disengagement. New customers join every day
+  at a rate that pulls the active population back towards ``n_customers``.
+* **A day** for each active customer: usage on most days, occasional support
+  calls, the monthly payment on the signup day of month (``failed`` with the
+  customer's failure propensity), rare plan changes and autopay toggles. At the
+  start of each day (= the end of the previous one) every active customer
+  churns with probability ``true_hazard(id, feature_values(state, t), t)``;
+  a churner emits one ``account_closed`` at a random time that day and nothing
+  after. Within a day events get random whole-second times; the whole stream is
+  in non-decreasing ``ts`` order, ties broken by generation order.
+* **History artefacts.** Usage windows are empty before ``start``, so
+  ``usage_30d`` and ``usage_trend`` only settle after ~60 simulated days;
+  training snapshots should start there.
+
+Scenarios (from ``onset_day`` on)
+---------------------------------
+``price_hike``
+    On the onset day every active customer gets a ``plan_changed`` with the same
+    plan and charges raised 30%; later signups and plan changes use the raised
+    price list. The hazard rises through the ordinary charges coefficient.
+``support_surge``
+    The daily support-call rate is multiplied by 4; churn rises through
+    ``support_calls_30d``.
+``new_plan``
+    A plan named ``flex`` (list price ~45), unseen before, takes a share of new
+    signups and of plan changes (which become more frequent); it carries its own
+    hazard effect.
+``concept_flip``
+    Autopay stops protecting: its coefficient flips sign, so autopay customers
+    churn more. Feature distributions do not change; only the relation does.
+
+>>> sim = Simulator(SimConfig(n_customers=3, days=2, seed=1))
+>>> evs = list(sim.events())
+>>> [e.event_type for e in evs[:3]]
+['signup', 'signup', 'signup']
+>>> all(a.ts <= b.ts for a, b in zip(evs, evs[1:]))
+True
+"""
+
+from __future__ import annotations
+
+import calendar
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+
+from schemas.events import (
+    AccountClosed,
+    AccountEvent,
+    AutopayChanged,
+    Payment,
+    PlanChanged,
+    Signup,
+    SupportCall,
+    Usage,
+)
+from stream.features import DAY, MONTH_DAYS, CustomerState, apply, feature_values
+
+__all__ = [
+    "SCENARIOS",
+    "PLAN_PRICES",
+    "FLEX_PLAN",
+    "Hazard",
+    "HAZARD",
+    "SimConfig",
+    "Simulator",
+    "paced",
+]
+
+SCENARIOS: tuple[str, ...] = ("price_hike", "support_surge", "new_plan", "concept_flip")
+
+# --- plans ----------------------------------------------------------------------
+
+PLAN_PRICES: dict[str, float] = {"basic": 30.0, "standard": 60.0, "premium": 95.0}
+PLAN_MIX = (0.40, 0.40, 0.20)  # share of signups per plan in PLAN_PRICES order
+FLEX_PLAN = "flex"
+FLEX_PRICE = 45.0
+_PLANS: tuple[str, ...] = (*PLAN_PRICES, FLEX_PLAN)  # plan codes index this tuple
+_FLEX = len(PLAN_PRICES)
+_PRICES = np.array([*PLAN_PRICES.values(), FLEX_PRICE])
+
+# --- behaviour (per-day probabilities unless stated) ----------------------------
+
+MAX_TENURE_MONTHS = 48.0  # backdated signups of the initial population
+AUTOPAY_SHARE = 0.55
+CHARGE_JITTER_SD = 0.08  # log-normal sd of the personal price multiplier
+USAGE_NOISE_SD = 0.4  # log-normal sd of one day's usage around the customer level
+SUPPORT_WHEN_DISENGAGED = 1.5  # extra support rate at full disengagement (relative)
+AUTOPAY_FAILURE_FACTOR = 0.3  # autopay cuts the payment-failure propensity
+PLAN_CHANGE_RATE = 0.0015
+AUTOPAY_TOGGLE_RATE = 0.0008
+JOIN_RATE = 0.003  # new customers per day, as a share of n_customers ...
+JOIN_RESTORE = 0.1  # ... plus this share of the gap to n_customers
+SUPPORT_REASONS = ("billing", "technical", "account", "cancellation_inquiry")
+
+# --- scenario effects -------------------------------------------------------------
+
+PRICE_HIKE = 1.30
+SUPPORT_SURGE = 4.0
+FLEX_SIGNUP_SHARE = 0.40
+FLEX_CHANGE_SHARE = 0.50
+NEW_PLAN_CHANGE_BOOST = 3.0
+
+
+@dataclass(frozen=True)
+class Hazard:
+    """Coefficients of the daily churn logit; ``sigmoid(logit)`` is the daily probability.
+
+    ``logit = base + short_tenure·exp(-tenure/tenure_scale)
+    + charges·(monthly_charges - charges_ref) + autopay·has_autopay
+    + support_call·support_calls_30d + failed_payment·failed_payments_90d
+    + silence·min(days_since_last_event, silence_cap)
+    + usage_decline·max(0, -usage_trend) + plan effect + frailty``.
+    Under ``concept_flip`` after onset the autopay term is ``-autopay·has_autopay``.
+    """
+
+    base: float = -6.6
+    short_tenure: float = 1.6
+    tenure_scale: float = 6.0
+    charges: float = 0.02
+    charges_ref: float = 60.0
+    autopay: float = -0.8
+    support_call: float = 0.35
+    failed_payment: float = 0.7
+    silence: float = 0.15
+    silence_cap: float = 30.0
+    usage_decline: float = 0.6
+    premium: float = -0.5
+    flex: float = 0.6
+    frailty_sd: float = 0.5
+
+    def logit(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, flipped: bool) -> np.ndarray:
+        """The logit for columns as built by :func:`_columns` (vectorized)."""
+        autopay = -self.autopay if flipped else self.autopay
+        return (
+            self.base
+            + self.short_tenure * np.exp(-cols["tenure_months"] / self.tenure_scale)
+            + self.charges * (cols["monthly_charges"] - self.charges_ref)
+            + autopay * cols["has_autopay"]
+            + self.support_call * cols["support_calls_30d"]
+            + self.failed_payment * cols["failed_payments_90d"]
+            + self.silence * np.minimum(cols["days_since_last_event"], self.silence_cap)
+            + self.usage_decline * np.maximum(0.0, -cols["usage_trend"])
+            + self.premium * cols["premium"]
+            + self.flex * cols["flex"]
+            + frailty
+        )
+
+
+HAZARD = Hazard()
+
+_NUMERIC = (
+    "tenure_months",
+    "monthly_charges",
+    "has_autopay",
+    "support_calls_30d",
+    "failed_payments_90d",
+    "days_since_last_event",
+    "usage_trend",
+)
+
+
+def _columns(values: list[Mapping[str, float | int | str]]) -> dict[str, np.ndarray]:
+    """Feature dicts (from ``feature_values``) as float columns, plus plan indicators."""
+    cols = {name: np.array([v[name] for v in values], dtype=float) for name in _NUMERIC}
+    plans = [v["plan"] for v in values]
+    cols["premium"] = np.array([p == "premium" for p in plans], dtype=float)
+    cols["flex"] = np.array([p == FLEX_PLAN for p in plans], dtype=float)
+    return cols
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What to simulate. Equal configs give identical event streams."""
+
+    n_customers: int = 2000
+    days: int = 180
+    seed: int = 7
+    start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    scenario: str | None = None
+    onset_day: int = 90
+    id_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.scenario is not None and self.scenario not in SCENARIOS:
+            raise ValueError(
+                f"unknown scenario {self.scenario!r}; allowed: {', '.join(SCENARIOS)} (or None)"
+            )
+        if self.n_customers < 0:
+            raise ValueError(f"n_customers must be >= 0, got {self.n_customers}")
+        if self.days < 0:
+            raise ValueError(f"days must be >= 0, got {self.days}")
+        if self.onset_day < 0:
+            raise ValueError(f"onset_day must be >= 0, got {self.onset_day}")
+        if self.start.tzinfo is None:
+            raise ValueError("start must be timezone-aware")
+
+
+class _Traits:
+    """Latent per-customer traits in growable numpy columns (index = customer number)."""
+
+    FIELDS = (
+        "level",  # typical usage amount on an active day
+        "p_use",  # probability of using the service on a given day while engaged
+        "support",  # daily support-call rate
+        "fail",  # payment-failure propensity without autopay
+        "tendency",  # daily probability of starting to disengage
+        "tau",  # e-folding time (days) of usage once disengaging
+        "frailty",  # unobserved additive term on the churn logit
+        "jitter",  # personal price multiplier
+        "bdom",  # billing day of month
+        "dis_start",  # day disengagement started, inf if not
+    )
+
+    def __init__(self) -> None:
+        self.n = 0
+        for name in self.FIELDS:
+            setattr(self, name, np.empty(0))
+
+    def add(self, rng: np.random.Generator, k: int, bdom: np.ndarray) -> None:
+        """Draw the traits of ``k`` new customers, in a fixed order."""
+        new = {
+            "level": rng.lognormal(math.log(4.0), 0.6, k),
+            "p_use": rng.beta(6.0, 1.5, k),
+            "support": rng.gamma(1.0, 0.015, k),
+            "fail": rng.beta(1.2, 18.0, k),
+            "tendency": rng.beta(0.6, 150.0, k),
+            "tau": rng.uniform(7.0, 30.0, k),
+            "frailty": rng.normal(0.0, HAZARD.frailty_sd, k),
+            "jitter": rng.lognormal(0.0, CHARGE_JITTER_SD, k),
+            "bdom": bdom.astype(float),
+            "dis_start": np.full(k, np.inf),
+        }
+        for name, column in new.items():
+            setattr(self, name, np.concatenate([getattr(self, name), column]))
+        self.n += k
+
+
+@dataclass(slots=True)
+class _Pending:
+    """One event of the day before it gets its id: sorted by (ts, seq)."""
+
+    ts: int
+    seq: int
+    customer: int
+    cls: type
+    fields: dict
+
+
+class Simulator:
+    """Generates the event stream of :class:`SimConfig` and knows the true churn hazard.
+
+    :meth:`events` is lazy (day by day) and restarts from the seed on every
+    call, so two iterations yield the same stream. :attr:`customers` and the
+    latent traits used by :meth:`true_hazard` belong to the latest iteration.
+    """
+
+    def __init__(self, config: SimConfig):
+        self.config = config
+        self._start_ts = config.start.timestamp()
+        self._reset()
+
+    # --- public API ---------------------------------------------------------------
+
+    @property
+    def onset_ts(self) -> float | None:
+        """Epoch seconds of the scenario onset, ``None`` without a scenario."""
+        if self.config.scenario is None:
+            return None
+        return self._start_ts + self.config.onset_day * DAY
+
+    @property
+    def customers(self) -> list[str]:
+        """Ids of every customer created so far in the current iteration."""
+        return list(self._ids)
+
+    def events(self) -> Iterator[AccountEvent]:
+        """All events in non-decreasing ``ts`` order, backdated signups first."""
+        self._reset()
+        yield from self._emit(self._prelude())
+        for day in range(self.config.days):
+            yield from self._emit(self._day(day))
+
+    def true_hazard(self, customer_id: str, values: Mapping[str, float | int | str], at: float) -> float:
+        """The daily churn probability the simulator uses for these feature values at ``at``.
+
+        ``values`` is a mapping as returned by :func:`stream.features.feature_values`.
+        The customer's latent frailty is added; an id this simulator has not
+        created gets the population mean (0). Scenario effects apply when
+        ``at >= onset_ts``.
+        """
+        idx = self._index.get(customer_id)
+        frailty = np.array([0.0 if idx is None else self._traits.frailty[idx]])
+        return float(self._hazards(_columns([values]), frailty, at)[0])
+
+    def oracle_probability(
+        self, customer_id: str, values: Mapping[str, float | int | str], at: float, horizon_days: int
+    ) -> float:
+        """``1 - (1 - true_hazard)**horizon_days``: churn within the horizon at constant hazard."""
+        if horizon_days < 0:
+            raise ValueError(f"horizon_days must be >= 0, got {horizon_days}")
+        return 1.0 - (1.0 - self.true_hazard(customer_id, values, at)) ** horizon_days
+
+    # --- state --------------------------------------------------------------------
+
+    def _reset(self) -> None:
+        self._rng = np.random.default_rng(self.config.seed)
+        self._traits = _Traits()
+        self._ids: list[str] = []
+        self._index: dict[str, int] = {}
+        self._states: list[CustomerState] = []
+        self._active = np.zeros(0, dtype=bool)
+        self._next_event = 0
+
+    def _new_customers(self, k: int, signup_ts: np.ndarray) -> np.ndarray:
+        """Create ``k`` customers signing up at ``signup_ts``; returns their indices."""
+        first = self._traits.n
+        bdom = np.array([datetime.fromtimestamp(t, tz=timezone.utc).day for t in signup_ts])
+        self._traits.add(self._rng, k, bdom)
+        prefix = self.config.id_prefix
+        for n in range(first, first + k):
+            cid = f"{prefix}c{n:06d}"
+            self._ids.append(cid)
+            self._index[cid] = n
+            self._states.append(CustomerState())
+        self._active = np.concatenate([self._active, np.ones(k, dtype=bool)])
+        return np.arange(first, first + k)
+
+    def _hazards(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, at: float) -> np.ndarray:
+        onset = self.onset_ts
+        flipped = self.config.scenario == "concept_flip" and onset is not None and at >= onset
+        return _sigmoid(HAZARD.logit(cols, frailty, flipped))
+
+    # --- generation -----------------------------------------------------------------
+
+    def _signups(self, idx: np.ndarray, ts: np.ndarray, price_factor: float, flex_share: float) -> list[_Pending]:
+        """Signup events for new customers ``idx`` (plan, charges and autopay drawn here)."""
+        rng = self._rng
+        k = idx.size
+        plans = rng.choice(len(PLAN_MIX), size=k, p=PLAN_MIX)
+        if flex_share > 0:
+            plans = np.where(rng.random(k) < flex_share, _FLEX, plans)
+        autopay = rng.random(k) < AUTOPAY_SHARE
+        charges = np.round(_PRICES[plans] * price_factor * self._traits.jitter[idx], 2)
+        return [
+            _Pending(
+                int(ts[j]), j, int(i), Signup,
+                {"plan": _PLANS[plans[j]], "monthly_charges": float(charges[j]), "has_autopay": bool(autopay[j])},
+            )
+            for j, i in enumerate(idx)
+        ]
+
+    def _prelude(self) -> list[_Pending]:
+        """The initial population's backdated signups."""
+        n = self.config.n_customers
+        back = self._rng.uniform(0.0, MAX_TENURE_MONTHS * MONTH_DAYS * DAY, n)
+        ts = np.floor(self._start_ts - back).astype(np.int64) - 1  # strictly before start
+        idx = self._new_customers(n, ts)
+        return self._signups(idx, ts, price_factor=1.0, flex_share=0.0)
+
+    def _day(self, day: int) -> list[_Pending]:
+        """Every event of simulated day ``day`` (unsorted), in a fixed draw order."""
+        cfg = self.config
+        rng = self._rng
+        tr = self._traits
+        t0 = self._start_ts + day * DAY
+        scenario = cfg.scenario if day >= cfg.onset_day else None
+        pending: list[_Pending] = []
+
+        def add(ts: np.ndarray, customers: np.ndarray, cls: type, fields: Iterable[dict]) -> None:
+            base = len(pending)
+            for j, (t, i, f) in enumerate(zip(ts, customers, fields)):
+                pending.append(_Pending(int(t0 + t), base + j, int(i), cls, f))
+
+        def times(k: int) -> np.ndarray:
+            return rng.integers(0, int(DAY), k)
+
+        idx = np.flatnonzero(self._active)
+        values = [feature_values(self._states[i], t0) for i in idx]
+        cols = _columns(values)
+
+        # 1. churn, decided at the end of the previous day
+        if day > 0 and idx.size:
+            closing = rng.random(idx.size) < self._hazards(cols, tr.frailty[idx], t0)
+        else:
+            closing = np.zeros(idx.size, dtype=bool)
+        churners = idx[closing]
+        add(times(churners.size), churners, AccountClosed, ({} for _ in churners))
+        self._active[churners] = False
+        keep = ~closing
+        idx = idx[keep]
+        plan = np.array([v["plan"] for v, k in zip(values, keep) if k], dtype=object)
+        charges = cols["monthly_charges"][keep]
+        autopay = cols["has_autopay"][keep] > 0
+        k = idx.size
+
+        # 2. scenario onset: the price hike reaches every active customer
+        hike_day = scenario == "price_hike" and day == cfg.onset_day
+        if hike_day:
+            raised = np.round(charges * PRICE_HIKE, 2)
+            add(times(k), idx, PlanChanged,
+                ({"plan": p, "monthly_charges": float(c)} for p, c in zip(plan, raised)))
+
+        # 3. engagement: some customers start drifting away
+        starting = np.isinf(tr.dis_start[idx]) & (rng.random(k) < tr.tendency[idx])
+        tr.dis_start[idx[starting]] = day
+        elapsed = np.maximum(0.0, day - tr.dis_start[idx])  # 0 while not disengaging (dis_start = inf)
+        engagement = np.exp(-elapsed / tr.tau[idx])
+
+        # 4. usage (every existing customer is seen on day 0, see module doc)
+        used = rng.random(k) < tr.p_use[idx] * engagement**0.7
+        if day == 0:
+            used[:] = True
+        amount = np.round(tr.level[idx] * engagement * rng.lognormal(0.0, USAGE_NOISE_SD, k), 3)
+        add(times(int(used.sum())), idx[used], Usage, ({"amount": float(a)} for a in amount[used]))
+
+        # 5. support calls
+        rate = tr.support[idx] * (1.0 + SUPPORT_WHEN_DISENGAGED * (1.0 - engagement))
+        if scenario == "support_surge":
+            rate = rate * SUPPORT_SURGE
+        calls = rng.poisson(rate)
+        callers = np.repeat(idx, calls)
+        reasons = rng.choice(len(SUPPORT_REASONS), size=callers.size)
+        add(times(callers.size), callers, SupportCall, ({"reason": SUPPORT_REASONS[r]} for r in reasons))
+
+        # 6. monthly payments on the billing day of month
+        date = datetime.fromtimestamp(t0, tz=timezone.utc)
+        month_days = calendar.monthrange(date.year, date.month)[1]
+        bdom = tr.bdom[idx]
+        due = (bdom == date.day) | ((date.day == month_days) & (bdom > month_days))
+        fail_p = tr.fail[idx] * np.where(autopay, AUTOPAY_FAILURE_FACTOR, 1.0)
+        failed = rng.random(k) < fail_p
+        add(times(int(due.sum())), idx[due], Payment,
+            ({"amount": float(c), "status": "failed" if f else "ok"} for c, f in zip(charges[due], failed[due])))
+
+        # 7. plan changes (none on the price-hike day: one plan event per customer)
+        change_rate = 0.0 if hike_day else PLAN_CHANGE_RATE
+        flex_share = 0.0
+        if scenario == "new_plan":
+            change_rate *= NEW_PLAN_CHANGE_BOOST
+            flex_share = FLEX_CHANGE_SHARE
+        price_factor = PRICE_HIKE if scenario == "price_hike" else 1.0
+        changing = rng.random(k) < change_rate
+        shift = rng.integers(1, len(PLAN_PRICES), k)  # to another of the classic plans
+        to_flex = rng.random(k) < flex_share
+        current = np.array([_PLANS.index(p) if p in _PLANS else 0 for p in plan], dtype=int)
+        target = np.where(current == _FLEX, shift - 1, (current + shift) % len(PLAN_PRICES))
+        target = np.where(to_flex & (current != _FLEX), _FLEX, target)
+        new_charges = np.round(_PRICES[target] * price_factor * tr.jitter[idx], 2)
+        add(times(int(changing.sum())), idx[changing], PlanChanged,
+            ({"plan": _PLANS[p], "monthly_charges": float(c)}
+             for p, c in zip(target[changing], new_charges[changing])))
+
+        # 8. autopay toggles
+        toggling = rng.random(k) < AUTOPAY_TOGGLE_RATE
+        add(times(int(toggling.sum())), idx[toggling], AutopayChanged,
+            ({"enabled": not a} for a in autopay[toggling]))
+
+        # 9. new customers join, pulled towards a stable active population
+        gap = cfg.n_customers - int(self._active.sum())
+        joining = int(rng.poisson(max(0.0, cfg.n_customers * JOIN_RATE + JOIN_RESTORE * gap)))
+        if joining:
+            ts = times(joining)
+            new = self._new_customers(joining, t0 + ts)
+            signup_flex = FLEX_SIGNUP_SHARE if scenario == "new_plan" else 0.0
+            for p in self._signups(new, t0 + ts, price_factor, signup_flex):
+                p.seq = len(pending)
+                pending.append(p)
+        return pending
+
+    def _emit(self, pending: list[_Pending]) -> Iterator[AccountEvent]:
+        """Sort one batch by time, give ids, fold into the states, yield."""
+        pending.sort(key=lambda p: (p.ts, p.seq))
+        prefix = self.config.id_prefix
+        ids = self._ids
+        states = self._states
+        for p in pending:
+            event = p.cls(
+                event_id=f"{prefix}e{self._next_event}",
+                customer_id=ids[p.customer],
+                ts=datetime.fromtimestamp(p.ts, tz=timezone.utc),
+                **p.fields,
+            )
+            self._next_event += 1
+            apply(states[p.customer], event)
+            yield event
+
+
+def paced(
+    events: Iterable[AccountEvent],
+    seconds_per_day: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    *,
+    start: datetime | float | None = None,
+) -> Iterator[AccountEvent]:
+    """Yield events no faster than the accelerated event-time clock.
+
+    One simulated day passes every ``seconds_per_day`` wall seconds (0 = as fast
+    as possible). The event-time clock starts at ``start`` (default: the first
+    event's time) when the first event arrives; events before ``start`` pass
+    without waiting. For a :class:`Simulator` stream pass
+    ``start=config.start`` so the backdated signups do not replay years of
+    event time.
+
+    >>> now = [0.0]
+    >>> waits = []
+    >>> def fake_sleep(s): waits.append(s); now[0] += s
+    >>> sim = Simulator(SimConfig(n_customers=2, days=2))
+    >>> n = sum(1 for _ in paced(sim.events(), 10.0, lambda: now[0], fake_sleep, start=sim.config.start))
+    >>> now[0] <= 20.0 and all(w > 0 for w in waits)
+    True
+    """
+    if not math.isfinite(seconds_per_day) or seconds_per_day < 0:
+        raise ValueError(f"seconds_per_day must be a finite number >= 0, got {seconds_per_day}")
+    if seconds_per_day == 0:
+        yield from events
+        return
+    anchor = start.timestamp() if isinstance(start, datetime) else start
+    wall0: float | None = None
+    for event in events:
+        ts = event.ts.timestamp()
+        if wall0 is None:
+            wall0 = clock()
+            if anchor is None:
+                anchor = ts
+        if ts > anchor:
+            wait = wall0 + (ts - anchor) / DAY * seconds_per_day - clock()
+            if wait > 0:
+                sleep(wait)
+        yield event

@@ -1,0 +1,106 @@
+"""Kafka client configuration built from :class:`~stream.settings.Settings`.
+
+One place maps the ``CHURN_`` Kafka settings onto both client libraries:
+:func:`confluent_config` for confluent-kafka producers, consumers and admin clients,
+:func:`faust_broker_kwargs` for ``faust.App``. Secrets stay ``SecretStr`` in the
+settings and are revealed only in the dictionaries built here.
+
+``CHURN_BOOTSTRAP_SERVERS`` empty means "the embedded broker": the caller starts it and
+passes its address as ``bootstrap``; an explicit ``bootstrap`` always wins.
+
+>>> s = Settings(bootstrap_servers="k1:9092, k2:9092")
+>>> confluent_config(s)
+{'bootstrap.servers': 'k1:9092,k2:9092', 'security.protocol': 'PLAINTEXT'}
+>>> faust_broker_kwargs(s)
+{'broker': 'kafka://k1:9092;k2:9092'}
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+
+from stream.errors import ConfigError
+from stream.settings import Settings
+
+_TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+_SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+
+
+def bootstrap_hosts(settings: Settings, bootstrap: str | None = None) -> list[str]:
+    """The ``host:port`` list to connect to: ``bootstrap`` if given, else the setting.
+
+    Accepts comma- or semicolon-separated lists, with or without a ``kafka://`` scheme.
+    Raises :class:`ConfigError` when neither names a broker.
+    """
+    raw = bootstrap if bootstrap is not None else settings.bootstrap_servers
+    hosts = [re.sub(r"^[a-z]+://", "", part.strip()) for part in re.split(r"[,;]", raw)]
+    hosts = [h for h in hosts if h]
+    if not hosts:
+        raise ConfigError(
+            "no Kafka bootstrap address: CHURN_BOOTSTRAP_SERVERS is empty and no embedded broker address was passed"
+        )
+    for host in hosts:
+        if not re.fullmatch(r"[^\s:/]+:\d{1,5}", host):
+            raise ConfigError(f"CHURN_BOOTSTRAP_SERVERS: {host!r} is not host:port")
+    return hosts
+
+
+def _check_sasl(settings: Settings) -> None:
+    if settings.security_protocol in _SASL_PROTOCOLS and not settings.sasl_username:
+        raise ConfigError(
+            f"CHURN_SASL_USERNAME is empty but CHURN_SECURITY_PROTOCOL={settings.security_protocol} needs it"
+        )
+
+
+def confluent_config(settings: Settings, bootstrap: str | None = None) -> dict[str, str]:
+    """Connection settings for any confluent-kafka client (librdkafka property names).
+
+    ``ssl.ca.location`` is set only when the protocol uses TLS and ``CHURN_SSL_CAFILE``
+    is set; ``sasl.*`` only when the protocol uses SASL.
+    """
+    _check_sasl(settings)
+    config = {
+        "bootstrap.servers": ",".join(bootstrap_hosts(settings, bootstrap)),
+        "security.protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in _SASL_PROTOCOLS:
+        config["sasl.mechanism"] = settings.sasl_mechanism
+        config["sasl.username"] = settings.sasl_username
+        config["sasl.password"] = settings.sasl_password.get_secret_value()
+    if settings.security_protocol in _TLS_PROTOCOLS and settings.ssl_cafile:
+        config["ssl.ca.location"] = settings.ssl_cafile
+    return config
+
+
+def faust_broker_url(settings: Settings, bootstrap: str | None = None) -> str:
+    """Faust's broker URL, ``kafka://host1:port;host2:port``."""
+    return "kafka://" + ";".join(bootstrap_hosts(settings, bootstrap))
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext:
+    """A client TLS context verifying the server, with ``CHURN_SSL_CAFILE`` when set."""
+    try:
+        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"CHURN_SSL_CAFILE: cannot load {settings.ssl_cafile!r}: {exc}") from exc
+
+
+def faust_broker_kwargs(settings: Settings, bootstrap: str | None = None) -> dict[str, object]:
+    """Keyword arguments for ``faust.App``: ``broker`` and, with SASL or TLS, ``broker_credentials``."""
+    import faust  # deferred: only the worker needs Faust
+
+    _check_sasl(settings)
+    kwargs: dict[str, object] = {"broker": faust_broker_url(settings, bootstrap)}
+    protocol = settings.security_protocol
+    context = ssl_context(settings) if protocol in _TLS_PROTOCOLS else None
+    if protocol in _SASL_PROTOCOLS:
+        kwargs["broker_credentials"] = faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value(),
+            mechanism=settings.sasl_mechanism,
+            ssl_context=context,
+        )
+    elif protocol == "SSL":
+        kwargs["broker_credentials"] = faust.SSLCredentials(context)
+    return kwargs

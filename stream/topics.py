@@ -1,0 +1,183 @@
+"""Topic names and specs of churn-stream, in one place.
+
+Every topic of the architecture, prefixed with ``CHURN_TOPIC_PREFIX``. Data topics
+(``account-events`` and everything keyed by customer) have ``CHURN_TOPIC_PARTITIONS``
+partitions so they co-partition with the Faust tables; ``drift-alerts`` has one
+partition; ``model-events`` has one partition and is compacted.
+
+:func:`ensure_topics` creates the missing ones idempotently and waits until the
+broker's metadata shows them. A broker that rejects a topic config gets the topic
+without it, and a warning says so. (Tansu accepts ``cleanup.policy=compact`` but its
+memory storage does not compact.)
+
+>>> [t.name for t in topic_specs(Settings(topic_prefix="x-"))][:2]
+['x-account-events', 'x-account-events-dlq']
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream.errors import BrokerError
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_EVENTS = "account-events"
+ACCOUNT_EVENTS_DLQ = "account-events-dlq"
+CHURN_FEATURES = "churn-features"
+CHURN_SCORES = "churn-scores"
+CHURN_LABELS = "churn-labels"
+DRIFT_ALERTS = "drift-alerts"
+MODEL_EVENTS = "model-events"
+
+DATA_TOPICS: tuple[str, ...] = (ACCOUNT_EVENTS, ACCOUNT_EVENTS_DLQ, CHURN_FEATURES, CHURN_SCORES, CHURN_LABELS)
+ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
+
+# Errors meaning "the broker did not like this topic config", answered by retrying without it.
+_CONFIG_ERRORS = frozenset({KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION, KafkaError.UNSUPPORTED_VERSION})
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create: full name, partition count, replication and topic configs."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+    replication: int = 1
+
+    def new_topic(self, with_config: bool = True) -> NewTopic:
+        return NewTopic(
+            self.name,
+            num_partitions=self.partitions,
+            replication_factor=self.replication,
+            config=dict(self.config) if with_config else {},
+        )
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    """The prefixed name of every topic, for code that reads or writes them."""
+
+    account_events: str
+    account_events_dlq: str
+    churn_features: str
+    churn_scores: str
+    churn_labels: str
+    drift_alerts: str
+    model_events: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TopicNames:
+        return cls(*(settings.topic(name) for name in ALL_TOPICS))
+
+
+def topic_specs(settings: Settings) -> list[TopicSpec]:
+    """Specs of every churn-stream topic, named with the configured prefix."""
+    replication = settings.topic_replication
+    specs = [TopicSpec(settings.topic(name), settings.topic_partitions, {}, replication) for name in DATA_TOPICS]
+    specs.append(TopicSpec(settings.topic(DRIFT_ALERTS), 1, {}, replication))
+    specs.append(TopicSpec(settings.topic(MODEL_EVENTS), 1, {"cleanup.policy": "compact"}, replication))
+    return specs
+
+
+def _admin(admin_or_config: AdminClient | Mapping[str, str]) -> AdminClient:
+    if isinstance(admin_or_config, AdminClient):
+        return admin_or_config
+    return AdminClient(dict(admin_or_config))
+
+
+def _existing(admin: AdminClient, timeout: float) -> dict[str, int]:
+    """Topic name -> partition count of the topics the broker reports without error."""
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot list topics: {exc}") from exc
+    return {name: len(t.partitions) for name, t in metadata.topics.items() if t.error is None and t.partitions}
+
+
+def _create(admin: AdminClient, specs: list[TopicSpec], timeout: float, with_config: bool) -> dict[str, KafkaError]:
+    """Create ``specs``; the error of each topic that was not created (already existing ones included)."""
+    if not specs:
+        return {}
+    try:
+        futures = admin.create_topics(
+            [s.new_topic(with_config) for s in specs], operation_timeout=timeout, request_timeout=timeout
+        )
+    except KafkaException as exc:
+        raise BrokerError(f"cannot create topics: {exc}") from exc
+    failures: dict[str, KafkaError] = {}
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            failures[name] = exc.args[0]
+        except concurrent.futures.TimeoutError as exc:
+            raise BrokerError(f"creating topic {name} did not finish within {timeout:.0f}s") from exc
+    return failures
+
+
+def _pop_already_existing(failures: dict[str, KafkaError]) -> set[str]:
+    """Remove and return the topics that failed only because they exist (created concurrently)."""
+    raced = {name for name, err in failures.items() if err.code() == KafkaError.TOPIC_ALREADY_EXISTS}
+    for name in raced:
+        del failures[name]
+    return raced
+
+
+def ensure_topics(
+    admin_or_config: AdminClient | Mapping[str, str], specs: Iterable[TopicSpec], timeout: float = 15.0
+) -> list[str]:
+    """Create the topics of ``specs`` that do not exist yet; the names created.
+
+    Idempotent: a topic that exists already (also one created concurrently) is fine;
+    one that exists with another partition count is logged as a warning. Waits until
+    the metadata shows every topic, and raises :class:`BrokerError` on real failures
+    or when ``timeout`` seconds pass.
+    """
+    admin = _admin(admin_or_config)
+    specs = list(specs)
+    deadline = time.monotonic() + timeout
+    existing = _existing(admin, timeout)
+    missing = [s for s in specs if s.name not in existing]
+    failures = _create(admin, missing, timeout, with_config=True)
+    raced = _pop_already_existing(failures)
+
+    rejected = [s for s in missing if s.name in failures and failures[s.name].code() in _CONFIG_ERRORS and s.config]
+    for spec in rejected:
+        log.warning(
+            "broker rejected config %s of topic %s (%s); creating it without",
+            dict(spec.config),
+            spec.name,
+            failures.pop(spec.name).str(),
+        )
+    failures.update(_create(admin, rejected, timeout, with_config=False))
+    raced |= _pop_already_existing(failures)
+    if failures:
+        detail = "; ".join(f"{name}: {err.str()}" for name, err in sorted(failures.items()))
+        raise BrokerError(f"cannot create topics: {detail}")
+
+    wanted = {s.name: s.partitions for s in specs}
+    while True:
+        existing = _existing(admin, max(0.1, deadline - time.monotonic()))
+        absent = sorted(set(wanted) - set(existing))
+        if not absent:
+            break
+        if time.monotonic() >= deadline:
+            raise BrokerError(f"topics {absent} did not appear in the broker metadata within {timeout:.0f}s")
+        time.sleep(0.05)
+    for name, partitions in wanted.items():
+        if existing[name] != partitions:
+            log.warning("topic %s has %d partitions, expected %d", name, existing[name], partitions)
+    created = [s.name for s in missing if s.name not in raced]
+    if created:
+        log.info("created topics %s", created)
+    return created

@@ -1,0 +1,70 @@
+"""A user mistake gets one line that says what to fix, a non-zero exit and no traceback."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+CHURN = str(Path(sys.executable).parent / "churn")
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    environment.update(env)
+    return subprocess.run([CHURN, *args], capture_output=True, text=True, env=environment, timeout=120)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *words: str) -> None:
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_missing_config_file(tmp_path):
+    proc = run("train", "--config", str(tmp_path / "missing.yaml"), CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "config file not found", "missing.yaml", "--config")
+
+
+def test_invalid_config_value(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("dataset:\n  horizon_days: -3\n")
+    proc = run("train", "--config", str(bad), CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "dataset.horizon_days")
+
+
+def test_unknown_config_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle:\n  kind: svm\n")
+    proc = run("train", "--config", str(bad), CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "modle")
+
+
+def test_invalid_setting_names_the_variable(tmp_path):
+    proc = run("models", CHURN_WEB_PORT="not-a-port", CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "CHURN_WEB_PORT")
+
+
+def test_invalid_choice_setting(tmp_path):
+    proc = run("models", CHURN_SECURITY_PROTOCOL="carrier-pigeon", CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "CHURN_SECURITY_PROTOCOL")
+
+
+def test_unknown_command_is_a_usage_error():
+    proc = run("fly")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert "No such command" in proc.stderr
+
+
+def test_schemas_export_writes_every_contract(tmp_path):
+    proc = run("schemas", "export", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "account_event.schema.json" in names and len(names) == 6

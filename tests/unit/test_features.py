@@ -1,0 +1,144 @@
+"""The shared feature logic: golden values, duplicates, order, size."""
+
+import itertools
+import random
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from schemas.events import AccountClosed, AutopayChanged, Payment, PlanChanged, Signup, SupportCall, Usage
+from stream.features import (
+    DEDUP_RING,
+    Admission,
+    CustomerState,
+    admit,
+    apply,
+    feature_values,
+    features,
+)
+
+pytestmark = pytest.mark.unit
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def at(days: float) -> datetime:
+    return T0 + timedelta(days=days)
+
+
+def history():
+    c = "c1"
+    return [
+        Signup(event_id="e01", customer_id=c, ts=at(0), plan="basic", monthly_charges=30.0, has_autopay=False),
+        Usage(event_id="e02", customer_id=c, ts=at(1), amount=10.0),
+        Usage(event_id="e03", customer_id=c, ts=at(20), amount=5.0),
+        Payment(event_id="e04", customer_id=c, ts=at(30), amount=30.0, status="failed"),
+        AutopayChanged(event_id="e05", customer_id=c, ts=at(31), enabled=True),
+        SupportCall(event_id="e06", customer_id=c, ts=at(45), reason="billing"),
+        PlanChanged(event_id="e07", customer_id=c, ts=at(50), plan="premium", monthly_charges=95.0),
+        Usage(event_id="e08", customer_id=c, ts=at(55), amount=2.0),
+        SupportCall(event_id="e09", customer_id=c, ts=at(70)),
+        Usage(event_id="e10", customer_id=c, ts=at(72), amount=1.5),
+    ]
+
+
+def replay(events):
+    state = CustomerState()
+    for ev in events:
+        apply(state, ev)
+    return state
+
+
+def test_golden_feature_values():
+    state = replay(history())
+    assert feature_values(state, at(72).timestamp()) == {
+        "tenure_months": 2.3655,
+        "monthly_charges": 95.0,
+        "has_autopay": 1,
+        "support_calls_30d": 2,
+        "failed_payments_90d": 1,
+        "days_since_last_event": 2.0,
+        "usage_30d": 3.5,
+        "usage_trend": -0.2877,
+        "plan": "premium",
+    }
+
+
+def test_golden_values_later_show_silence_and_window_expiry():
+    state = replay(history())
+    values = feature_values(state, at(130).timestamp())
+    assert values["days_since_last_event"] == 58.0
+    assert values["support_calls_30d"] == 0
+    assert values["failed_payments_90d"] == 0
+    assert values["usage_30d"] == 0.0
+
+
+def test_feature_vector_carries_event_id_and_time():
+    state = replay(history())
+    fv = features(state, at(72), event_id="e10")
+    assert (fv.event_id, fv.customer_id, fv.event_ts) == ("e10", "c1", at(72))
+
+
+def test_duplicate_event_changes_nothing():
+    events = history()
+    state = replay(events)
+    before = state.to_bytes()
+    for ev in events:
+        assert admit(state, ev.event_id, ev.ts.timestamp()) is not Admission.NEW
+        apply(state, ev)
+    assert state.to_bytes() == before
+
+
+def test_order_does_not_matter_within_the_ring():
+    events = history()
+    expected = replay(events).to_bytes()
+    rng = random.Random(3)
+    for _ in range(20):
+        shuffled = events[:]
+        rng.shuffle(shuffled)
+        assert replay(shuffled).to_bytes() == expected
+
+
+def test_latest_value_follows_event_time_not_arrival():
+    early = PlanChanged(event_id="a", customer_id="c", ts=at(5), plan="basic", monthly_charges=30.0)
+    late = PlanChanged(event_id="b", customer_id="c", ts=at(9), plan="standard", monthly_charges=60.0)
+    for order in itertools.permutations([early, late]):
+        assert replay(order).plan == "standard"
+
+
+def test_events_older_than_a_full_ring_are_too_late():
+    state = CustomerState()
+    for i in range(DEDUP_RING):
+        apply(state, Usage(event_id=f"u{i}", customer_id="c", ts=at(10 + i), amount=1.0))
+    old = Usage(event_id="old", customer_id="c", ts=at(1), amount=100.0)
+    assert admit(state, old.event_id, old.ts.timestamp()) is Admission.TOO_LATE
+    before = state.to_bytes()
+    apply(state, old)
+    assert state.to_bytes() == before
+
+
+def test_state_stays_bounded_and_small():
+    state = CustomerState()
+    apply(state, Signup(event_id="s", customer_id="c000001", ts=at(0), plan="standard", monthly_charges=60.0))
+    for day in range(1000):
+        apply(state, Usage(event_id=f"u{day}", customer_id="c000001", ts=at(day + 0.5), amount=3.25))
+        if day % 3 == 0:
+            apply(state, SupportCall(event_id=f"s{day}", customer_id="c000001", ts=at(day + 0.7)))
+        if day % 30 == 0:
+            apply(state, Payment(event_id=f"p{day}", customer_id="c000001", ts=at(day + 0.9), amount=60.0,
+                                 status="failed"))
+    assert len(state.usage) <= 60
+    assert len(state.support_calls) <= 11
+    assert len(state.failed_payments) <= 4
+    assert len(state.recent) == DEDUP_RING
+    assert len(state.to_bytes()) <= 1024
+
+
+def test_state_round_trips_through_bytes():
+    state = replay(history())
+    assert CustomerState.from_bytes(state.to_bytes()) == state
+
+
+def test_closure_is_recorded():
+    state = replay([*history(), AccountClosed(event_id="z", customer_id="c1", ts=at(80))])
+    assert state.closed_ts == at(80).timestamp()

@@ -1,0 +1,165 @@
+"""The training job: train, log to MLflow, register, gate, promote or reject.
+
+``run_training`` is what ``churn train`` (and, later, the retraining launcher) calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.errors import RegistryError
+from stream.settings import Settings
+from training import registry
+from training.config import TrainConfig
+from training.dataset import ORACLE, label_array, model_inputs
+from training.gate import GateDecision, decide
+from training.metrics import heuristic_score
+from training.model_card import model_card
+from training.plots import calibration_figure, close, roc_figure
+from training.reference import reference_distributions
+from training.train import Progress, TrainResult, evaluate, train
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    version: str
+    run_id: str
+    decision: GateDecision
+    metrics: dict[str, float]
+    champion_version: str | None = None
+    champion_metrics: dict[str, float] | None = None
+    checksum: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _flatten(prefix: str, value: object, out: dict[str, object]) -> dict[str, object]:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+    return out
+
+
+def _pip_requirements() -> list[str]:
+    import sklearn
+
+    return [f"scikit-learn=={sklearn.__version__}", "pandas", "numpy"]
+
+
+def run_training(
+    config: TrainConfig,
+    settings: Settings,
+    progress: Progress | None = None,
+    tags: Mapping[str, str] | None = None,
+    result: TrainResult | None = None,
+) -> TrainOutcome:
+    """Train (unless ``result`` is given), log, register and pass the candidate through the gate."""
+    report = progress or (lambda stage, done: None)
+    result = result or train(config, report)
+    client = registry.connect(settings)
+    experiment_id = registry.ensure_experiment(client, settings)
+    name = settings.model_name
+
+    report("champion", 0.0)
+    champion_version = registry.version_for_alias(client, name, registry.PRODUCTION)
+    champion_metrics = None
+    if champion_version is not None:
+        champion_dir = registry.download_model(client, name, champion_version)
+        champion = registry.load_sklearn(champion_dir)
+        champion_metrics = evaluate(
+            champion, result.split.holdout, result.metrics["threshold"], config.precision_at_k
+        )
+    inputs = list(model_inputs(result.split.holdout.head(1)).columns)
+    decision = decide(result.metrics, champion_metrics, inputs, config.gate)
+
+    report("log", 0.0)
+    outcome = _log_and_register(client, experiment_id, name, config, result, decision, champion_metrics, tags)
+    outcome.champion_version = champion_version
+    outcome.champion_metrics = champion_metrics
+
+    if decision.promote:
+        registry.promote(client, name, outcome.version)
+    else:
+        registry.reject(client, name, outcome.version, decision.reasons)
+    report("done", 0.0)
+    return outcome
+
+
+def _log_and_register(client, experiment_id, name, config, result, decision, champion_metrics, tags):
+    import mlflow
+    from mlflow.models import infer_signature
+
+    holdout = result.split.holdout
+    x_holdout = model_inputs(holdout)
+    p = result.pipeline.predict_proba(x_holdout)[:, 1]
+    y = label_array(holdout)
+    run_tags = {
+        "trigger": "manual",
+        "dataset.fingerprint": result.fingerprint,
+        "gate.decision": "promoted" if decision.promote else "rejected",
+        **dict(tags or {}),
+    }
+    try:
+        with mlflow.start_run(experiment_id=experiment_id, tags=run_tags) as run:
+            params = _flatten("", config.model_dump(mode="json"), {})
+            mlflow.log_params({k: str(v) for k, v in params.items()})
+            mlflow.log_param("dataset.fingerprint", result.fingerprint)
+            mlflow.log_metrics({k: v for k, v in result.metrics.items() if np.isfinite(v)})
+            if champion_metrics:
+                mlflow.log_metrics({f"production_{k}": v for k, v in champion_metrics.items() if np.isfinite(v)})
+            mlflow.log_dict(config.model_dump(mode="json"), "config.json")
+            train_inputs = model_inputs(result.split.train)
+            train_scores = result.pipeline.predict_proba(train_inputs)[:, 1]
+            mlflow.log_dict(reference_distributions(train_inputs, train_scores), "reference/reference.json")
+            curves = {"model": p, "heuristic": heuristic_score(holdout)}
+            if ORACLE in holdout:
+                curves["oracle"] = holdout[ORACLE].to_numpy(float)
+            for fig, path in (
+                (roc_figure(y, curves), "plots/roc.png"),
+                (calibration_figure(y, p), "plots/calibration.png"),
+            ):
+                mlflow.log_figure(fig, path)
+                close(fig)
+            mlflow.log_text(
+                model_card(name, config, result.metrics, result.fingerprint, champion_metrics, decision.summary),
+                "model_card.md",
+            )
+            example = x_holdout.head(5)
+            signature = infer_signature(example, result.pipeline.predict_proba(example))
+            info = mlflow.sklearn.log_model(
+                result.pipeline,
+                name="model",
+                signature=signature,
+                input_example=example,
+                registered_model_name=name,
+                pip_requirements=_pip_requirements(),
+            )
+            version = str(info.registered_model_version)
+            run_id = run.info.run_id
+    except RegistryError:
+        raise
+    except Exception as exc:
+        raise RegistryError(f"logging to MLflow failed: {exc}") from exc
+    checksum = registry.artifact_checksum(registry.download_model(client, name, version))
+    client.set_model_version_tag(name, version, registry.CHECKSUM_TAG, checksum)
+    client.set_model_version_tag(name, version, "dataset.fingerprint", result.fingerprint)
+    for key, value in run_tags.items():
+        if key != "gate.decision":
+            client.set_model_version_tag(name, version, key, str(value))
+    return TrainOutcome(
+        version=version,
+        run_id=run_id,
+        decision=decision,
+        metrics=dict(result.metrics),
+        checksum=checksum,
+        tags=run_tags,
+    )
+
+

@@ -1,0 +1,176 @@
+"""MLflow registry operations: connect, log a candidate, promote, reject, roll back.
+
+Aliases: ``production`` is what scorers serve; ``previous`` keeps the version it
+replaced, so a rollback is one alias move. Every version carries tags that say how
+the gate decided (``gate.decision``, ``gate.reasons``) and the artifact checksum the
+scorers verify before they swap a model in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream.errors import ModelLoadError, RegistryError
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PRODUCTION = "production"
+PREVIOUS = "previous"
+CHECKSUM_TAG = "checksum"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def connect(settings: Settings):
+    """An ``MlflowClient`` for the configured tracking URI (fluent API pointed there too)."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if settings.mlflow_username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_password.get_secret_value()
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.resolved_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(client, settings: Settings) -> str:
+    """The experiment id, creating it (with a local artifact root when local)."""
+    try:
+        exp = client.get_experiment_by_name(settings.mlflow_experiment)
+        if exp is not None:
+            return exp.experiment_id
+        location = settings.artifact_root() if not settings.mlflow_tracking_uri else None
+        return client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    except Exception as exc:  # MLflow raises many kinds; all mean the same to the user
+        raise RegistryError(f"MLflow at {settings.resolved_tracking_uri()} failed: {exc}") from exc
+
+
+def artifact_checksum(path: str | Path) -> str:
+    """SHA-256 over a model directory's files (relative paths and contents)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def download_model(client, name: str, version: str) -> Path:
+    """Download a version's artifacts to a fresh temporary folder."""
+    import mlflow
+
+    target = Path(tempfile.mkdtemp(prefix=f"churn-model-{version}-"))
+    try:
+        return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(target)))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot download {name} version {version}: {exc}") from exc
+
+
+def load_sklearn(path: str | Path):
+    """Load the sklearn pipeline from a downloaded model directory."""
+    import mlflow.sklearn
+
+    try:
+        return mlflow.sklearn.load_model(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+
+
+def input_names(client, name: str, version: str) -> list[str]:
+    """The input column names of a registered version's signature."""
+    from mlflow.models import get_model_info
+
+    info = get_model_info(f"models:/{name}/{version}")
+    if info.signature is None or info.signature.inputs is None:
+        return []
+    return list(info.signature.inputs.input_names())
+
+
+def version_for_alias(client, name: str, alias: str) -> str | None:
+    """The version under ``alias``, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, alias).version
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise RegistryError(f"registry lookup of {name}@{alias} failed: {exc}") from exc
+
+
+def promote(client, name: str, version: str, reason: str = "") -> str | None:
+    """Move ``production`` to ``version``; the replaced version keeps ``previous``."""
+    old = version_for_alias(client, name, PRODUCTION)
+    if old is not None and old != version:
+        client.set_registered_model_alias(name, PREVIOUS, old)
+    client.set_registered_model_alias(name, PRODUCTION, version)
+    client.set_model_version_tag(name, version, "gate.decision", "promoted")
+    if reason:
+        client.set_model_version_tag(name, version, "gate.reasons", reason)
+    log.info("promoted %s version %s (previous production: %s)", name, version, old)
+    return old
+
+
+def reject(client, name: str, version: str, reasons: list[str]) -> None:
+    """Record why a candidate was rejected; aliases stay where they were."""
+    client.set_model_version_tag(name, version, "gate.decision", "rejected")
+    client.set_model_version_tag(name, version, "gate.reasons", "; ".join(reasons)[:4000])
+    log.info("rejected %s version %s: %s", name, version, "; ".join(reasons))
+
+
+def rollback(client, name: str) -> tuple[str, str]:
+    """Serve the ``previous`` version again; the demoted one becomes ``previous``.
+
+    Returns ``(from_version, to_version)``. Rolling back twice rolls forward again.
+    """
+    current = version_for_alias(client, name, PRODUCTION)
+    target = version_for_alias(client, name, PREVIOUS)
+    if target is None or current is None:
+        raise RegistryError(f"{name} has no '{PREVIOUS}' version to roll back to")
+    client.set_registered_model_alias(name, PRODUCTION, target)
+    client.set_registered_model_alias(name, PREVIOUS, current)
+    client.set_model_version_tag(name, current, "rolled_back", "true")
+    log.info("rolled back %s from version %s to %s", name, current, target)
+    return current, target
+
+
+def list_versions(client, name: str) -> list[VersionInfo]:
+    """Every version of ``name``, newest first, with aliases and key metrics."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException as exc:
+        raise RegistryError(f"cannot list versions of {name}: {exc}") from exc
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        out.append(
+            VersionInfo(
+                version=v.version,
+                aliases=tuple(getattr(v, "aliases", []) or []),
+                run_id=v.run_id or "",
+                tags=dict(v.tags or {}),
+                metrics=dict(metrics),
+            )
+        )
+    return out
