@@ -117,6 +117,7 @@ _PRICES = np.array([*PLAN_PRICES.values(), FLEX_PRICE])
 # --- behaviour (per-day probabilities unless stated) ----------------------------
 
 MAX_TENURE_MONTHS = 48.0  # backdated signups of the initial population
+PRIOR_DISENGAGEMENT_DAYS = 60  # look-back for initial customers already disengaging
 AUTOPAY_SHARE = 0.55
 CHARGE_JITTER_SD = 0.08  # log-normal sd of the personal price multiplier
 USAGE_NOISE_SD = 0.4  # log-normal sd of one day's usage around the customer level
@@ -149,7 +150,7 @@ class Hazard:
     Under ``concept_flip`` after onset the autopay term is ``-autopay·has_autopay``.
     """
 
-    base: float = -6.6
+    base: float = -7.6
     short_tenure: float = 1.6
     tenure_scale: float = 6.0
     charges: float = 0.02
@@ -157,7 +158,7 @@ class Hazard:
     autopay: float = -0.8
     support_call: float = 0.35
     failed_payment: float = 0.7
-    silence: float = 0.15
+    silence: float = 0.25
     silence_cap: float = 30.0
     usage_decline: float = 0.6
     premium: float = -0.5
@@ -395,6 +396,11 @@ class Simulator:
         back = self._rng.uniform(0.0, MAX_TENURE_MONTHS * MONTH_DAYS * DAY, n)
         ts = np.floor(self._start_ts - back).astype(np.int64) - 1  # strictly before start
         idx = self._new_customers(n, ts)
+        # some existing customers were already drifting away before the stream starts
+        tr = self._traits
+        already = self._rng.random(n) < 1.0 - (1.0 - tr.tendency[idx]) ** PRIOR_DISENGAGEMENT_DAYS
+        since = self._rng.uniform(0.0, PRIOR_DISENGAGEMENT_DAYS, n)
+        tr.dis_start[idx] = np.where(already, -since, np.inf)
         return self._signups(idx, ts, price_factor=1.0, flex_share=0.0)
 
     def _day(self, day: int) -> list[_Pending]:
@@ -408,8 +414,9 @@ class Simulator:
 
         def add(ts: np.ndarray, customers: np.ndarray, cls: type, fields: Iterable[dict]) -> None:
             base = len(pending)
-            for j, (t, i, f) in enumerate(zip(ts, customers, fields)):
-                pending.append(_Pending(int(t0 + t), base + j, int(i), cls, f))
+            day_ts = (ts + int(t0)).tolist()
+            for j, (t, i, f) in enumerate(zip(day_ts, customers.tolist(), fields)):
+                pending.append(_Pending(t, base + j, i, cls, f))
 
         def times(k: int) -> np.ndarray:
             return rng.integers(0, int(DAY), k)
@@ -438,7 +445,7 @@ class Simulator:
         if hike_day:
             raised = np.round(charges * PRICE_HIKE, 2)
             add(times(k), idx, PlanChanged,
-                ({"plan": p, "monthly_charges": float(c)} for p, c in zip(plan, raised)))
+                ({"plan": p, "monthly_charges": c} for p, c in zip(plan.tolist(), raised.tolist())))
 
         # 3. engagement: some customers start drifting away
         starting = np.isinf(tr.dis_start[idx]) & (rng.random(k) < tr.tendency[idx])
@@ -451,7 +458,7 @@ class Simulator:
         if day == 0:
             used[:] = True
         amount = np.round(tr.level[idx] * engagement * rng.lognormal(0.0, USAGE_NOISE_SD, k), 3)
-        add(times(int(used.sum())), idx[used], Usage, ({"amount": float(a)} for a in amount[used]))
+        add(times(int(used.sum())), idx[used], Usage, ({"amount": a} for a in amount[used].tolist()))
 
         # 5. support calls
         rate = tr.support[idx] * (1.0 + SUPPORT_WHEN_DISENGAGED * (1.0 - engagement))
@@ -470,7 +477,7 @@ class Simulator:
         fail_p = tr.fail[idx] * np.where(autopay, AUTOPAY_FAILURE_FACTOR, 1.0)
         failed = rng.random(k) < fail_p
         add(times(int(due.sum())), idx[due], Payment,
-            ({"amount": float(c), "status": "failed" if f else "ok"} for c, f in zip(charges[due], failed[due])))
+            ({"amount": c, "status": "failed" if f else "ok"} for c, f in zip(charges[due].tolist(), failed[due].tolist())))
 
         # 7. plan changes (none on the price-hike day: one plan event per customer)
         change_rate = 0.0 if hike_day else PLAN_CHANGE_RATE
@@ -487,13 +494,13 @@ class Simulator:
         target = np.where(to_flex & (current != _FLEX), _FLEX, target)
         new_charges = np.round(_PRICES[target] * price_factor * tr.jitter[idx], 2)
         add(times(int(changing.sum())), idx[changing], PlanChanged,
-            ({"plan": _PLANS[p], "monthly_charges": float(c)}
-             for p, c in zip(target[changing], new_charges[changing])))
+            ({"plan": _PLANS[p], "monthly_charges": c}
+             for p, c in zip(target[changing].tolist(), new_charges[changing].tolist())))
 
         # 8. autopay toggles
         toggling = rng.random(k) < AUTOPAY_TOGGLE_RATE
         add(times(int(toggling.sum())), idx[toggling], AutopayChanged,
-            ({"enabled": not a} for a in autopay[toggling]))
+            ({"enabled": not a} for a in autopay[toggling].tolist()))
 
         # 9. new customers join, pulled towards a stable active population
         gap = cfg.n_customers - int(self._active.sum())

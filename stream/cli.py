@@ -44,12 +44,58 @@ def _settings() -> Settings:
 
 def _configure_logging(level: str) -> None:
     root = logging.getLogger()
-    if not any(isinstance(h, RichHandler) for h in root.handlers):
-        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+    if not root.handlers:
+        if err_console.is_terminal:
+            handler: logging.Handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("alembic", "mlflow", "urllib3", "git", "matplotlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+# --- streaming ------------------------------------------------------------------------
+
+
+@app.command()
+def broker(
+    port: Annotated[Optional[int], typer.Option(help="Loopback port (default: CHURN_BROKER_PORT).")] = None,
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+    import signal
+    import threading
+
+    from stream.broker import EmbeddedBroker
+    from stream.kafka_config import confluent_config
+    from stream.topics import ensure_topics, topic_specs
+
+    settings = _settings()
+    if port is not None:
+        settings = settings.model_copy(update={"broker_port": port})
+    with EmbeddedBroker.from_settings(settings) as running:
+        ensure_topics(confluent_config(settings, running.bootstrap), topic_specs(settings))
+        console.print(f"broker ready on [bold]{running.bootstrap}[/] (pid {running.pid}, log {running.log_path});"
+                      " topics created; Ctrl-C stops it")
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        try:
+            while not stop.wait(0.5):
+                if not running.running:
+                    raise ChurnError(f"the broker exited; see {running.log_path}")
+        except KeyboardInterrupt:
+            pass
+    console.print("broker stopped")
+
+
+@app.command()
+def worker() -> None:
+    """Run a stream worker: featurize, score, model swaps, /metrics and lookups."""
+    from stream.worker import run_worker
+
+    run_worker(_settings())
 
 
 # --- training -------------------------------------------------------------------------

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
 
+    def resolved_bootstrap(self) -> str:
+        """The Kafka bootstrap servers, defaulting to the embedded broker's loopback port."""
+        return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
     def artifact_root(self) -> str:
         """Where a local registry keeps artifacts."""
         return (self.data_dir.resolve() / "mlartifacts").as_uri()

@@ -109,7 +109,7 @@ def version_for_alias(client, name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return client.get_model_version_by_alias(name, alias).version
+        return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
         code = getattr(exc, "error_code", "")
         if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
@@ -166,7 +166,7 @@ def list_versions(client, name: str) -> list[VersionInfo]:
         metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
         out.append(
             VersionInfo(
-                version=v.version,
+                version=str(v.version),
                 aliases=tuple(getattr(v, "aliases", []) or []),
                 run_id=v.run_id or "",
                 tags=dict(v.tags or {}),

@@ -1,0 +1,232 @@
+"""The Faust app: topics, tables, agents and web views, wired to the plain processors.
+
+Thin on purpose: validation and features live in :mod:`stream.featurize`, scoring in
+:mod:`stream.scoring`, the model in :mod:`stream.model_holder`. Nothing happens at
+import time; :func:`create_app` builds an app from explicit settings.
+
+Agents
+------
+``featurize``  account-events -> churn-features, churn-labels, account-events-dlq;
+               keeps the ``customer-state`` table (changelog-backed).
+``score``      churn-features -> churn-scores, micro-batched; keeps ``latest-score``.
+``models``     model-events -> hot swap of the serving model (an alias poll backs it up).
+
+Both data agents use ``take_events`` batches: Faust acks a batch's events only
+after the batch is processed, and commits only after the producer has flushed,
+so delivery is at-least-once. Tables use ``use_partitioner=True``: the changelog
+key is the message key, so Kafka's murmur2 partitioner puts each changelog record
+on the partition of the event that produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import faust
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
+
+from schemas.features import FeatureVector
+from schemas.outputs import ModelEvent
+from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
+from stream.features import CustomerState, features
+from stream.kafka_config import faust_broker_kwargs
+from stream.messages import Inbound, Outbound
+from stream.metrics import StreamMetrics
+from stream.model_holder import ModelHolder
+from stream.scoring import SCORES, Scorer, columns_to_frame
+from stream.settings import Settings
+from stream.topics import TopicNames
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "customer-state"
+SCORE_TABLE = "latest-score"
+
+
+@dataclass
+class ChurnApp:
+    """The Faust app with the objects tests and the CLI need to reach."""
+
+    app: faust.App
+    settings: Settings
+    names: TopicNames
+    metrics: StreamMetrics
+    holder: ModelHolder
+    featurizer: Featurizer
+    scorer: Scorer
+    state_table: faust.Table
+    score_table: faust.Table
+
+
+def _inbound(event) -> Inbound:
+    m = event.message
+    return Inbound(m.key, m.value, m.topic, m.partition, m.offset, int(m.timestamp * 1000), m.headers or [])
+
+
+def create_app(
+    settings: Settings,
+    bootstrap: str | None = None,
+    metrics: StreamMetrics | None = None,
+    holder: ModelHolder | None = None,
+) -> ChurnApp:
+    """Build the app for ``settings``; ``bootstrap`` is the broker when settings name none."""
+    metrics = metrics or StreamMetrics.create()
+    holder = holder or ModelHolder(settings, metrics)
+    names = TopicNames.from_settings(settings)
+    partitions = settings.topic_partitions
+    datadir = settings.data_dir.resolve() / "faust"
+    app = faust.App(
+        settings.app_id,
+        **faust_broker_kwargs(settings, bootstrap),
+        store=settings.store,
+        datadir=str(datadir),
+        autodiscover=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=partitions,
+        topic_replication_factor=settings.topic_replication,
+        table_standby_replicas=0,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=3,
+        broker_session_timeout=10,
+        broker_heartbeat_interval=1,
+        broker_commit_interval=1.0,
+        producer_linger=0.002,
+        web_enabled=True,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+    )
+    topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
+    events_topic = app.topic(names.account_events, **topic_args)
+    features_topic = app.topic(names.churn_features, **topic_args)
+    model_topic = app.topic(names.model_events, key_serializer="raw", value_serializer="raw", internal=False)
+    out_topics = {
+        FEATURES: names.churn_features,
+        LABELS: names.churn_labels,
+        DLQ: names.account_events_dlq,
+        SCORES: names.churn_scores,
+    }
+    table_args = dict(partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True)
+    state_table = app.Table(STATE_TABLE, **table_args)
+    score_table = app.Table(SCORE_TABLE, **table_args)
+    featurizer = Featurizer(metrics, settings.max_event_bytes)
+    scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
+    batch_within = settings.score_batch_ms / 1000.0
+
+    async def publish(out: list[Outbound]) -> None:
+        send = app.producer.send
+        for o in out:
+            await send(out_topics[o.topic], o.key, o.value, None, None, o.headers)
+
+    def load_state(key: bytes) -> CustomerState | None:
+        raw = state_table.get(key)
+        return None if raw is None else CustomerState.from_bytes(raw)
+
+    @app.agent(events_topic, name="featurize")
+    async def featurize(stream):
+        async for events in stream.take_events(settings.score_batch_size, within=batch_within):
+            result = featurizer.process([_inbound(e) for e in events], load_state)
+            for key, state in result.dirty.items():
+                state_table[key] = state.to_bytes()
+            await publish(result.out)
+
+    @app.agent(features_topic, name="score")
+    async def score(stream):
+        await holder.ready.wait()
+        async for events in stream.take_events(settings.score_batch_size, within=batch_within):
+            model = holder.current
+            scored = scorer.score([_inbound(e) for e in events], model)
+            latest = {}
+            for o in scored.out:
+                if o.topic == SCORES:
+                    latest[o.key] = o.value
+            for key, value in latest.items():
+                score_table[key] = value
+            await publish(scored.out)
+
+    @app.agent(model_topic, name="models")
+    async def model_events(stream):
+        async for raw in stream:
+            try:
+                event = ModelEvent.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("ignoring malformed model event: %s", exc)
+                continue
+            if event.model_name != settings.model_name or event.action not in ("promoted", "rolled_back"):
+                continue
+            log.info("model event: %s version %s %s", event.model_name, event.version, event.action)
+            await holder.refresh(event.version, event.checksum or None)
+
+    @app.task
+    async def load_model():
+        await holder.wait_ready(lambda: app.should_stop)
+
+    @app.timer(settings.model_poll_s)
+    async def poll_alias():
+        if holder.current is not None:
+            await holder.refresh()
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/customers/{customer_id}")
+    @app.table_route(table=state_table, match_info="customer_id")
+    async def customer_page(web, request, customer_id):
+        key = customer_id.encode()
+        raw = state_table.get(key)
+        if raw is None:
+            return web.json({"error": f"unknown customer {customer_id}"}, status=404)
+        state = CustomerState.from_bytes(raw)
+        body = {
+            "customer_id": customer_id,
+            "features": features(state, state.last_ts).model_dump(mode="json"),
+            "score": orjson.loads(score_table[key]) if key in score_table else None,
+        }
+        return web.json(body)
+
+    @app.page("/score")
+    class ScoreView(faust.web.View):
+        async def post(self, request):
+            return await score_request(self, request)
+
+    async def score_request(view, request):
+        model = holder.current
+        if model is None:
+            return view.json({"error": "no model loaded yet"}, status=503)
+        body = await view.read_request_content(request)
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return view.json({"error": f"body is not JSON: {exc}"}, status=400)
+        items = payload if isinstance(payload, list) else [payload]
+        vectors, problems = [], []
+        for i, item in enumerate(items):
+            try:
+                vectors.append(FeatureVector.model_validate(item))
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    problems.append({"index": i, "field": ".".join(str(p) for p in err["loc"]), "error": err["msg"]})
+        if problems:
+            return view.json({"error": "invalid feature vectors", "detail": problems}, status=422)
+        if not vectors:
+            return view.json([])
+        columns = {name: [v.model_input()[name] for v in vectors] for name in vectors[0].model_input()}
+        probabilities = model.predict(columns_to_frame(columns))
+        out = [
+            {"customer_id": v.customer_id, "event_id": v.event_id, "probability": float(p),
+             "risk_band": scorer_band(float(p)), "model_name": model.name, "model_version": model.version}
+            for v, p in zip(vectors, probabilities)
+        ]
+        return view.json(out if isinstance(payload, list) else out[0])
+
+    def scorer_band(p: float) -> str:
+        from schemas.outputs import risk_band
+
+        return risk_band(p, settings.risk_medium, settings.risk_high)
+
+    return ChurnApp(app, settings, names, metrics, holder, featurizer, scorer, state_table, score_table)

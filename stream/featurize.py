@@ -1,0 +1,140 @@
+"""The featurize step as a plain object: raw bytes in, table updates and messages out.
+
+For every consumed ``account-events`` message:
+
+1. payloads over ``max_event_bytes`` and anything that fails validation go to the
+   dead-letter topic with headers that say where they came from and why;
+2. a repeated ``event_id`` (or one too late to tell, see :mod:`stream.features`)
+   is counted and skipped;
+3. the customer's state is updated and its ``FeatureVector`` emitted to
+   ``churn-features``, carrying the source message's append time in the
+   ``ingest-ms`` header (the start of the event-to-score latency);
+4. an ``account_closed`` event also emits a ``ChurnLabel``.
+
+States are read through ``load`` once per key per batch and returned as ``dirty``,
+so the caller writes each changed key to its table once per batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.events import account_event_adapter
+from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.messages import Inbound, Outbound
+from stream.metrics import StreamMetrics
+
+FEATURES = "features"
+LABELS = "labels"
+DLQ = "dlq"
+INGEST_HEADER = "ingest-ms"
+STAGE = "featurize"
+
+
+@dataclass
+class BatchResult:
+    out: list[Outbound] = field(default_factory=list)
+    dirty: dict[bytes, CustomerState] = field(default_factory=dict)
+
+
+def dlq_message(msg: Inbound, error: str, message: str, stage: str = STAGE, now: float | None = None) -> Outbound:
+    """The dead-letter record of ``msg``: original key and bytes, reason in headers."""
+    stamp = time.time() if now is None else now
+    headers = [
+        ("error.class", error.encode()),
+        ("error.message", message[:2000].encode("utf-8", "replace")),
+        ("source.topic", msg.topic.encode()),
+        ("source.partition", str(msg.partition).encode()),
+        ("source.offset", str(msg.offset).encode()),
+        ("stage", stage.encode()),
+        ("time", f"{stamp:.3f}".encode()),
+    ]
+    return Outbound(DLQ, msg.key or b"", msg.value or b"", headers)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+class Featurizer:
+    """Validate, de-duplicate, update state and emit features and labels."""
+
+    def __init__(self, metrics: StreamMetrics, max_event_bytes: int) -> None:
+        self.metrics = metrics
+        self.max_event_bytes = max_event_bytes
+        self._events_in = {}
+        self._features_out = metrics.features_out
+
+    def process(self, batch: Iterable[Inbound], load: Callable[[bytes], CustomerState | None]) -> BatchResult:
+        result = BatchResult()
+        dirty = result.dirty
+        out = result.out
+        for msg in batch:
+            raw = msg.value
+            if raw is None or len(raw) > self.max_event_bytes:
+                size = 0 if raw is None else len(raw)
+                why = "empty" if raw is None else "oversized"
+                out.append(dlq_message(msg, "PayloadRejected", f"{why} payload: {size} bytes (limit "
+                                       f"{self.max_event_bytes})"))
+                self._reject(why)
+                continue
+            try:
+                event = account_event_adapter.validate_json(raw)
+            except ValidationError as exc:
+                out.append(dlq_message(msg, "ValidationError", _validation_message(exc)))
+                self._reject("validation")
+                continue
+            key = event.customer_id.encode()
+            if msg.key is not None and msg.key != key:
+                out.append(dlq_message(msg, "KeyMismatch", f"message key {msg.key!r} != customer_id {key!r}"))
+                self._reject("key_mismatch")
+                continue
+            state = dirty.get(key)
+            if state is None:
+                state = load(key) or CustomerState(customer_id=event.customer_id)
+            ts = event_time(event.ts)
+            verdict = admit(state, event.event_id, ts)
+            if verdict is not Admission.NEW:
+                self.metrics.duplicates.labels(verdict.value).inc()
+                continue
+            apply(state, event)
+            dirty[key] = state
+            self._count(event.event_type)
+            values = feature_values(state, state.last_ts)
+            values["customer_id"] = event.customer_id
+            values["event_id"] = event.event_id
+            values["event_ts"] = event.ts
+            values["feature_set_version"] = 1
+            headers = [(INGEST_HEADER, str(msg.timestamp_ms).encode())]
+            out.append(Outbound(FEATURES, key, orjson.dumps(values), headers))
+            self._features_out.inc()
+            if event.event_type == "account_closed":
+                label = {
+                    "customer_id": event.customer_id,
+                    "event_id": event.event_id,
+                    "closed_at": event.ts,
+                    "churned": True,
+                    "reason": event.reason,
+                }
+                out.append(Outbound(LABELS, key, orjson.dumps(label)))
+                self.metrics.labels_out.inc()
+        return result
+
+    def _count(self, event_type: str) -> None:
+        child = self._events_in.get(event_type)
+        if child is None:
+            child = self._events_in[event_type] = self.metrics.events_in.labels(event_type)
+        child.inc()
+
+    def _reject(self, reason: str) -> None:
+        self.metrics.invalid.labels(reason).inc()
+        self.metrics.dlq_writes.labels(STAGE).inc()

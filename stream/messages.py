@@ -1,0 +1,42 @@
+"""Plain message records passed between the Faust shell and the pure processors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One consumed Kafka message, as the processors see it."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Outbound:
+    """One message to publish: ``topic`` is the logical name (``features``, ``dlq``, ...)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Headers | None = None
+
+
+def header(headers: Headers | dict | None, name: str) -> bytes | None:
+    """The first header called ``name``, whatever shape the client delivered."""
+    if not headers:
+        return None
+    if isinstance(headers, dict):
+        return headers.get(name)
+    for k, v in headers:
+        if k == name:
+            return v
+    return None

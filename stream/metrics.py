@@ -1,0 +1,71 @@
+"""All Prometheus metrics of a worker, in one bundle built from a registry passed in.
+
+Tests build the bundle on a fresh ``CollectorRegistry``; the worker serves its
+registry on ``/metrics``. Every metric name starts with ``churn_``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS_MS = (1, 2, 5, 10, 15, 25, 50, 75, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    registry: CollectorRegistry
+    events_in: Counter
+    invalid: Counter
+    duplicates: Counter
+    dlq_writes: Counter
+    features_out: Counter
+    labels_out: Counter
+    scores_out: Counter
+    batch_size: Histogram
+    latency_ms: Histogram
+    model_info: Info
+    model_version: Gauge
+    model_swaps: Counter
+    model_load_failures: Counter
+    psi: Gauge
+    drift_alerts: Counter
+    silence_rescored: Counter
+    retrains: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
+        r = registry if registry is not None else CollectorRegistry()
+        return cls(
+            registry=r,
+            events_in=Counter("churn_events_in", "Valid account events consumed, by type.", ["event_type"], registry=r),
+            invalid=Counter("churn_events_invalid", "Events that failed validation, by reason.", ["reason"], registry=r),
+            duplicates=Counter(
+                "churn_events_skipped", "Valid events not applied (duplicate or too late).", ["why"], registry=r
+            ),
+            dlq_writes=Counter("churn_dlq_writes", "Messages written to the dead-letter topic.", ["stage"], registry=r),
+            features_out=Counter("churn_features_out", "Feature vectors published.", registry=r),
+            labels_out=Counter("churn_labels_out", "Churn labels published.", registry=r),
+            scores_out=Counter("churn_scores_out", "Scores published, by model version.", ["model_version"], registry=r),
+            batch_size=Histogram("churn_score_batch_size", "Feature vectors per scoring batch.", buckets=BATCH_BUCKETS,
+                                 registry=r),
+            latency_ms=Histogram(
+                "churn_event_to_score_latency_ms",
+                "Time from an event's append to account-events to its score, in milliseconds.",
+                buckets=LATENCY_BUCKETS_MS,
+                registry=r,
+            ),
+            model_info=Info("churn_model", "The model serving scores.", registry=r),
+            model_version=Gauge("churn_model_version", "Registry version of the serving model.", registry=r),
+            model_swaps=Counter("churn_model_swaps", "Models swapped in.", registry=r),
+            model_load_failures=Counter(
+                "churn_model_load_failures", "Model loads that failed or were refused, by reason.", ["reason"],
+                registry=r,
+            ),
+            psi=Gauge("churn_feature_psi", "PSI of the latest drift window, by feature.", ["feature"], registry=r),
+            drift_alerts=Counter("churn_drift_alerts", "Drift alerts raised, by detector.", ["detector"], registry=r),
+            silence_rescored=Counter("churn_silence_rescored", "Customers re-scored for silence.", registry=r),
+            retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
+        )

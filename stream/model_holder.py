@@ -1,0 +1,168 @@
+"""The serving model: loaded from the registry, verified, swapped atomically.
+
+The holder resolves ``models:/<name>@<alias>``; loading (download, signature
+check, checksum check, unpickling) is blocking work and runs in an executor, never
+on the event loop. A version that fails any check never replaces the serving
+model, and the registry being down never stops scoring with the model already
+loaded. Readers take ``holder.current`` once per batch: one attribute read, so a
+swap is atomic for them and every score names the version that produced it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from schemas.features import FEATURE_NAMES
+from stream.errors import ChurnError, ModelLoadError
+from stream.metrics import StreamMetrics
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    version: str
+    pipeline: object
+    checksum: str = ""
+    reference: dict | None = None
+    run_id: str = ""
+
+    def predict(self, frame: pd.DataFrame):
+        """Churn probabilities for a frame of model inputs."""
+        return self.pipeline.predict_proba(frame)[:, 1]
+
+
+class RegistrySource:
+    """Blocking registry access for the holder (MLflow; swappable in tests)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            from training import registry
+
+            self._client = registry.connect(self.settings)
+        return self._client
+
+    def version_for_alias(self) -> str | None:
+        from training import registry
+
+        return registry.version_for_alias(self.client(), self.settings.model_name, self.settings.model_alias)
+
+    def load(self, version: str, expected_checksum: str | None = None) -> LoadedModel:
+        from training import registry
+
+        name = self.settings.model_name
+        client = self.client()
+        version = str(version)
+        mv = client.get_model_version(name, version)
+        inputs = registry.input_names(client, name, version)
+        if inputs != list(FEATURE_NAMES):
+            raise ModelLoadError(f"{name} version {version} signature {inputs} does not match FeatureVector")
+        path = registry.download_model(client, name, version)
+        checksum = registry.artifact_checksum(path)
+        recorded = expected_checksum or (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
+        if recorded and checksum != recorded:
+            raise ModelLoadError(f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}")
+        pipeline = registry.load_sklearn(path)
+        reference = None
+        if mv.run_id:
+            try:
+                import mlflow
+
+                ref_path = mlflow.artifacts.download_artifacts(
+                    run_id=mv.run_id, artifact_path="reference/reference.json"
+                )
+                reference = json.loads(Path(ref_path).read_text())
+            except Exception as exc:  # a model without a baseline still serves
+                log.warning("no reference distributions for %s version %s: %s", name, version, exc)
+        return LoadedModel(name, version, pipeline, checksum, reference, mv.run_id or "")
+
+
+class ModelHolder:
+    """Holds the serving model and replaces it only with a verified one."""
+
+    def __init__(self, settings: Settings, metrics: StreamMetrics, source: RegistrySource | None = None,
+                 on_swap: Callable[[LoadedModel], None] | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.source = source or RegistrySource(settings)
+        self.current: LoadedModel | None = None
+        self.on_swap = on_swap
+        self._lock = asyncio.Lock()
+        self.ready = asyncio.Event()
+
+    def swap(self, model: LoadedModel) -> None:
+        """Serve ``model`` from now on."""
+        old = self.current
+        self.current = model
+        self.metrics.model_swaps.inc()
+        self.metrics.model_info.info({"name": model.name, "version": model.version, "checksum": model.checksum[:12]})
+        try:
+            self.metrics.model_version.set(float(model.version))
+        except ValueError:
+            pass
+        log.info("serving %s version %s (was %s)", model.name, model.version, old.version if old else "none")
+        self.ready.set()
+        if self.on_swap is not None:
+            self.on_swap(model)
+
+    async def refresh(self, version: str | None = None, checksum: str | None = None) -> bool:
+        """Load ``version`` (default: the alias's) when it differs from the serving one.
+
+        Returns True on a swap. Failures are logged and counted; the current model stays.
+        """
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            try:
+                if version is None:
+                    version = await loop.run_in_executor(None, self.source.version_for_alias)
+                    if version is None:
+                        log.warning("no version of %s has alias @%s yet", self.settings.model_name,
+                                    self.settings.model_alias)
+                        return False
+                if self.current is not None and self.current.version == version:
+                    return False
+                model = await loop.run_in_executor(None, self.source.load, version, checksum)
+            except ModelLoadError as exc:
+                self.metrics.model_load_failures.labels("incompatible").inc()
+                log.error("refused model: %s; still serving %s", exc,
+                          self.current.version if self.current else "nothing")
+                return False
+            except (ChurnError, OSError, ConnectionError) as exc:
+                self.metrics.model_load_failures.labels("registry").inc()
+                log.warning("model registry unavailable (%s); still serving %s", exc,
+                            self.current.version if self.current else "nothing")
+                return False
+            except Exception as exc:  # MLflow raises its own and requests' errors
+                self.metrics.model_load_failures.labels("registry").inc()
+                log.warning("model registry unavailable (%s: %s); still serving %s", type(exc).__name__, exc,
+                            self.current.version if self.current else "nothing")
+                return False
+            self.swap(model)
+            return True
+
+    async def wait_ready(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
+        """Retry until a model is loaded; one clear log line per attempt."""
+        attempt = 0
+        while self.current is None and not should_stop():
+            attempt += 1
+            if await self.refresh():
+                break
+            log.warning(
+                "no servable model yet (attempt %d, registry %s); retrying in %.1fs",
+                attempt, self.settings.resolved_tracking_uri(), self.settings.registry_retry_s,
+            )
+            await asyncio.sleep(self.settings.registry_retry_s)
+        return self.current is not None

@@ -1,0 +1,34 @@
+"""Running a stream worker: topics first, then the Faust worker with our logging."""
+
+from __future__ import annotations
+
+import logging
+
+from stream.app import create_app
+from stream.kafka_config import confluent_config
+from stream.settings import Settings
+from stream.topics import ensure_topics, topic_specs
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(settings: Settings) -> None:
+    """Provision topics, then run the worker until it is stopped (SIGTERM / Ctrl-C)."""
+    import faust
+
+    bootstrap = settings.resolved_bootstrap()
+    ensure_topics(confluent_config(settings, bootstrap), topic_specs(settings))
+    churn = create_app(settings, bootstrap)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    worker = faust.Worker(
+        churn.app,
+        loglevel=settings.log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
+    )
+    log.info(
+        "worker %s on %s: web http://%s:%d, store %s",
+        settings.app_id, bootstrap, settings.web_host, settings.web_port, settings.store,
+    )
+    worker.execute_from_commandline()
