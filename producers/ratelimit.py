@@ -4,8 +4,7 @@ The clock and sleep are injectable, so the limiter is testable without waiting:
 
 >>> now = [0.0]
 >>> bucket = TokenBucket(10, burst=1, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
->>> for _ in range(11):
-...     bucket.acquire()
+>>> slept = sum(bucket.acquire() for _ in range(11))
 >>> round(now[0], 3)
 1.0
 """
@@ -43,14 +42,16 @@ class TokenBucket:
         """Take ``tokens``, sleeping until they are available; the seconds slept."""
         if self.rate == 0:
             return 0.0
-        slept = 0.0
-        while True:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
-            if self._tokens >= tokens:
-                self._tokens -= tokens
-                return slept
-            wait = (tokens - self._tokens) / self.rate
-            self._sleep(wait)
-            slept += wait
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= tokens:
+            self._tokens -= tokens
+            return 0.0
+        wait = (tokens - self._tokens) / self.rate
+        self._sleep(wait)
+        # The tokens that accrue until now + wait are exactly the ones taken; oversleeping
+        # is credited at the next call because refills count from now + wait.
+        self._tokens = 0.0
+        self._last = now + wait
+        return wait

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import faust
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from schemas.features import FeatureVector
@@ -42,6 +42,8 @@ from stream.topics import TopicNames
 
 log = logging.getLogger(__name__)
 
+# The Prometheus text format; aiohttp takes the charset separately.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 STATE_TABLE = "customer-state"
 SCORE_TABLE = "latest-score"
 
@@ -172,7 +174,7 @@ def create_app(
 
     @app.page("/metrics")
     async def metrics_page(web, request):
-        return web.bytes(generate_latest(metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(generate_latest(metrics.registry), content_type=METRICS_CONTENT_TYPE)
 
     @app.page("/customers/{customer_id}")
     @app.table_route(table=state_table, match_info="customer_id")

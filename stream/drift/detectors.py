@@ -236,9 +236,11 @@ class ConceptDriftMonitor:
     Memory is bounded: at most ``max_pending`` pending scores per customer (the
     oldest is dropped) and ``MAX_CLOSES`` closes, matured scores are evicted, and
     closes older than ``now_ts - horizon_s`` are forgotten (no pending score can use
-    them). A score that
-    arrives already mature relative to the watermark is counted in ``late`` and dropped,
-    because its labels may have been forgotten.
+    them). A score that arrives already mature relative to the watermark is counted in
+    ``late`` and dropped, because its labels may have been forgotten.
+
+    Counters for metrics: ``matured``, ``pending``, ``dropped`` (per-customer cap),
+    ``late``; ``watermark`` is the greatest ``now_ts`` seen.
     """
 
     MAX_CLOSES = 8
@@ -266,6 +268,7 @@ class ConceptDriftMonitor:
         self.matured = 0
         self.late = 0
         self.dropped = 0
+        self.pending = 0
         self.watermark = -math.inf
         self._losses: deque[float] = deque(maxlen=recent)
         self._baseline_sum = 0.0
@@ -288,8 +291,10 @@ class ConceptDriftMonitor:
             queue.popleft().alive = False
             self._stale += 1
             self.dropped += 1
+            self.pending -= 1
         item = _Pending(event_ts, probability)
         queue.append(item)
+        self.pending += 1
         heapq.heappush(self._due, (event_ts + self.horizon_s, next(self._seq), customer_id, item))
         if self._stale > 1024 and self._stale * 2 > len(self._due):
             self._due = [entry for entry in self._due if entry[3].alive]
@@ -323,6 +328,7 @@ class ConceptDriftMonitor:
                 continue
             queue = self._pending[customer_id]
             queue.remove(item)
+            self.pending -= 1
             if not queue:
                 del self._pending[customer_id]
             label = int(self._closed_within(customer_id, item.event_ts))
@@ -340,11 +346,6 @@ class ConceptDriftMonitor:
     def drift_detected(self) -> bool:
         """Whether the last advance produced a finding."""
         return bool(self._findings)
-
-    @property
-    def pending(self) -> int:
-        """Scores waiting to mature."""
-        return sum(len(q) for q in self._pending.values())
 
     @property
     def log_loss(self) -> float:

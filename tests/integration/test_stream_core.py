@@ -1,0 +1,188 @@
+"""The streaming core on a real broker, with real worker processes and a real registry."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections import Counter, defaultdict
+
+import orjson
+import pytest
+
+from producers.faults import inject
+from producers.simulator import SimConfig, Simulator
+from schemas.events import dump_event
+from schemas.outputs import ChurnScore
+from stream.features import CustomerState, apply, feature_values
+from stream.kafka_config import confluent_config
+from stream.settings import Settings
+from stream.topics import ensure_topics, topic_specs
+from support import TopicReader, WorkerProcess, metric_sum, produce
+
+pytestmark = pytest.mark.integration
+
+
+def simulated(n_events: int, customers: int, seed: int, prefix: str):
+    sim = Simulator(SimConfig(n_customers=customers, days=120, seed=seed, id_prefix=prefix))
+    events = []
+    for ev in sim.events():
+        events.append(ev)
+        if len(events) >= n_events:
+            break
+    return events
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings(**{k.removeprefix("CHURN_").lower(): v for k, v in env.items() if k.startswith("CHURN_")})
+
+
+def provision(env: dict[str, str]) -> Settings:
+    settings = settings_of(env)
+    ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings))
+    return settings
+
+
+def start_worker(env, tmp_path, name="worker") -> WorkerProcess:
+    worker = WorkerProcess(env, tmp_path / f"{name}.log").start()
+    worker.wait_serving()
+    return worker
+
+
+def lookup(port: int, customer_id: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/customers/{customer_id}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def scores_by_event(records) -> Counter:
+    return Counter(orjson.loads(r.value)["event_id"] for r in records)
+
+
+def test_every_valid_event_scored_once_and_bad_ones_dead_lettered(stream_env, tmp_path):
+    settings = provision(stream_env)
+    names = settings.topic
+    events = simulated(20_000, 400, seed=21, prefix="a")
+    messages = [(e.customer_id.encode(), dump_event(e)) for e in events]
+    messages, n_bad = inject(messages, 0.01, seed=5)
+    assert n_bad == 200
+    worker = start_worker(stream_env, tmp_path)
+    try:
+        produce(settings.resolved_bootstrap(), names("account-events"), messages)
+        scores = TopicReader(settings.resolved_bootstrap(), names("churn-scores"))
+        scores.read_until(lambda r: len(r) >= len(events), 180, "a score for every valid event")
+        features = TopicReader(settings.resolved_bootstrap(), names("churn-features"))
+        features.read_until(lambda r: len(r) >= len(events), 30, "a feature vector for every valid event")
+        dlq = TopicReader(settings.resolved_bootstrap(), names("account-events-dlq"))
+        dlq.read_until(lambda r: len(r) >= n_bad, 30, "every bad message in the DLQ")
+        scores.poll(1.0), features.poll(0.5), dlq.poll(0.5)
+
+        valid_ids = [e.event_id for e in events]
+        assert scores_by_event(scores.records) == Counter(valid_ids)
+        assert scores_by_event(features.records) == Counter(valid_ids)
+        assert len(scores.records) + len(dlq.records) == len(messages)
+
+        # Exactly the bad messages are dead-lettered, each with where it came from and why.
+        bad_payloads = Counter(v for _, v in messages if not v.startswith(b'{"event_id"'))
+        assert Counter(r.value for r in dlq.records) == bad_payloads
+        for record in dlq.records:
+            assert record.headers["source.topic"] == names("account-events").encode()
+            assert int(record.headers["source.offset"]) >= 0
+            assert int(record.headers["source.partition"]) == record.partition
+            assert record.headers["stage"] == b"featurize"
+            assert record.headers["error.class"] in (b"ValidationError", b"PayloadRejected")
+            assert record.headers["error.message"]
+
+        # Per customer, scores come out in the order the events went in.
+        order_in = defaultdict(list)
+        for e in events:
+            order_in[e.customer_id].append(e.event_id)
+        order_out = defaultdict(list)
+        for r in sorted(scores.records, key=lambda r: (r.partition, r.offset)):
+            s = orjson.loads(r.value)
+            order_out[s["customer_id"]].append(s["event_id"])
+        assert order_out == order_in
+
+        # Every score meets the public contract.
+        for r in scores.records[:500]:
+            ChurnScore.model_validate_json(r.value)
+
+        samples = worker.metrics()
+        assert metric_sum(samples, "churn_events_in_total") == len(events)
+        assert metric_sum(samples, "churn_dlq_writes_total") == n_bad
+        assert metric_sum(samples, "churn_scores_out_total") == len(events)
+        assert samples["churn_score_batch_size_count"] >= 1
+        assert samples["churn_event_to_score_latency_ms_count"] == len(events)
+    finally:
+        worker.stop()
+
+
+def test_republishing_the_same_events_changes_nothing(stream_env, tmp_path):
+    settings = provision(stream_env)
+    names = settings.topic
+    events = simulated(3_000, 80, seed=22, prefix="b")
+    messages = [(e.customer_id.encode(), dump_event(e)) for e in events]
+    worker = start_worker(stream_env, tmp_path)
+    try:
+        bootstrap = settings.resolved_bootstrap()
+        produce(bootstrap, names("account-events"), messages)
+        features = TopicReader(bootstrap, names("churn-features"))
+        features.read_until(lambda r: len(r) >= len(events), 120, "features for the first publication")
+        customers = sorted({e.customer_id for e in events})
+        before = {c: lookup(worker.web_port, c)["features"] for c in customers}
+
+        produce(bootstrap, names("account-events"), messages)
+
+        def replay_consumed():
+            return metric_sum(worker.metrics(), "churn_events_skipped_total") >= len(events)
+        from support import wait_for
+
+        wait_for(replay_consumed, 120, 0.5, "the second publication consumed")
+        features.poll(2.0)
+        assert len(features.records) == len(events)
+        assert {c: lookup(worker.web_port, c)["features"] for c in customers} == before
+    finally:
+        worker.stop()
+
+
+def test_lookups_and_online_scoring(stream_env, tmp_path):
+    settings = provision(stream_env)
+    events = simulated(500, 30, seed=23, prefix="c")
+    worker = start_worker(stream_env, tmp_path)
+    try:
+        bootstrap = settings.resolved_bootstrap()
+        produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
+        scores = TopicReader(bootstrap, settings.topic("churn-scores"))
+        scores.read_until(lambda r: len(r) >= len(events), 120, "scores")
+        customer = events[-1].customer_id
+        body = lookup(worker.web_port, customer)
+        state = CustomerState()
+        for e in events:
+            if e.customer_id == customer:
+                apply(state, e)
+        expected = feature_values(state, state.last_ts)
+        assert {k: body["features"][k] for k in expected} == expected
+        assert body["score"]["customer_id"] == customer
+
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            lookup(worker.web_port, "nobody-here")
+        assert missing.value.code == 404
+
+        vector = body["features"]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{worker.web_port}/score", data=json.dumps([vector, vector]).encode(), method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            scored = json.loads(resp.read())
+        assert len(scored) == 2 and 0 <= scored[0]["probability"] <= 1
+        assert scored[0]["model_version"] == "1"
+
+        bad = dict(vector, tenure_months=-1, unexpected=3)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{worker.web_port}/score", data=json.dumps(bad).encode(), method="POST"
+        )
+        with pytest.raises(urllib.error.HTTPError) as invalid:
+            urllib.request.urlopen(request, timeout=10)
+        assert invalid.value.code == 422
+        detail = json.loads(invalid.value.read())["detail"]
+        assert {d["field"] for d in detail} == {"tenure_months", "unexpected"}
+    finally:
+        worker.stop()

@@ -1,0 +1,188 @@
+"""Helpers for integration tests: worker processes, producing and consuming, waiting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+CHURN = str(Path(sys.executable).parent / "churn")
+
+
+def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.2, what: str = "condition"):
+    """Poll ``condition`` until it returns a truthy value or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{what} not met within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, float]:
+    """``/metrics`` of a worker as {sample name with labels: value}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
+def metric_sum(samples: dict[str, float], prefix: str) -> float:
+    return sum(v for k, v in samples.items() if k == prefix or k.startswith(prefix + "{"))
+
+
+@dataclass
+class WorkerProcess:
+    """A ``churn worker`` child process with its own environment and log file."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen | None = None
+
+    @property
+    def web_port(self) -> int:
+        return int(self.env["CHURN_WEB_PORT"])
+
+    def start(self) -> WorkerProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
+        self.proc = subprocess.Popen([CHURN, "worker"], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL)
+        return self
+
+    def metrics(self) -> dict[str, float]:
+        try:
+            return scrape(self.web_port)
+        except OSError:
+            return {}
+
+    def wait_serving(self, timeout: float = 90.0) -> None:
+        """Until the worker answers on /metrics with a model loaded."""
+        def ready():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.log_tail()}")
+            return self.metrics().get("churn_model_version", 0) > 0
+        wait_for(ready, timeout, 0.5, "worker serving a model")
+
+    def log_tail(self, n: int = 40) -> str:
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
+        finally:
+            self._log.close()
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        self._log.close()
+
+
+def worker_env(base: dict[str, str], **over: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    env.update(base)
+    env.update({k: str(v) for k, v in over.items()})
+    return env
+
+
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         "enable.idempotence": True, "linger.ms": 5})
+    n = 0
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        n += 1
+        if n % 5000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(60)
+    assert remaining == 0, f"{remaining} messages not delivered"
+    return n
+
+
+@dataclass
+class Record:
+    key: bytes | None
+    value: bytes
+    partition: int
+    offset: int
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+
+class TopicReader:
+    """Reads a topic from the beginning, keeping everything it has seen."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.records: list[Record] = []
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "topic.metadata.refresh.interval.ms": 1000,
+        })
+        metadata = self.consumer.list_topics(topic, timeout=10)
+        partitions = metadata.topics[topic].partitions
+        self.consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+
+    def poll(self, seconds: float = 0.5) -> int:
+        got = 0
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            batch = self.consumer.consume(5000, 0.2)
+            for m in batch:
+                if m.error():
+                    continue
+                self.records.append(Record(m.key(), m.value(), m.partition(), m.offset(), dict(m.headers() or [])))
+                got += 1
+            if not batch:
+                break
+        return got
+
+    def read_until(self, predicate: Callable[[list[Record]], bool], timeout: float, what: str) -> list[Record]:
+        def done():
+            self.poll()
+            return predicate(self.records)
+        wait_for(done, timeout, 0.05, what)
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()

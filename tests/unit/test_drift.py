@@ -1,0 +1,441 @@
+"""Drift statistics: PSI golden values, windows, hysteresis, river detectors, concept monitor."""
+
+import math
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import log_loss, roc_auc_score
+
+from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from stream.drift.detectors import (
+    ConceptDriftMonitor,
+    Cooldown,
+    DataDriftDetector,
+    Finding,
+    Hysteresis,
+    ScoreStreamDetector,
+    roc_auc,
+)
+from stream.drift.psi import PSI_THRESHOLDS, categorical_psi, numeric_counts, psi, severity
+from stream.drift.windows import FeatureWindow, WindowReport
+from training.reference import reference_distributions
+
+pytestmark = pytest.mark.unit
+
+EPS = 1e-4
+PLANS = ("basic", "standard", "premium")
+
+
+def frame(rng: np.random.Generator, n: int, shift: float = 0.0, plans=PLANS) -> pd.DataFrame:
+    """A synthetic feature frame with every model input; ``shift`` moves charges and usage."""
+    return pd.DataFrame(
+        {
+            "tenure_months": rng.gamma(2.0, 12.0, n),
+            "monthly_charges": rng.normal(60 + 40 * shift, 15, n).clip(0),
+            "has_autopay": rng.integers(0, 2, n),
+            "support_calls_30d": rng.poisson(1 + 3 * shift, n),
+            "failed_payments_90d": rng.poisson(0.3, n),
+            "days_since_last_event": rng.exponential(3.0, n),
+            "usage_30d": rng.gamma(3.0, 10.0 * (1 + shift), n),
+            "usage_trend": rng.normal(0, 0.5, n),
+            "plan": rng.choice(list(plans), n),
+        }
+    )
+
+
+def rows(df: pd.DataFrame) -> list[dict]:
+    return df[list(FEATURE_NAMES)].to_dict("records")
+
+
+# ---------------------------------------------------------------- PSI
+
+
+def test_psi_two_bins_golden():
+    # actual shares 0.3 / 0.7 against 0.5 / 0.5:
+    # (0.3-0.5) ln(0.3/0.5) + (0.7-0.5) ln(0.7/0.5) = 0.2 ln(7/3)
+    assert psi([0.5, 0.5], [30, 70]) == pytest.approx(0.2 * math.log(7 / 3), abs=1e-9)
+    assert psi([0.5, 0.5], [30, 70]) == pytest.approx(0.16945957207744, abs=1e-9)
+
+
+def test_psi_empty_bin_smoothed_with_eps():
+    # actual 0.5 / 0.5 / 0 (floored to 1e-4) against 0.2 / 0.3 / 0.5
+    expected = 0.3 * math.log(2.5) + 0.2 * math.log(0.5 / 0.3) + (EPS - 0.5) * math.log(EPS / 0.5)
+    assert psi([0.2, 0.3, 0.5], [10, 10, 0]) == pytest.approx(expected, abs=1e-9)
+    assert psi([0.2, 0.3, 0.5], [10, 10, 0]) == pytest.approx(4.63479722070, abs=1e-9)
+
+
+def test_psi_bin_empty_on_both_sides_contributes_nothing():
+    assert psi([0.0, 0.5, 0.5], [0, 30, 70]) == pytest.approx(0.2 * math.log(7 / 3), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    "shares, counts",
+    [([0.25, 0.75], [1, 3]), ([0.1, 0.2, 0.3, 0.4], [10, 20, 30, 40]), ([0.0, 1.0], [0, 7])],
+)
+def test_psi_zero_on_identical_distributions(shares, counts):
+    assert psi(shares, counts) == 0.0
+
+
+def test_psi_of_empty_window_is_zero_and_shapes_must_match():
+    assert psi([0.5, 0.5], [0, 0]) == 0.0
+    with pytest.raises(ValueError):
+        psi([0.5, 0.5], [1, 2, 3])
+
+
+def test_numeric_counts_follow_the_reference_bin_convention():
+    # bin i holds v with searchsorted(edges, v, side="right") == i: a value on an edge goes right
+    assert numeric_counts([1.0, 2.0], [0.5, 1.0, 1.5, 2.0, 9.0]).tolist() == [1, 2, 2]
+    assert numeric_counts([1.0, 2.0], []).tolist() == [0, 0, 0]
+
+
+def test_psi_zero_against_own_training_reference():
+    values = np.random.default_rng(3).gamma(2.0, 5.0, 1000)
+    ref = reference_distributions(pd.DataFrame({n: values for n in NUMERIC_FEATURES} | {"plan": ["a"] * 1000}))
+    spec = ref["numeric"]["tenure_months"]
+    assert psi(spec["shares"], numeric_counts(spec["edges"], values)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_categorical_psi_golden_and_unseen_category_is_drift():
+    ref = {"basic": 0.6, "premium": 0.4}
+    assert categorical_psi(ref, Counter({"basic": 6, "premium": 4})) == pytest.approx(0.0, abs=1e-12)
+    # actual basic 0.6, premium 0.3, gold 0.1 (unseen: expected eps)
+    expected = (0.3 - 0.4) * math.log(0.3 / 0.4) + (0.1 - EPS) * math.log(0.1 / EPS)
+    got = categorical_psi(ref, Counter({"basic": 6, "premium": 3, "gold": 1}))
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert got == pytest.approx(0.71885295962, abs=1e-9)
+    assert severity(got) == "high"
+
+
+def test_categorical_psi_only_unseen_categories_does_not_error():
+    assert categorical_psi({"basic": 1.0}, {"brand-new": 5}) > PSI_THRESHOLDS["major"]
+    assert categorical_psi({"1": 1.0}, {1: 5}) == pytest.approx(0.0, abs=1e-12)  # keys compared as str
+
+
+def test_severity_follows_thresholds():
+    assert PSI_THRESHOLDS == {"moderate": 0.1, "major": 0.25}
+    assert [severity(v) for v in (0.0, 0.0999, 0.1, 0.2499, 0.25, 3.0)] == [
+        "low",
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    ]
+
+
+# ---------------------------------------------------------------- windows
+
+
+@pytest.fixture(scope="module")
+def reference() -> dict:
+    rng = np.random.default_rng(11)
+    df = frame(rng, 5000)
+    return reference_distributions(df, scores=rng.beta(2, 8, 5000))
+
+
+def test_window_closes_by_count(reference):
+    rng = np.random.default_rng(12)
+    window = FeatureWindow(reference, every_n=100)
+    reports = []
+    ts = rng.permutation(250).astype(float)  # out of order event times
+    for i, (values, score) in enumerate(zip(rows(frame(rng, 250)), rng.beta(2, 8, 250))):
+        report = window.update(values, float(score), float(ts[i]))
+        if report is not None:
+            reports.append((i, report))
+    assert [i for i, _ in reports] == [99, 199]
+    first = reports[0][1]
+    assert first.count == 100 and first.score_count == 100
+    assert (first.start_ts, first.end_ts) == (ts[:100].min(), ts[:100].max())
+    assert set(first.psi) == set(FEATURE_NAMES) | {"score"}
+    assert all(math.isfinite(v) and v >= 0 for v in first.psi.values())
+    assert window.count == 50
+    assert window.flush().count == 50
+    assert window.flush() is None
+
+
+def test_window_closes_by_event_time(reference):
+    window = FeatureWindow(reference, every_s=60.0)
+    values = rows(frame(np.random.default_rng(13), 10))
+    assert window.update(values[0], 0.1, 0.0) is None
+    assert window.update(values[1], 0.2, 10.0) is None
+    assert window.update(values[2], None, 59.9) is None
+    report = window.update(values[3], 0.3, 60.0)  # first event of [60, 120) closes [0, 60)
+    assert (report.count, report.score_count, report.start_ts, report.end_ts) == (3, 2, 0.0, 59.9)
+    assert window.update(values[4], 0.3, 30.0) is None  # late: counted in the open window
+    report = window.update(values[5], 0.3, 125.0)  # [120, 180): closes the window of 60 and 30
+    assert (report.count, report.start_ts, report.end_ts) == (2, 30.0, 60.0)
+    assert window.update(values[6], 0.3, 179.0) is None
+    report = window.flush()
+    assert (report.count, report.start_ts, report.end_ts) == (2, 125.0, 179.0)
+
+
+def test_window_without_scores_reports_features_only(reference):
+    window = FeatureWindow(reference, every_n=5)
+    report = None
+    for values in rows(frame(np.random.default_rng(14), 5)):
+        report = window.update(values, None, 0.0)
+    assert set(report.psi) == set(FEATURE_NAMES) and report.score_count == 0
+
+
+def test_window_sees_shift_and_unseen_plan(reference):
+    rng = np.random.default_rng(15)
+    window = FeatureWindow(reference, every_n=2000)
+    shifted = frame(rng, 2000, shift=1.0, plans=("basic", "standard", "premium", "ultra"))
+    report = None
+    for values in rows(shifted):
+        report = window.update(values, 0.5, 0.0)
+    assert report.psi["monthly_charges"] > PSI_THRESHOLDS["major"]
+    assert report.psi["support_calls_30d"] > PSI_THRESHOLDS["major"]
+    assert report.psi["plan"] > PSI_THRESHOLDS["major"]
+    assert report.psi["score"] > PSI_THRESHOLDS["major"]
+    assert report.psi["usage_trend"] < PSI_THRESHOLDS["moderate"]
+
+
+def test_window_psi_matches_batch_psi(reference):
+    df = frame(np.random.default_rng(16), 500)
+    window = FeatureWindow(reference, every_n=500)
+    report = None
+    for values in rows(df):
+        report = window.update(values, None, 0.0)
+    for name in NUMERIC_FEATURES:
+        spec = reference["numeric"][name]
+        batch = psi(spec["shares"], numeric_counts(spec["edges"], df[name]))
+        assert report.psi[name] == pytest.approx(batch, abs=1e-12)
+    for name in CATEGORICAL_FEATURES:
+        expected = categorical_psi(reference["categorical"][name]["shares"], Counter(df[name]))
+        assert report.psi[name] == pytest.approx(expected, abs=1e-12)
+
+
+def test_window_needs_exactly_one_setting(reference):
+    with pytest.raises(ValueError):
+        FeatureWindow(reference)
+    with pytest.raises(ValueError):
+        FeatureWindow(reference, every_n=10, every_s=60.0)
+    with pytest.raises(ValueError):
+        FeatureWindow(reference, every_s=0.0)
+
+
+# ---------------------------------------------------------------- hysteresis, cooldown, data drift
+
+
+def test_hysteresis_needs_k_breaches_in_a_row():
+    h = Hysteresis(2)
+    assert [h.update(b) for b in (True, False, True)] == [False, False, False]
+    assert h.update(True) is True and h.drift_detected
+    assert h.update(False) is False
+
+
+def test_cooldown_on_event_time():
+    c = Cooldown(100.0)
+    assert c.ready(5.0)
+    c.fire(5.0)
+    assert not c.ready(104.9)
+    assert c.ready(105.0)
+
+
+def report(ts: float, count: int = 500, **psi_values: float) -> WindowReport:
+    return WindowReport(psi=psi_values, start_ts=ts - 60, end_ts=ts, count=count, score_count=count)
+
+
+def clean(ts: float) -> WindowReport:
+    return report(ts, plan=0.01, monthly_charges=0.02, score=0.01)
+
+
+def breach(ts: float) -> WindowReport:
+    return report(ts, plan=0.9, monthly_charges=0.3, score=0.01)
+
+
+def test_data_detector_breach_clean_breach_does_not_fire(reference):
+    det = DataDriftDetector(reference, threshold=0.25, k=2, cooldown_s=3600)
+    assert det.update(breach(60)) == []
+    assert det.update(clean(120)) == []
+    assert det.update(breach(180)) == [] and not det.drift_detected
+    findings = det.update(breach(240))
+    assert findings == [Finding("feature_psi", "data", {"plan": 0.9, "monthly_charges": 0.3}, "high")]
+    assert det.drift_detected
+
+
+def test_data_detector_cooldown_suppresses_repeats(reference):
+    det = DataDriftDetector(reference, threshold=0.25, k=2, cooldown_s=3600)
+    fired = [bool(det.update(breach(ts))) for ts in range(60, 3600 + 301, 60)]
+    assert fired.index(True) == 1  # second window: k = 2
+    assert sum(fired) == 2  # once at 120 s, then again only once the cooldown has run out
+    assert fired[(120 + 3600) // 60 - 1] is True
+
+
+def test_data_detector_score_is_prediction_drift_and_small_windows_are_skipped(reference):
+    det = DataDriftDetector(reference, k=1, min_count=50)
+    assert det.update(report(60, count=10, score=5.0)) == []
+    findings = det.update(report(120, score=0.3, plan=0.01))
+    assert findings == [Finding("score_psi", "prediction", {"score": 0.3}, "high")]
+    # a window that does not measure a feature breaks its streak (k=2 here)
+    det2 = DataDriftDetector(reference, k=2)
+    det2.update(report(60, plan=0.9))
+    assert det2.update(report(120, monthly_charges=0.01)) == []
+    assert det2.update(report(180, plan=0.9)) == []
+
+
+# ---------------------------------------------------------------- river on the score stream
+
+
+def score_stream(seed: int, n: int, shift_at: int | None = None) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    if shift_at is None:
+        return rng.beta(2, 8, n)
+    return np.concatenate([rng.beta(2, 8, shift_at), rng.beta(4, 6, n - shift_at)])
+
+
+def detections(detector: ScoreStreamDetector, scores: np.ndarray) -> dict[str, list[int]]:
+    found: dict[str, list[int]] = {}
+    for i, s in enumerate(scores):
+        for name in detector.update(float(s)):
+            found.setdefault(name, []).append(i)
+    return found
+
+
+def test_score_detectors_quiet_on_stationary_stream():
+    assert detections(ScoreStreamDetector(seed=0), score_stream(0, 3000)) == {}
+
+
+def test_score_detectors_golden_indices_after_shift_at_1000():
+    found = detections(ScoreStreamDetector(seed=0), score_stream(0, 2000, shift_at=1000))
+    assert found == {"page_hinkley": [1037], "kswin": [1039], "adwin": [1055]}
+
+
+def test_score_detector_reports_drift_detected_like_river():
+    det = ScoreStreamDetector(seed=0)
+    fired_at = None
+    for i, s in enumerate(score_stream(0, 1100, shift_at=1000)):
+        names = det.update(float(s))
+        assert det.drift_detected == bool(names)
+        if names and fired_at is None:
+            fired_at = i
+    assert fired_at == 1037 and det.n == 1100
+
+
+# ---------------------------------------------------------------- concept drift
+
+
+H = 100.0
+
+
+def test_maturing_respects_the_horizon():
+    m = ConceptDriftMonitor(horizon_s=H, window=10)
+    m.add_score("a", 0.0, 0.8)
+    m.add_label("a", 50.0)  # within (0, 100]
+    m.add_score("b", 0.0, 0.3)
+    m.add_label("b", 150.0)  # after the horizon
+    m.add_score("c", 10.0, 0.6)
+    m.add_label("c", 10.0)  # at the score itself: not after it
+    m.add_score("d", 20.0, 0.4)
+    m.add_label("d", 120.0)  # exactly at the horizon
+    assert m.advance(99.999) == []
+    assert sorted(m.advance(100.0)) == [(0.3, 0), (0.8, 1)]
+    assert m.advance(110.0) == [(0.6, 0)]
+    assert m.advance(119.0) == []
+    assert m.advance(120.0) == [(0.4, 1)]
+    assert m.pending == 0 and m.matured == 4
+
+
+def test_no_label_leaks_before_the_horizon_against_brute_force():
+    rng = np.random.default_rng(21)
+    m = ConceptDriftMonitor(horizon_s=H, window=100, max_pending=1000)
+    scores, closes = [], {}
+    now = 0.0
+    for step in range(2000):
+        now += float(rng.exponential(1.0))
+        cid = f"c{rng.integers(50)}"
+        if rng.random() < 0.1:
+            m.add_label(cid, now)
+            closes.setdefault(cid, []).append(now)
+        else:
+            p = float(rng.random())
+            m.add_score(cid, now, p)
+            scores.append((cid, now, p))
+        if step % 7 == 0:
+            matured = m.advance(now)
+            due = [s for s in scores if s[1] + H <= now]
+            scores = [s for s in scores if s[1] + H > now]
+            expected = [(p, int(any(t < c <= t + H for c in closes.get(cid, ())))) for cid, t, p in due]
+            assert sorted(matured) == sorted(expected)
+    assert m.late == 0 and m.dropped == 0
+
+
+def test_rolling_metrics_match_sklearn():
+    rng = np.random.default_rng(22)
+    m = ConceptDriftMonitor(horizon_s=H, window=200)
+    p = np.round(rng.uniform(0.02, 0.98, 300), 2)  # ties exercise AUC's mid-ranks
+    y = (rng.random(300) < p).astype(int)
+    for i in range(300):
+        m.add_score(f"c{i}", float(i), float(p[i]))
+        if y[i]:
+            m.add_label(f"c{i}", i + H / 2)
+    pairs = m.advance(300.0 + H)
+    assert len(pairs) == 300 and len(m.pairs) == 200
+    assert list(m.pairs) == [(float(a), int(b)) for a, b in zip(p[100:], y[100:])]  # the last 200, in order
+    probs, labels = map(np.array, zip(*m.pairs))
+    assert m.log_loss == pytest.approx(log_loss(labels, probs, labels=[0, 1]), abs=1e-9)
+    assert m.auc == pytest.approx(roc_auc_score(labels, probs), abs=1e-9)
+    assert math.isnan(roc_auc(np.array([0.1, 0.2]), np.array([0, 0])))  # one class only
+
+
+def flipping_stream(monitor: ConceptDriftMonitor, flip_at: int, n: int, seed: int = 0) -> list[tuple[int, Finding]]:
+    """Scores at t = i; churners close at i + H/2. After ``flip_at`` the label follows 1 - p."""
+    rng = np.random.default_rng(seed)
+    p = rng.uniform(0.05, 0.95, n)
+    u = rng.random(n)
+    y = np.where(np.arange(n) < flip_at, u < p, u < 1 - p)
+    found = []
+    for i in range(n):
+        monitor.add_score(f"c{i}", float(i), float(p[i]))
+        if y[i]:
+            monitor.add_label(f"c{i}", i + H / 2)
+        found += [(monitor.matured - 1, f) for f in monitor.update(float(i))]
+    return found
+
+
+@pytest.mark.parametrize("detector, golden", [("adwin", 3039), ("page_hinkley", 3042)])
+def test_concept_flip_is_detected(detector, golden):
+    m = ConceptDriftMonitor(horizon_s=H, window=500, detector=detector)
+    found = flipping_stream(m, flip_at=3000, n=4000)
+    assert found, "the flip was not detected"
+    index, finding = found[0]
+    assert index == golden  # index of the matured pair that triggered it
+    assert finding.kind == "concept" and finding.detector == f"{detector}_log_loss"
+    assert finding.statistics["log_loss_recent"] > finding.statistics["log_loss_baseline"]
+    assert all(math.isfinite(v) for v in finding.statistics.values())
+
+
+def test_concept_monitor_quiet_without_flip():
+    m = ConceptDriftMonitor(horizon_s=H, window=500)
+    assert flipping_stream(m, flip_at=10**9, n=4000) == []
+    assert not m.drift_detected
+
+
+def test_concept_monitor_memory_is_bounded():
+    m = ConceptDriftMonitor(horizon_s=H, window=10, max_pending=4)
+    for t in range(10):
+        m.add_score("a", float(t), 0.5)
+    assert m.pending == 4 and m.dropped == 6
+    for t in range(20):
+        m.add_label("a", 5.0 + t)
+    assert len(m._closes["a"]) == ConceptDriftMonitor.MAX_CLOSES
+    assert [p for p, _ in m.advance(200.0)] == [0.5] * 4
+    assert m.pending == 0 and not m._pending and not m._closes and not m._due
+    m.add_score("a", 50.0, 0.5)  # already mature against the watermark: dropped as late
+    assert m.late == 1 and m.pending == 0
+
+
+def test_drift_modules_import_no_faust_and_no_kafka():
+    code = (
+        "import sys, stream.drift.psi, stream.drift.windows, stream.drift.detectors\n"
+        "banned = {'faust', 'confluent_kafka', 'aiokafka', 'mlflow'}\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in banned)\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
