@@ -193,7 +193,9 @@ class ReplayReport:
     errors: tuple[str, ...]
 
 
-def replay_file(path: str | Path, publisher: Publisher, *, fmt: Format | None = None, keep_errors: int = 10) -> ReplayReport:
+def replay_file(
+    path: str | Path, publisher: Publisher, *, fmt: Format | None = None, keep_errors: int = 10
+) -> ReplayReport:
     """Publish every valid event of ``path``; bad rows are counted, logged and skipped."""
     rows = published = invalid = 0
     errors: list[str] = []

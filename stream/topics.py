@@ -90,9 +90,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 
 def _admin(admin_or_config: AdminClient | Mapping[str, str]) -> AdminClient:
-    if isinstance(admin_or_config, AdminClient):
-        return admin_or_config
-    return AdminClient(dict(admin_or_config))
+    if isinstance(admin_or_config, Mapping):
+        return AdminClient(dict(admin_or_config))
+    return admin_or_config
 
 
 def _existing(admin: AdminClient, timeout: float) -> dict[str, int]:

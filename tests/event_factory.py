@@ -30,7 +30,8 @@ def sample_events(n: int, customers: int = 50, seed: int = 7) -> list[AccountEve
         common = {"event_id": f"ev-{seed}-{i:07d}", "customer_id": customer, "ts": START + timedelta(minutes=i)}
         if customer not in signed_up:
             signed_up.add(customer)
-            events.append(Signup(**common, plan=rng.choice(PLANS), monthly_charges=29.5, has_autopay=rng.random() < 0.5))
+            autopay = rng.random() < 0.5
+            events.append(Signup(**common, plan=rng.choice(PLANS), monthly_charges=29.5, has_autopay=autopay))
             continue
         kind = rng.randrange(6)
         if kind == 0:

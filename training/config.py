@@ -29,6 +29,7 @@ class DatasetConfig(_Section):
     horizon_days: int = Field(30, ge=1)
     warmup_days: int = Field(60, ge=0, description="skip snapshots before this day (features need history)")
     snapshot_rate: float = Field(0.15, gt=0, le=1, description="share of event-time feature vectors kept")
+    silence_days: float = Field(7.0, ge=0, description="silence re-score interval (0: none), as the worker's timer")
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
 
 

@@ -1,7 +1,9 @@
 """Point-in-time training datasets.
 
 A row is a snapshot: the feature values of one customer at one event time ``t``,
-computed by the same :mod:`stream.features` functions the stream uses. Its label
+computed by the same :mod:`stream.features` functions the stream uses. Snapshots
+are taken where the stream scores: at events (a sample of them), and every
+``silence_days`` of a customer's quiet, as the worker's silence timer re-scores. Its label
 is whether the customer closed the account within ``horizon`` after ``t``.
 Only snapshots whose horizon has fully passed are kept, and nothing newer than
 ``t`` enters the features, so no label leaks into its own inputs.
@@ -84,6 +86,23 @@ def simulated_snapshots(
     rows: list[dict] = []
     rate = config.dataset.snapshot_rate
     horizon = config.dataset.horizon_days
+    silence = config.dataset.silence_days * DAY
+
+    def snapshot(state: CustomerState, customer_id: str, event_id: str, at: float) -> None:
+        values = feature_values(state, at)
+        values.update(customer_id=customer_id, event_id=event_id, event_ts=at)
+        values[ORACLE] = sim.oracle_probability(customer_id, values, at, horizon)
+        rows.append(values)
+
+    def silent_snapshots(state: CustomerState, customer_id: str, until: float) -> None:
+        # What the worker's silence timer emits: a re-score every `silence` of quiet.
+        if state.last_ts is None or not silence:
+            return
+        at = state.last_ts + silence
+        while at < until:
+            snapshot(state, customer_id, f"{customer_id}@{int(at)}", at)
+            at += silence
+
     for n, event in enumerate(sim.events(), 1):
         state = states.get(event.customer_id)
         if state is None:
@@ -91,20 +110,20 @@ def simulated_snapshots(
         ts = event.ts.timestamp()
         if admit(state, event.event_id, ts) is not Admission.NEW:
             continue
+        silent_snapshots(state, event.customer_id, ts)
         apply(state, event)
         if event.event_type == "account_closed":
             closed_at[event.customer_id] = ts
         elif _keep(event.event_id, rate):
-            at = state.last_ts
-            values = feature_values(state, at)
-            values.update(customer_id=event.customer_id, event_id=event.event_id, event_ts=at)
-            values[ORACLE] = sim.oracle_probability(event.customer_id, values, at, horizon)
-            rows.append(values)
+            snapshot(state, event.customer_id, event.event_id, state.last_ts)
         if on_event is not None and n % 10_000 == 0:
             on_event(n)
     epoch = sim_config.start.timestamp()
     start_ts = epoch + config.dataset.warmup_days * DAY
     end_ts = epoch + sim_cfg.days * DAY
+    for customer_id, state in states.items():
+        if customer_id not in closed_at:
+            silent_snapshots(state, customer_id, end_ts)
     frame = pd.DataFrame(rows, columns=[*FEATURE_NAMES, *META_COLUMNS, ORACLE])
     return label_snapshots(frame, closed_at, horizon, end_ts, start_ts), sim
 

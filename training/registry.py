@@ -159,6 +159,10 @@ def list_versions(client, name: str) -> list[VersionInfo]:
 
     try:
         versions = client.search_model_versions(f"name='{name}'")
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, version in (client.get_registered_model(name).aliases or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
     except MlflowException as exc:
         raise RegistryError(f"cannot list versions of {name}: {exc}") from exc
     out = []
@@ -167,7 +171,7 @@ def list_versions(client, name: str) -> list[VersionInfo]:
         out.append(
             VersionInfo(
                 version=str(v.version),
-                aliases=tuple(getattr(v, "aliases", []) or []),
+                aliases=tuple(sorted(aliases.get(str(v.version), []))),
                 run_id=v.run_id or "",
                 tags=dict(v.tags or {}),
                 metrics=dict(metrics),

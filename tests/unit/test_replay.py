@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
+from event_factory import sample_events
 
 from producers.replay import ReplayRow, read_events, replay_file, write_jsonl
 from stream.errors import ConfigError
-from tests.event_factory import sample_events
 
 pytestmark = pytest.mark.unit
 
