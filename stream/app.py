@@ -12,14 +12,19 @@ Agents
 ``models``     model-events -> hot swap of the serving model (an alias poll backs it up).
 
 Both data agents use ``take_events`` batches: Faust acks a batch's events only
-after the batch is processed, and commits only after the producer has flushed,
-so delivery is at-least-once. Tables use ``use_partitioner=True``: the changelog
-key is the message key, so Kafka's murmur2 partitioner puts each changelog record
-on the partition of the event that produced it.
+after the batch is processed, and commits only after the producer has flushed.
+Within a batch, outputs are made durable before state: the agent waits for the
+broker to acknowledge the batch's outputs and only then writes the table (whose
+changelog is what a restarted worker recovers). A crash can therefore repeat
+outputs (at-least-once, countable by event id) but never leave a recorded event
+without its output. Tables use ``use_partitioner=True``: the changelog key is the
+message key, so Kafka's murmur2 partitioner puts each changelog record on the
+partition of the event that produced it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -32,7 +37,8 @@ from schemas.features import FeatureVector
 from schemas.outputs import ModelEvent
 from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
 from stream.features import CustomerState, features
-from stream.kafka_config import faust_broker_kwargs
+from stream.end_offsets import install as install_exact_end_offsets
+from stream.kafka_config import confluent_config, faust_broker_kwargs
 from stream.messages import Inbound, Outbound
 from stream.metrics import StreamMetrics
 from stream.model_holder import ModelHolder
@@ -102,6 +108,7 @@ def create_app(
         web_bind=settings.web_host,
         web_host=settings.web_host,
     )
+    install_exact_end_offsets(app, confluent_config(settings, bootstrap))
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, **topic_args)
     features_topic = app.topic(names.churn_features, **topic_args)
@@ -120,9 +127,11 @@ def create_app(
     batch_within = settings.score_batch_ms / 1000.0
 
     async def publish(out: list[Outbound]) -> None:
+        """Send a batch's outputs and wait until the broker has acknowledged all of them."""
         send = app.producer.send
-        for o in out:
-            await send(out_topics[o.topic], o.key, o.value, None, None, o.headers)
+        pending = [await send(out_topics[o.topic], o.key, o.value, None, None, o.headers) for o in out]
+        if pending:
+            await asyncio.gather(*pending)
 
     def load_state(key: bytes) -> CustomerState | None:
         raw = state_table.get(key)
@@ -132,9 +141,9 @@ def create_app(
     async def featurize(stream):
         async for events in stream.take_events(settings.score_batch_size, within=batch_within):
             result = featurizer.process([_inbound(e) for e in events], load_state)
+            await publish(result.out)
             for key, state in result.dirty.items():
                 state_table[key] = state.to_bytes()
-            await publish(result.out)
 
     @app.agent(features_topic, name="score")
     async def score(stream):
@@ -146,9 +155,9 @@ def create_app(
             for o in scored.out:
                 if o.topic == SCORES:
                     latest[o.key] = o.value
+            await publish(scored.out)
             for key, value in latest.items():
                 score_table[key] = value
-            await publish(scored.out)
 
     @app.agent(model_topic, name="models")
     async def model_events(stream):
@@ -171,6 +180,11 @@ def create_app(
     async def poll_alias():
         if holder.current is not None:
             await holder.refresh()
+
+    @app.timer(1.0)
+    async def track_assignment():
+        owned = [tp for tp in app.consumer.assignment() if tp.topic == names.account_events]
+        metrics.assigned_partitions.set(len(owned))
 
     @app.page("/metrics")
     async def metrics_page(web, request):

@@ -34,6 +34,7 @@ class StreamMetrics:
     drift_alerts: Counter
     silence_rescored: Counter
     retrains: Counter
+    assigned_partitions: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -68,4 +69,7 @@ class StreamMetrics:
             drift_alerts=Counter("churn_drift_alerts", "Drift alerts raised, by detector.", ["detector"], registry=r),
             silence_rescored=Counter("churn_silence_rescored", "Customers re-scored for silence.", registry=r),
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
+            assigned_partitions=Gauge(
+                "churn_assigned_partitions", "Partitions of account-events this worker owns.", registry=r
+            ),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,6 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from producers.simulator import SimConfig, Simulator
+from stream.end_offsets import exact_end_offsets
+from stream.kafka_config import confluent_config
+from stream.settings import Settings
+from stream.topics import ensure_topics, topic_specs
 
 CHURN = str(Path(sys.executable).parent / "churn")
 
@@ -186,3 +193,52 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+def simulated(n_events: int, customers: int, seed: int, prefix: str):
+    sim = Simulator(SimConfig(n_customers=customers, days=120, seed=seed, id_prefix=prefix))
+    events = []
+    for ev in sim.events():
+        events.append(ev)
+        if len(events) >= n_events:
+            break
+    return events
+
+
+def settings_of(env: dict[str, str]) -> Settings:
+    return Settings(**{k.removeprefix("CHURN_").lower(): v for k, v in env.items() if k.startswith("CHURN_")})
+
+
+def provision(env: dict[str, str]) -> Settings:
+    settings = settings_of(env)
+    ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings))
+    return settings
+
+
+def start_worker(env, tmp_path, name="worker") -> WorkerProcess:
+    worker = WorkerProcess(env, tmp_path / f"{name}.log").start()
+    worker.wait_serving()
+    return worker
+
+
+def lookup(port: int, customer_id: str) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/customers/{customer_id}", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def consumer_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Messages of ``topic`` the consumer group has not committed yet."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        tps = [TopicPartition(topic, p) for p in partitions]
+        committed = consumer.committed(tps, timeout=10)
+        reported = {tp: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        ends = exact_end_offsets({"bootstrap.servers": bootstrap}, reported)
+        return sum(ends[tp] - max(c.offset, 0) for tp, c in zip(tps, committed))
+    finally:
+        consumer.close()
+
+
+def wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float = 120.0) -> None:
+    wait_for(lambda: consumer_lag(bootstrap, group, topic) == 0, timeout, 0.5, f"group {group} caught up on {topic}")

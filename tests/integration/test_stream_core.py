@@ -10,47 +10,12 @@ import orjson
 import pytest
 
 from producers.faults import inject
-from producers.simulator import SimConfig, Simulator
 from schemas.events import dump_event
 from schemas.outputs import ChurnScore
 from stream.features import CustomerState, apply, feature_values
-from stream.kafka_config import confluent_config
-from stream.settings import Settings
-from stream.topics import ensure_topics, topic_specs
-from support import TopicReader, WorkerProcess, metric_sum, produce
+from support import TopicReader, WorkerProcess, lookup, metric_sum, produce, provision, simulated, start_worker
 
 pytestmark = pytest.mark.integration
-
-
-def simulated(n_events: int, customers: int, seed: int, prefix: str):
-    sim = Simulator(SimConfig(n_customers=customers, days=120, seed=seed, id_prefix=prefix))
-    events = []
-    for ev in sim.events():
-        events.append(ev)
-        if len(events) >= n_events:
-            break
-    return events
-
-
-def settings_of(env: dict[str, str]) -> Settings:
-    return Settings(**{k.removeprefix("CHURN_").lower(): v for k, v in env.items() if k.startswith("CHURN_")})
-
-
-def provision(env: dict[str, str]) -> Settings:
-    settings = settings_of(env)
-    ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings))
-    return settings
-
-
-def start_worker(env, tmp_path, name="worker") -> WorkerProcess:
-    worker = WorkerProcess(env, tmp_path / f"{name}.log").start()
-    worker.wait_serving()
-    return worker
-
-
-def lookup(port: int, customer_id: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/customers/{customer_id}", timeout=10) as resp:
-        return json.loads(resp.read())
 
 
 def scores_by_event(records) -> Counter:

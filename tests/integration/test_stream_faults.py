@@ -1,0 +1,152 @@
+"""The streaming core under faults: a killed worker, a second worker, an absent registry."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections import Counter
+
+import orjson
+import pytest
+
+from schemas.events import dump_event
+from stream.features import CustomerState, apply, feature_values
+from support import TopicReader, WorkerProcess, free_port, lookup, metric_sum, produce, provision, simulated, wait_caught_up, wait_for, consumer_lag
+
+pytestmark = pytest.mark.integration
+
+
+def distinct_scored(records) -> set[str]:
+    return {orjson.loads(r.value)["event_id"] for r in records}
+
+
+def recompute(events) -> dict[str, dict]:
+    states: dict[str, CustomerState] = {}
+    for e in events:
+        apply(states.setdefault(e.customer_id, CustomerState()), e)
+    return {c: feature_values(s, s.last_ts) for c, s in states.items()}
+
+
+def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_path, record_property):
+    settings = provision(stream_env)
+    bootstrap = settings.resolved_bootstrap()
+    events = simulated(20_000, 250, seed=31, prefix="k")
+    ids = {e.event_id for e in events}
+    scores = TopicReader(bootstrap, settings.topic("churn-scores"))
+    worker = WorkerProcess(stream_env, tmp_path / "first.log").start()
+    worker.wait_serving()
+    produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
+    scores.read_until(lambda r: len(r) >= len(events) // 4, 120, "a quarter of the stream scored")
+    worker.kill9()
+    before_kill = len(distinct_scored(scores.records))
+    assert before_kill < len(events), "the worker finished before it was killed; nothing was tested"
+
+    restarted = WorkerProcess(stream_env, tmp_path / "second.log").start()
+    try:
+        restarted.wait_serving()
+        try:
+            scores.read_until(lambda r: distinct_scored(r) >= ids, 180, "every event scored after the restart")
+        except TimeoutError:
+            missing = ids - distinct_scored(scores.records)
+            features = TopicReader(bootstrap, settings.topic("churn-features"))
+            features.poll(3.0)
+            featured = distinct_scored(features.records)
+            where = {}
+            for r in features.records:
+                if orjson.loads(r.value)["event_id"] in missing:
+                    where.setdefault(r.partition, []).append(r.offset)
+            spans = {p: (min(o), max(o), len(o)) for p, o in where.items()}
+            totals = Counter(r.partition for r in features.records)
+            lag = consumer_lag(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("churn-features"))
+            pytest.fail(f"{len(missing)} events unscored, {len(missing - featured)} of them without features; "
+                        f"missing feature offsets by partition {spans}; feature records {dict(totals)}; "
+                        f"churn-features lag {lag}")
+        scores.poll(1.0)
+        counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
+        duplicates = sum(n - 1 for n in counts.values())
+        record_property("scored_before_kill", before_kill)
+        record_property("duplicate_scores", duplicates)
+        print(f"kill -9 after {before_kill} of {len(events)} scored: {duplicates} duplicate scores (at-least-once)")
+        assert set(counts) == ids
+
+        wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"))
+        expected = recompute(events)
+        for customer, values in expected.items():
+            got = lookup(restarted.web_port, customer)["features"]
+            assert {k: got[k] for k in values} == values, customer
+    finally:
+        restarted.stop()
+
+
+def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
+    settings = provision(stream_env)
+    bootstrap = settings.resolved_bootstrap()
+    events = simulated(12_000, 200, seed=32, prefix="w")
+    first_half, second_half = events[:6000], events[6000:]
+    env_b = dict(stream_env, CHURN_WEB_PORT=str(free_port()))
+    a = WorkerProcess(stream_env, tmp_path / "a.log").start()
+    b = WorkerProcess(env_b, tmp_path / "b.log").start()
+    scores = TopicReader(bootstrap, settings.topic("churn-scores"))
+    try:
+        a.wait_serving()
+        b.wait_serving()
+
+        def both_assigned():
+            return all(w.metrics().get("churn_assigned_partitions", 0) > 0 for w in (a, b))
+
+        wait_for(both_assigned, 60, 0.5, "both workers own partitions")
+        produce(bootstrap, settings.topic("account-events"),
+                [(e.customer_id.encode(), dump_event(e)) for e in first_half])
+        scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in first_half}, 120, "first half scored")
+        processed = [metric_sum(w.metrics(), "churn_events_in_total") for w in (a, b)]
+        assert all(n > 0 for n in processed), f"partitions not shared: {processed}"
+        assert sum(processed) >= len(first_half)
+
+        b.stop()
+        wait_for(lambda: a.metrics().get("churn_assigned_partitions", 0) == settings.topic_partitions, 60, 0.5,
+                 "the remaining worker owns every partition")
+        produce(bootstrap, settings.topic("account-events"),
+                [(e.customer_id.encode(), dump_event(e)) for e in second_half])
+        scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in events}, 120, "every event scored")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, registry_dir, tmp_path):
+    settings = provision(stream_env)
+    bootstrap = settings.resolved_bootstrap()
+    port = free_port()
+    env = dict(stream_env, CHURN_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", CHURN_REGISTRY_RETRY_S="1")
+    events = simulated(2_000, 60, seed=33, prefix="r")
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    server = None
+    try:
+        wait_for(lambda: "no servable model yet" in worker.log_path.read_text(errors="replace"), 90, 0.5,
+                 "a clear log line about the unreachable registry")
+        assert worker.metrics().get("churn_model_version", 0) == 0
+        produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
+
+        db = registry_dir / "mlflow.db"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{db}", "--workers", "1"],
+            stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT,
+        )
+        worker.wait_serving(timeout=120)
+        scores = TopicReader(bootstrap, settings.topic("churn-scores"))
+        scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in events}, 120, "scored once it answers")
+
+        server.terminate()
+        server.wait(30)
+        server = None
+        more = simulated(3_000, 60, seed=34, prefix="r2")
+        produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in more])
+        scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in more}, 120,
+                          "scoring carries on without the registry")
+        assert worker.proc.poll() is None
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(30)
+        worker.stop()
