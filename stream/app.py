@@ -147,8 +147,11 @@ def create_app(
 
     @app.agent(features_topic, name="score")
     async def score(stream):
-        await holder.ready.wait()
+        # Wait for a model inside the loop: a stream that is not iterated while its
+        # buffer fills can stall take_events for good.
         async for events in stream.take_events(settings.score_batch_size, within=batch_within):
+            while holder.current is None:
+                await holder.ready.wait()
             model = holder.current
             scored = scorer.score([_inbound(e) for e in events], model)
             latest = {}
