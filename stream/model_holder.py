@@ -52,7 +52,7 @@ class RegistrySource:
         if self._client is None:
             from training import registry
 
-            self._client = registry.connect(self.settings)
+            self._client = registry.connect(self.settings, fail_fast=True)
         return self._client
 
     def version_for_alias(self) -> str | None:

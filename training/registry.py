@@ -34,9 +34,16 @@ class VersionInfo:
     metrics: dict[str, float]
 
 
-def connect(settings: Settings):
-    """An ``MlflowClient`` for the configured tracking URI (fluent API pointed there too)."""
+def connect(settings: Settings, fail_fast: bool = False):
+    """An ``MlflowClient`` for the configured tracking URI (fluent API pointed there too).
+
+    ``fail_fast`` turns off MLflow's own HTTP retries (minutes of backoff) for callers
+    that retry on their own schedule, like the worker's model holder.
+    """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if fail_fast:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     if settings.mlflow_username:
         os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
         os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_password.get_secret_value()
