@@ -91,6 +91,90 @@ def broker(
 
 
 @app.command()
+def topics() -> None:
+    """Create every churn-stream topic on the configured broker (idempotent) and exit."""
+    from stream.kafka_config import confluent_config
+    from stream.topics import ensure_topics, topic_specs
+
+    settings = _settings()
+    created = ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings))
+    console.print(f"topics ready on {settings.resolved_bootstrap()}; created: {', '.join(created) or 'none'}")
+
+
+@app.command()
+def produce(
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 500,
+    days: Annotated[int, typer.Option(help="Simulated days of event time.")] = 120,
+    seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
+    scenario: Annotated[str, typer.Option(help="Drift scenario: price_hike, support_surge, new_plan, "
+                                               "concept_flip or none.")] = "none",
+    onset_day: Annotated[int, typer.Option(help="Day the scenario starts.")] = 60,
+    rate: Annotated[float, typer.Option(help="Max events per second (0: unlimited).")] = 0.0,
+    seconds_per_day: Annotated[float, typer.Option(help="Wall seconds per simulated day (0: no pacing).")] = 0.0,
+    source: Annotated[Optional[Path], typer.Option("--from", help="Replay a JSONL, CSV or Parquet file instead.")] = None,
+    max_events: Annotated[Optional[int], typer.Option(help="Stop after this many events.")] = None,
+    bad_share: Annotated[float, typer.Option(help="Share of extra invalid messages to inject (DLQ demo).")] = 0.0,
+    id_prefix: Annotated[str, typer.Option(help="Prefix for simulated customer and event ids.")] = "",
+) -> None:
+    """Publish simulated or recorded account events to account-events."""
+    from producers.cli import ProduceOptions
+    from producers.cli import produce as run_produce
+
+    options = ProduceOptions(
+        customers=customers, days=days, seed=seed, scenario=None if scenario == "none" else scenario,
+        onset_day=onset_day, rate=rate, seconds_per_day=seconds_per_day, source=source, max_events=max_events,
+        bad_share=bad_share, id_prefix=id_prefix,
+    )
+    summary = run_produce(_settings(), options, console)
+    console.print(f"sent {summary.sent:,}, delivered {summary.delivered:,}, failed {summary.failed:,}, "
+                  f"invalid (not sent) {summary.invalid:,}")
+    for error in summary.errors:
+        err_console.print(f"  {error}")
+    if summary.failed:
+        raise ChurnError(f"{summary.failed} events were not delivered")
+
+
+@app.command()
+def tail(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per score, for piping.")] = False,
+    from_beginning: Annotated[bool, typer.Option(help="Start at the oldest score, not the newest.")] = False,
+    limit: Annotated[Optional[int], typer.Option("--max", help="Stop after this many scores.")] = None,
+    rows: Annotated[int, typer.Option(help="Rows in the live table.")] = 20,
+) -> None:
+    """Show churn-scores live."""
+    from stream.tail import tail_scores
+
+    tail_scores(_settings(), console, as_json=as_json, from_beginning=from_beginning, limit=limit, rows=rows)
+
+
+@app.command()
+def bench(
+    events: Annotated[int, typer.Option(help="Events pre-produced for the throughput phase.")] = 20_000,
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
+    latency_events: Annotated[int, typer.Option(help="Events in the paced latency phase.")] = 5000,
+    latency_rate: Annotated[float, typer.Option(help="Events/s in the latency phase (0: half the throughput).")] = 0.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+) -> None:
+    """Measure the stream against the per-row pattern and a raw client loop, side by side."""
+    from stream.bench import bench as run_bench
+
+    settings = _settings()
+    with console.status("bench") as status:
+        doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
+                        lambda text: status.update(f"bench: {text}"))
+    t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",
+              ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"])
+    per_row = doc["variants"]["per_row"]["events_per_s"]
+    for name, v in doc["variants"].items():
+        t.add_row(name, f"{v['events_per_s']:,.0f}", f"{v['p50_ms']:.2f}", f"{v['p95_ms']:.2f}", f"{v['p99_ms']:.2f}",
+                  f"{v['events_per_s'] / per_row:,.1f}")
+    console.print(t)
+    s = doc["variants"]["stream"]
+    console.print(f"stream latency measured at {s['latency_rate']:,.0f} events/s; "
+                  f"stream/raw = {doc['ratios']['stream_over_raw']:.3f}")
+
+
+@app.command()
 def worker() -> None:
     """Run a stream worker: featurize, score, model swaps, /metrics and lookups."""
     from stream.worker import run_worker
@@ -111,6 +195,39 @@ def train(
     from training.cli import run_train
 
     run_train(_settings(), config, console)
+
+
+@app.command()
+def retrain(
+    config: Annotated[
+        Optional[Path], typer.Option("--config", "-c", help="Training config YAML (default: the bootstrap config).")
+    ] = None,
+    trigger: Annotated[str, typer.Option(help="Why this run starts: manual, drift or schedule "
+                                              "(recorded with the run and version).")] = "manual",
+    alert_id: Annotated[str, typer.Option(help="The drift alert that triggered the run.")] = "",
+    window_days: Annotated[Optional[float], typer.Option(
+        help="Days of labelled feature-log snapshots to learn from (default: dataset.window_days).")] = None,
+    result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
+) -> None:
+    """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
+    from training.cli import run_retrain
+
+    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console)
+
+
+@app.command()
+def launcher(
+    cooldown: Annotated[float, typer.Option(help="Seconds after a job ends before alerts launch another.")] = 300.0,
+    every: Annotated[Optional[float], typer.Option(help="Also launch a run this many seconds after the last "
+                                                        "one started, alerts or not.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="Handle the alerts there now, wait for the job, exit.")] = False,
+    job_template: Annotated[Optional[Path], typer.Option(
+        help="Submit this Kubernetes Job manifest with kubectl instead of running a local process.")] = None,
+) -> None:
+    """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
+    from training.cli import run_launcher
+
+    run_launcher(_settings(), cooldown, every, once, job_template, console)
 
 
 @models_app.callback()

@@ -1,37 +1,42 @@
-"""Rendering of the training commands (``churn train``, ``churn models``)."""
+"""Rendering of the training commands (``churn train``, ``churn retrain``, ``churn launcher``, ``churn models``)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from stream.errors import ChurnError
 from stream.settings import Settings
 from training.config import DEFAULT_CONFIG, load_config
 
 _STAGES = {
     "simulate": "simulating customers and replaying their events",
+    "read": "reading the feature log and labels to their end",
+    "dataset": "building point-in-time snapshots",
     "split": "splitting by customer",
     "fit": "fitting the pipeline",
     "champion": "evaluating the production model on the same holdout",
     "log": "logging the run and registering the candidate",
+    "publish": "publishing the model event",
+    "drift": "logging the drift report",
     "done": "done",
 }
 KEY_METRICS = ("roc_auc", "oracle_roc_auc", "heuristic_roc_auc", "pr_auc", "f1", "precision_at_k", "brier", "log_loss", "base_rate")
 
 
-def run_train(settings: Settings, config_path: Path | None, console: Console) -> None:
-    from stream.cli import table
-
-    config = load_config(config_path or DEFAULT_CONFIG)
-    from training.job import run_training
-
+@contextmanager
+def _stages(console: Console, first: str) -> Iterator[Callable[[str, float], None]]:
+    """A transient progress line; yields the ``progress(stage, done)`` callback the jobs take."""
     with Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
         console=console, transient=True,
     ) as bar:
-        task = bar.add_task(_STAGES["simulate"], total=None)
+        task = bar.add_task(_STAGES[first], total=None)
 
         def progress(stage: str, done: float) -> None:
             text = _STAGES.get(stage, stage)
@@ -39,7 +44,57 @@ def run_train(settings: Settings, config_path: Path | None, console: Console) ->
                 text = f"{text} ({int(done):,} events)"
             bar.update(task, description=text)
 
+        yield progress
+
+
+def run_train(settings: Settings, config_path: Path | None, console: Console) -> None:
+    config = load_config(config_path or DEFAULT_CONFIG)
+    from training.job import run_training
+
+    with _stages(console, "simulate") as progress:
         outcome = run_training(config, settings, progress)
+    render_outcome(settings, outcome, console)
+
+
+def run_retrain(
+    settings: Settings,
+    config_path: Path | None,
+    trigger: str,
+    alert_id: str,
+    window_days: float | None,
+    result_file: Path | None,
+    console: Console,
+) -> None:
+    config = load_config(config_path or DEFAULT_CONFIG)
+    from training.retrain import retrain
+
+    try:
+        with _stages(console, "read") as progress:
+            outcome = retrain(settings, config, trigger, alert_id, window_days, progress)
+    except ChurnError as exc:
+        if result_file is not None:  # tells a launcher that can only see the file (not the exit code)
+            result_file.write_text(json.dumps({"decision": "failed", "error": str(exc)}, indent=2))
+        raise
+    tags = outcome.tags
+    console.print(f"feature log: {int(tags['data.records']):,} records ({int(tags['data.duplicates']):,} duplicates); "
+                  f"snapshots {tags['data.window_start']} .. {tags['data.window_end']}")
+    render_outcome(settings, outcome, console)
+    if result_file is not None:
+        summary = {
+            "version": outcome.version,
+            "run_id": outcome.run_id,
+            "decision": "promoted" if outcome.decision.promote else "rejected",
+            "reasons": outcome.decision.reasons,
+            "roc_auc": outcome.metrics["roc_auc"],
+            "production_version": outcome.champion_version,
+            "production_roc_auc": (outcome.champion_metrics or {}).get("roc_auc"),
+        }
+        result_file.write_text(json.dumps(summary, indent=2))
+
+
+def render_outcome(settings: Settings, outcome, console: Console) -> None:
+    """The candidate's and production's metrics on the same holdout, and the gate's decision."""
+    from stream.cli import table
 
     t = table("holdout metrics", ["metric", "candidate", "production (same holdout)"])
     for key in KEY_METRICS:
@@ -86,3 +141,41 @@ def run_rollback(settings: Settings, console: Console) -> None:
     client = registry.connect(settings)
     old, new = registry.rollback(client, settings.model_name)
     console.print(f"rolled back {settings.model_name}: @production {old} -> {new} (@previous is now {old})")
+
+
+def run_launcher(
+    settings: Settings,
+    cooldown_s: float,
+    every_s: float | None,
+    once: bool,
+    job_template: Path | None,
+    console: Console,
+) -> None:
+    import logging
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+
+    from training.launcher import LauncherMetrics, LaunchPolicy, RetrainLauncher, build_launcher
+
+    policy = LaunchPolicy(cooldown_s, every_s)
+    metrics = LauncherMetrics.create()
+    service = RetrainLauncher(settings, build_launcher(settings, job_template), policy, metrics)
+    if not once:
+        try:
+            start_http_server(settings.web_port, addr=settings.web_host, registry=metrics.registry)
+            console.print(f"launcher metrics on http://{settings.web_host}:{settings.web_port}/metrics")
+        except OSError as exc:
+            logging.getLogger(__name__).warning(
+                "not serving /metrics: cannot bind %s:%d (%s); set CHURN_WEB_PORT", settings.web_host,
+                settings.web_port, exc)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    console.print(f"launcher: consuming {settings.topic('drift-alerts')} as {settings.app_id}-launcher; "
+                  f"cooldown {cooldown_s:.0f}s" + (f", a run every {every_s:.0f}s" if every_s else "")
+                  + ("; --once: exits when the alerts there now are handled and the job has ended" if once else ""))
+    state = service.run(once=once, stop=stop)
+    console.print(f"launcher stopped: {state.launches} launches; last alert {state.last_alert_id or '-'}; "
+                  f"last outcome {state.last_outcome or '-'} (exit code {state.last_exit_code})")

@@ -31,6 +31,9 @@ class DatasetConfig(_Section):
     snapshot_rate: float = Field(0.15, gt=0, le=1, description="share of event-time feature vectors kept")
     silence_days: float = Field(7.0, ge=0, description="silence re-score interval (0: none), as the worker's timer")
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
+    window_days: float = Field(
+        60.0, gt=0, description="retraining: days of labelled feature-log snapshots to learn from, the most recent"
+    )
 
 
 class ModelConfig(_Section):

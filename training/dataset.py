@@ -30,6 +30,7 @@ from training.config import TrainConfig
 
 LABEL = "label"
 ORACLE = "oracle"
+SNAPSHOT = "snapshot"  # "event" (emitted at an event) or "silence" (a silence re-score)
 META_COLUMNS = ("customer_id", "event_id", "event_ts")
 
 
@@ -88,9 +89,10 @@ def simulated_snapshots(
     horizon = config.dataset.horizon_days
     silence = config.dataset.silence_days * DAY
 
-    def snapshot(state: CustomerState, customer_id: str, event_id: str, at: float) -> None:
+    def snapshot(state: CustomerState, customer_id: str, event_id: str, at: float, kind: str = "event") -> None:
         values = feature_values(state, at)
         values.update(customer_id=customer_id, event_id=event_id, event_ts=at)
+        values[SNAPSHOT] = kind
         values[ORACLE] = sim.oracle_probability(customer_id, values, at, horizon)
         rows.append(values)
 
@@ -100,7 +102,7 @@ def simulated_snapshots(
             return
         at = state.last_ts + silence
         while at < until:
-            snapshot(state, customer_id, f"{customer_id}@{int(at)}", at)
+            snapshot(state, customer_id, f"{customer_id}@{int(at)}", at, "silence")
             at += silence
 
     for n, event in enumerate(sim.events(), 1):
@@ -124,7 +126,7 @@ def simulated_snapshots(
     for customer_id, state in states.items():
         if customer_id not in closed_at:
             silent_snapshots(state, customer_id, end_ts)
-    frame = pd.DataFrame(rows, columns=[*FEATURE_NAMES, *META_COLUMNS, ORACLE])
+    frame = pd.DataFrame(rows, columns=[*FEATURE_NAMES, *META_COLUMNS, ORACLE, SNAPSHOT])
     return label_snapshots(frame, closed_at, horizon, end_ts, start_ts), sim
 
 

@@ -15,7 +15,7 @@ from stream.errors import RegistryError
 from stream.settings import Settings
 from training import registry
 from training.config import TrainConfig
-from training.dataset import ORACLE, label_array, model_inputs
+from training.dataset import ORACLE, SNAPSHOT, label_array, model_inputs
 from training.gate import GateDecision, decide
 from training.metrics import heuristic_score
 from training.model_card import model_card
@@ -115,7 +115,11 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
             if champion_metrics:
                 mlflow.log_metrics({f"production_{k}": v for k, v in champion_metrics.items() if np.isfinite(v)})
             mlflow.log_dict(config.model_dump(mode="json"), "config.json")
-            train_inputs = model_inputs(result.split.train)
+            # The drift baseline is what the stream emits at events (silence re-scores aside).
+            train = result.split.train
+            if SNAPSHOT in train:
+                train = train[train[SNAPSHOT] == "event"]
+            train_inputs = model_inputs(train)
             train_scores = result.pipeline.predict_proba(train_inputs)[:, 1]
             mlflow.log_dict(reference_distributions(train_inputs, train_scores), "reference/reference.json")
             curves = {"model": p, "heuristic": heuristic_score(holdout)}

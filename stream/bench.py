@@ -1,0 +1,318 @@
+"""``churn bench``: the stream against the per-row pattern and a raw client loop, side by side.
+
+Variants, all on this machine in one run, with the same events and the same model:
+
+``stream``   a ``churn worker`` process on a pre-produced backlog: events/s from the
+             first to the last score; then a paced phase at ``latency_rate`` for the
+             event-to-score latency percentiles (from the event's append time).
+``per_row``  the tutorial pattern: ``predict_proba(pd.DataFrame([row]))`` per event.
+``raw``      one Python process with a raw confluent-kafka loop doing the same work
+             (validate, de-duplicate, features, batched scoring, produce): the practical
+             ceiling of one process.
+
+Counts are checked: the stream must emit exactly one score per input event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from producers.simulator import SimConfig, Simulator
+from schemas.events import account_event_adapter, dump_event
+from schemas.features import FEATURE_NAMES
+from stream.errors import ChurnError, ConfigError
+from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.kafka_config import confluent_config
+from stream.model_holder import RegistrySource
+from stream.scoring import columns_to_frame
+from stream.settings import Settings
+from stream.topics import ensure_topics, topic_specs
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class VariantResult:
+    events: int
+    seconds: float
+    latencies_ms: list[float]
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.latencies_ms, q)) if self.latencies_ms else float("nan")
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "events": self.events,
+            "seconds": round(self.seconds, 3),
+            "events_per_s": round(self.events_per_s, 1),
+            "p50_ms": round(self.percentile(50), 3),
+            "p95_ms": round(self.percentile(95), 3),
+            "p99_ms": round(self.percentile(99), 3),
+        }
+
+
+def simulated_messages(n: int, customers: int, prefix: str, seed: int = 3) -> list[tuple[bytes, bytes]]:
+    """``n`` simulated events as (key, value) pairs."""
+    out = []
+    sim = Simulator(SimConfig(n_customers=customers, days=365, seed=seed, id_prefix=prefix))
+    for event in sim.events():
+        out.append((event.customer_id.encode(), dump_event(event)))
+        if len(out) >= n:
+            break
+    return out
+
+
+def _produce(config: dict, topic: str, messages, rate: float = 0.0) -> None:
+    producer = Producer({**config, "partitioner": "murmur2_random", "linger.ms": 5, "enable.idempotence": True})
+    start = time.perf_counter()
+    for i, (key, value) in enumerate(messages):
+        if rate:
+            wait = start + i / rate - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    if producer.flush(60):
+        raise ChurnError("bench could not deliver its input events")
+
+
+def _read_scores(config: dict, topic: str, expected: int, timeout: float) -> list[dict]:
+    consumer = Consumer({**config, "group.id": f"bench-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
+    parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    scores: list[dict] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(scores) < expected and time.monotonic() < deadline:
+            for msg in consumer.consume(5000, 0.2):
+                if not msg.error():
+                    scores.append(orjson.loads(msg.value()))
+    finally:
+        consumer.close()
+    if len(scores) < expected:
+        raise ChurnError(f"bench: only {len(scores)} of {expected} scores arrived within {timeout:.0f}s")
+    return scores
+
+
+def _iso_to_s(stamp: str) -> float:
+    return pd.Timestamp(stamp).timestamp()
+
+
+def _start_worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    env.update({
+        "CHURN_BOOTSTRAP_SERVERS": bootstrap,
+        "CHURN_DATA_DIR": str(settings.data_dir.resolve()),
+        "CHURN_TOPIC_PREFIX": prefix,
+        "CHURN_APP_ID": f"{prefix}app",
+        "CHURN_WEB_PORT": str(port),
+        "CHURN_LOG_LEVEL": "WARNING",
+        "CHURN_SCORE_BATCH_SIZE": str(settings.score_batch_size),
+        "CHURN_SCORE_BATCH_MS": str(settings.score_batch_ms),
+        "CHURN_MODEL_NAME": settings.model_name,
+        "CHURN_MODEL_ALIAS": settings.model_alias,
+        "CHURN_STORE": settings.store,
+    })
+    if settings.mlflow_tracking_uri:
+        env["CHURN_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    churn = str(Path(sys.executable).parent / "churn")
+    return subprocess.Popen([churn, "worker"], env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
+
+
+def _wait_serving(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ChurnError(f"bench worker exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                if "churn_model_version " in (text := resp.read().decode()) and "churn_model_version 0.0" not in text:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise ChurnError("bench worker did not start serving in time")
+
+
+def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
+               report) -> tuple[VariantResult, VariantResult]:
+    """Throughput on a backlog, then latency at a paced rate, with one worker process."""
+    from stream.broker import free_port
+
+    prefix = f"bench-{uuid.uuid4().hex[:6]}-"
+    run_settings = settings.model_copy(update={"topic_prefix": prefix})
+    config = confluent_config(settings, bootstrap)
+    ensure_topics(config, topic_specs(run_settings))
+    report(f"pre-producing {len(backlog):,} events")
+    _produce(config, run_settings.topic("account-events"), backlog)
+    report("starting a worker on the backlog")
+    port = free_port()
+    proc = _start_worker(settings, bootstrap, prefix, port, workdir / "bench-worker.log")
+    try:
+        _wait_serving(port, proc)
+        scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600)
+        ids = [s["event_id"] for s in scores]
+        if len(set(ids)) != len(backlog) or len(ids) != len(backlog):
+            raise ChurnError(f"bench: {len(ids)} scores for {len(set(ids))} distinct events; expected {len(backlog)}")
+        stamps = sorted(_iso_to_s(s["scored_at"]) for s in scores)
+        throughput = VariantResult(len(scores), stamps[-1] - stamps[0], [])
+        rate = latency_rate or max(100.0, throughput.events_per_s / 2)
+        report(f"latency phase: {len(paced):,} events at {rate:,.0f}/s")
+        _produce(config, run_settings.topic("account-events"), paced, rate=rate)
+        all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600)
+        paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
+        lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
+        latency = VariantResult(len(lat), len(paced) / rate, lat)
+        return throughput, latency
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run_per_row(model, messages, limit: int = 2000) -> VariantResult:
+    """The seeds' pattern: one DataFrame and one predict_proba per event."""
+    states: dict[str, CustomerState] = {}
+    rows = []
+    for _, raw in messages[:limit]:
+        event = account_event_adapter.validate_json(raw)
+        state = states.setdefault(event.customer_id, CustomerState())
+        apply(state, event)
+        rows.append(feature_values(state, state.last_ts))
+    latencies = []
+    start = time.perf_counter()
+    for row in rows:
+        t0 = time.perf_counter()
+        model.predict(pd.DataFrame([row])[list(FEATURE_NAMES)])
+        latencies.append((time.perf_counter() - t0) * 1000)
+    return VariantResult(len(rows), time.perf_counter() - start, latencies)
+
+
+def run_raw(settings: Settings, bootstrap: str, backlog, model, batch: int, report) -> VariantResult:
+    """A raw confluent-kafka loop doing the stream's work in one process."""
+    prefix = f"bench-raw-{uuid.uuid4().hex[:6]}-"
+    run_settings = settings.model_copy(update={"topic_prefix": prefix})
+    config = confluent_config(settings, bootstrap)
+    ensure_topics(config, topic_specs(run_settings))
+    report(f"raw loop: pre-producing {len(backlog):,} events")
+    source = run_settings.topic("account-events")
+    _produce(config, source, backlog)
+    consumer = Consumer({**config, "group.id": f"{prefix}g", "enable.auto.commit": False})
+    parts = consumer.list_topics(source, timeout=10).topics[source].partitions
+    consumer.assign([TopicPartition(source, p, 0) for p in parts])
+    producer = Producer({**config, "linger.ms": 2, "partitioner": "murmur2_random"})
+    sink = run_settings.topic("churn-scores")
+    states: dict[str, CustomerState] = {}
+    done = 0
+    latencies: list[float] = []
+    start = None
+    report("raw loop: consuming")
+    deadline = time.monotonic() + 300
+    while done < len(backlog) and time.monotonic() < deadline:
+        msgs = [m for m in consumer.consume(batch, 0.2) if not m.error()]
+        if not msgs:
+            continue
+        t_batch = time.perf_counter()
+        start = start or t_batch
+        rows, keys = [], []
+        for m in msgs:
+            event = account_event_adapter.validate_json(m.value())
+            state = states.get(event.customer_id)
+            if state is None:
+                state = states[event.customer_id] = CustomerState()
+            if admit(state, event.event_id, event_time(event.ts)) is not Admission.NEW:
+                continue
+            apply(state, event)
+            rows.append(feature_values(state, state.last_ts))
+            keys.append(m.key())
+        if rows:
+            columns = {name: [r[name] for r in rows] for name in FEATURE_NAMES}
+            probabilities = model.predict(columns_to_frame(columns))
+            for key, p in zip(keys, probabilities):
+                producer.produce(sink, key=key, value=orjson.dumps({"p": float(p)}))
+            producer.poll(0)
+        elapsed = (time.perf_counter() - t_batch) * 1000
+        latencies.extend([elapsed] * len(msgs))
+        done += len(msgs)
+    producer.flush(30)
+    consumer.close()
+    return VariantResult(done, time.perf_counter() - (start or time.perf_counter()), latencies)
+
+
+def bench(settings: Settings, events: int, customers: int, latency_events: int, latency_rate: float,
+          json_path: Path | None, report) -> dict:
+    """Run every variant and return the JSON document ``--json`` writes."""
+    from stream.broker import EmbeddedBroker
+    from stream.broker import free_port
+
+    if events < 1000:
+        raise ConfigError("--events must be at least 1000")
+    source = RegistrySource(settings)
+    version = source.version_for_alias()
+    if version is None:
+        raise ConfigError(f"no {settings.model_name}@{settings.model_alias} in {settings.resolved_tracking_uri()}; "
+                          "run `churn train` first")
+    model = source.load(version)
+    report("simulating events")
+    run = uuid.uuid4().hex[:6]
+    backlog = simulated_messages(events, customers, prefix=f"b{run}")
+    paced = simulated_messages(latency_events, max(10, customers // 4), prefix=f"p{run}", seed=4)
+    workdir = settings.data_dir.resolve() / "bench"
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = None
+    bootstrap = settings.bootstrap_servers
+    if not bootstrap:
+        broker = EmbeddedBroker(free_port(), workdir).start()
+        bootstrap = broker.bootstrap
+    try:
+        throughput, latency = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report)
+        report("per-row pattern")
+        per_row = run_per_row(model, backlog)
+        raw = run_raw(settings, bootstrap, backlog, model, settings.score_batch_size, report)
+    finally:
+        if broker is not None:
+            broker.stop()
+    stream_entry = {**throughput.as_dict(), "p50_ms": latency.as_dict()["p50_ms"],
+                    "p95_ms": latency.as_dict()["p95_ms"], "p99_ms": latency.as_dict()["p99_ms"],
+                    "latency_rate": round(latency.events / latency.seconds, 1) if latency.seconds else 0,
+                    "latency_events": latency.events}
+    doc = {
+        "model_version": model.version,
+        "events": events,
+        "variants": {"stream": stream_entry, "per_row": per_row.as_dict(), "raw": raw.as_dict()},
+        "ratios": {
+            "stream_over_per_row": round(throughput.events_per_s / per_row.events_per_s, 2),
+            "stream_over_raw": round(throughput.events_per_s / raw.events_per_s, 4),
+        },
+        "machine": {"cpus": os.cpu_count()},
+    }
+    if json_path is not None:
+        json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc

@@ -1,0 +1,296 @@
+"""The retraining job (``churn retrain``): learn from the stream's own feature log.
+
+:func:`retrain` reads every record of ``churn-features`` and ``churn-labels`` up to
+the exact end offsets at its start (so it terminates, whatever keeps arriving),
+builds point-in-time snapshots in the stream's own event time, trains a candidate on
+a customer split and hands it to :func:`training.job.run_training`, which logs and
+registers it, evaluates the production model on the same fresh holdout, gates, and
+promotes or rejects. The run also gets a drift report (production's reference
+distributions against the window, :mod:`training.drift_report`), and the decision is
+published as a ``ModelEvent`` on ``model-events`` (:mod:`training.model_events`).
+
+Event time
+----------
+The clock is the newest ``event_ts`` in the feature log. A snapshot at time ``t`` is
+usable once its horizon has passed (``t + horizon <= clock``). Of those, the job keeps
+the most recent ``window_days`` (so it learns the current world). ``warmup_days`` does
+not apply: the log's oldest event times (backdated signups, or whatever retention kept)
+do not say when the stream started, so a young stream is best retrained with a
+``--window-days`` that leaves out its first weeks. Feature records are de-duplicated
+by ``event_id``: delivery is at-least-once.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from pydantic import ValidationError
+
+from schemas.features import FeatureVector
+from schemas.outputs import ChurnLabel
+from stream.end_offsets import exact_end_offsets
+from stream.errors import BrokerError, ChurnError, ConfigError
+from stream.features import DAY
+from stream.kafka_config import confluent_config
+from stream.settings import Settings
+from stream.topics import CHURN_FEATURES, CHURN_LABELS
+from training import registry
+from training.config import DatasetConfig, TrainConfig
+from training.dataset import LABEL, _keep, feature_log_snapshots, fingerprint, split_by_customer
+from training.drift_report import log_drift_report, production_reference
+from training.job import TrainOutcome, run_training
+from training.model_events import model_event, publish
+from training.train import Progress, TrainResult, train_on_split
+
+log = logging.getLogger(__name__)
+
+MAX_ROWS = 200_000  # above this, subsample with dataset.snapshot_rate
+MIN_ROWS = {"train": 200, "holdout": 50}
+MIN_POSITIVES = 5  # churners needed on each side of the split
+SOURCE = "feature-log"
+
+
+class Trigger(str, enum.Enum):
+    """Why a retraining run started."""
+
+    manual = "manual"
+    drift = "drift"
+    schedule = "schedule"
+
+
+@dataclass(frozen=True)
+class FeatureLog:
+    """The parsed feature log: unique vectors (``event_ts`` in epoch seconds) and closures."""
+
+    vectors: list[dict]
+    closed_at: dict[str, float]
+    records: int
+    duplicates: int
+    invalid: int
+    labels: int
+
+
+@dataclass(frozen=True)
+class DataWindow:
+    """Snapshot times used, ``[start_ts, end_ts]``, and the stream's clock."""
+
+    start_ts: float
+    end_ts: float
+    clock_ts: float
+
+    def tags(self) -> dict[str, str]:
+        iso = lambda ts: datetime.fromtimestamp(ts, tz=UTC).isoformat()
+        return {"data.window_start": iso(self.start_ts), "data.window_end": iso(self.end_ts),
+                "data.clock": iso(self.clock_ts)}
+
+
+def parse_feature_log(feature_values: Iterable[bytes], label_values: Iterable[bytes]) -> FeatureLog:
+    """Validate and de-duplicate feature records (sorted by event time); each customer's earliest closure."""
+    vectors: dict[str, dict] = {}
+    records = bad_features = bad_labels = 0
+    for raw in feature_values:
+        records += 1
+        try:
+            v = FeatureVector.model_validate_json(raw)
+        except ValidationError as exc:
+            bad_features += 1
+            if bad_features <= 5:
+                log.warning("skipping an invalid feature record: %s", exc.errors(include_url=False)[:2])
+            continue
+        if v.event_id not in vectors:
+            row = v.model_input()
+            row.update(customer_id=v.customer_id, event_id=v.event_id, event_ts=v.event_ts.timestamp())
+            vectors[v.event_id] = row
+    closed_at: dict[str, float] = {}
+    labels = 0
+    for raw in label_values:
+        try:
+            label = ChurnLabel.model_validate_json(raw)
+        except ValidationError as exc:
+            bad_labels += 1
+            log.warning("skipping an invalid label record: %s", exc.errors(include_url=False)[:2])
+            continue
+        labels += 1
+        if label.churned:
+            ts = label.closed_at.timestamp()
+            closed_at[label.customer_id] = min(ts, closed_at.get(label.customer_id, ts))
+    # Partitions interleave arbitrarily: a fixed order keeps the dataset (and its fingerprint) reproducible.
+    unique = sorted(vectors.values(), key=lambda v: (v["event_ts"], v["event_id"]))
+    duplicates = records - bad_features - len(unique)
+    return FeatureLog(unique, closed_at, records, duplicates, bad_features + bad_labels, labels)
+
+
+def data_window(feature_log: FeatureLog, dataset: DatasetConfig, window_days: float | None = None) -> DataWindow:
+    """The snapshot times to learn from; ``ChurnError`` when the log is too short for any."""
+    if not feature_log.vectors:
+        raise ChurnError("the feature log is empty: run the stream (churn worker + churn produce) before retraining")
+    times = [v["event_ts"] for v in feature_log.vectors]
+    first, clock = min(times), max(times)
+    end = clock - dataset.horizon_days * DAY
+    window = dataset.window_days if window_days is None else window_days
+    start = max(first, end - window * DAY)
+    if start >= end:
+        raise ChurnError(
+            f"the feature log spans {(clock - first) / DAY:.1f} days of event time, no more than the "
+            f"{dataset.horizon_days}-day horizon: no snapshot has a known label yet; let the stream run longer"
+        )
+    return DataWindow(start, end, clock)
+
+
+def snapshot_frame(feature_log: FeatureLog, window: DataWindow, dataset: DatasetConfig) -> pd.DataFrame:
+    """Labelled snapshots of the window; subsampled by ``snapshot_rate`` only above ``MAX_ROWS``."""
+    frame = feature_log_snapshots(
+        feature_log.vectors, feature_log.closed_at, dataset.horizon_days, window.clock_ts, window.start_ts
+    )
+    if len(frame) > MAX_ROWS:
+        keep = frame["event_id"].map(lambda e: _keep(e, dataset.snapshot_rate))
+        log.info("subsampling %d snapshots at rate %.3f", len(frame), dataset.snapshot_rate)
+        frame = frame.loc[keep].reset_index(drop=True)
+    return frame
+
+
+def check_split(train: pd.DataFrame, holdout: pd.DataFrame, window: DataWindow) -> None:
+    """Raise ``ChurnError`` saying what is missing when a side is too small or lacks a class."""
+    problems = []
+    for side, frame in (("train", train), ("holdout", holdout)):
+        positives = int(frame[LABEL].sum()) if len(frame) else 0
+        if len(frame) < MIN_ROWS[side]:
+            problems.append(f"{side} has {len(frame)} snapshots (needs {MIN_ROWS[side]})")
+        if positives < MIN_POSITIVES:
+            problems.append(f"{side} has {positives} churners (needs {MIN_POSITIVES})")
+        if len(frame) - positives < MIN_POSITIVES:
+            problems.append(f"{side} has {len(frame) - positives} non-churners (needs {MIN_POSITIVES})")
+    if problems:
+        tags = window.tags()
+        raise ChurnError(
+            f"not enough labelled data in the feature log window {tags['data.window_start']} .. "
+            f"{tags['data.window_end']}: {'; '.join(problems)}; let the stream run longer or widen --window-days"
+        )
+
+
+def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> list[bytes]:
+    """Every record value of ``topic``, from the beginning to the exact end offsets at the start."""
+    config = confluent_config(settings, settings.resolved_bootstrap())
+    consumer = Consumer({
+        **config,
+        "group.id": f"churn-retrain-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+    })
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None or not described.partitions:
+                raise BrokerError(f"topic {topic} does not exist on {config['bootstrap.servers']}: "
+                                  "create the topics and run the stream before retraining")
+            tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
+            marks = {tp: consumer.get_watermark_offsets(tp, timeout=10) for tp in tps}
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read {topic}: {exc}") from exc
+        ends = exact_end_offsets(config, {tp: high for tp, (_, high) in marks.items()})
+        todo = {tp.partition: ends[tp] for tp in tps if ends[tp] > marks[tp][0]}
+        consumer.assign([TopicPartition(topic, p, marks[TopicPartition(topic, p)][0]) for p in todo])
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise BrokerError(f"reading {topic} to its end did not finish within {timeout_s:.0f}s "
+                                  f"(partitions left: {sorted(todo)})")
+            for msg in consumer.consume(10_000, 0.5):
+                err = msg.error()
+                if err is not None:
+                    if err.code() != KafkaError._PARTITION_EOF:
+                        log.warning("reading %s: %s", topic, err)
+                    continue
+                end = todo.get(msg.partition())
+                if end is None or msg.offset() >= end:
+                    continue
+                if msg.value() is not None:
+                    values.append(msg.value())
+                if msg.offset() + 1 >= end:
+                    del todo[msg.partition()]
+        return values
+    finally:
+        consumer.close()
+
+
+def retrain(
+    settings: Settings,
+    config: TrainConfig,
+    trigger: str,
+    alert_id: str = "",
+    window_days: float | None = None,
+    progress: Progress | None = None,
+) -> TrainOutcome:
+    """Retrain on the feature log, gate, promote or reject, and publish the ``ModelEvent``."""
+    try:
+        trigger = Trigger(trigger).value
+    except ValueError as exc:
+        raise ConfigError(f"trigger {trigger!r} is not one of {[t.value for t in Trigger]}") from exc
+    if window_days is not None and window_days <= 0:
+        raise ConfigError(f"--window-days must be positive, got {window_days}")
+    report = progress or (lambda stage, done: None)
+    dataset = config.dataset
+
+    report("read", 0.0)
+    features = read_to_end(settings, settings.topic(CHURN_FEATURES))
+    labels = read_to_end(settings, settings.topic(CHURN_LABELS))
+    feature_log = parse_feature_log(features, labels)
+    log.info("feature log: %d records, %d unique, %d duplicates, %d invalid, %d labels",
+             feature_log.records, len(feature_log.vectors), feature_log.duplicates, feature_log.invalid,
+             feature_log.labels)
+
+    report("dataset", 0.0)
+    window = data_window(feature_log, dataset, window_days)
+    frame = snapshot_frame(feature_log, window, dataset)
+    split = split_by_customer(frame, dataset.holdout_fraction)
+    check_split(split.train, split.holdout, window)
+
+    report("fit", 0.0)
+    pipeline, metrics = train_on_split(split, config)
+    result = TrainResult(pipeline=pipeline, metrics=metrics, split=split, fingerprint=fingerprint(frame))
+
+    client = registry.connect(settings)
+    reference_version, reference = production_reference(client, settings.model_name)
+    tags = {
+        "trigger": trigger,
+        "alert_id": alert_id,
+        "source": SOURCE,
+        **window.tags(),
+        "data.window_days": f"{(window.end_ts - window.start_ts) / DAY:.2f}",
+        "data.records": str(feature_log.records),
+        "data.duplicates": str(feature_log.duplicates),
+        "rows.train": str(len(split.train)),
+        "rows.holdout": str(len(split.holdout)),
+    }
+    outcome = run_training(config, settings, report, tags, result=result)
+
+    report("publish", 0.0)
+    note = f"trigger={trigger}" + (f" alert={alert_id}" if alert_id else "")
+    if outcome.champion_metrics:
+        note += (f"; roc_auc {outcome.metrics['roc_auc']:.4f} vs production "
+                 f"{outcome.champion_metrics['roc_auc']:.4f} on the same holdout")
+    try:
+        publish(settings, model_event(settings.model_name, outcome, note))
+    except BrokerError as exc:
+        raise BrokerError(f"{exc} (the registry holds the decision all the same: workers find a promotion "
+                          f"when they next poll @{settings.model_alias})") from exc
+
+    if reference is not None:
+        report("drift", 0.0)
+        try:
+            log_drift_report(client, outcome.run_id, reference, frame, reference_version or "")
+        except Exception as exc:  # noqa: BLE001 - the report is informational; the decision stands without it
+            log.warning("could not log the drift report to run %s: %s", outcome.run_id, exc)
+    report("done", 0.0)
+    return outcome
