@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
+from datetime import datetime
 
 import faust
 import orjson
@@ -34,8 +36,9 @@ from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from schemas.features import FeatureVector
-from schemas.outputs import ModelEvent
-from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
+from schemas.outputs import ChurnLabel, ModelEvent
+from stream.drift.monitor import DriftConfig, DriftMonitor
+from stream.featurize import DLQ, FEATURES, INGEST_HEADER, LABELS, Featurizer
 from stream.features import CustomerState, features
 from stream.end_offsets import install as install_exact_end_offsets
 from stream.kafka_config import confluent_config, faust_broker_kwargs
@@ -67,6 +70,10 @@ class ChurnApp:
     scorer: Scorer
     state_table: faust.Table
     score_table: faust.Table
+
+
+def _epoch(value) -> float:
+    return value.timestamp() if isinstance(value, datetime) else datetime.fromisoformat(value).timestamp()
 
 
 def _inbound(event) -> Inbound:
@@ -113,6 +120,18 @@ def create_app(
     events_topic = app.topic(names.account_events, **topic_args)
     features_topic = app.topic(names.churn_features, **topic_args)
     model_topic = app.topic(names.model_events, key_serializer="raw", value_serializer="raw", internal=False)
+    labels_topic = app.topic(names.churn_labels, **topic_args)
+    drift_config = DriftConfig(
+        window_events=settings.drift_window_events,
+        window_seconds=settings.drift_window_seconds,
+        psi_threshold=settings.drift_psi_threshold,
+        hysteresis=settings.drift_hysteresis,
+        cooldown_s=settings.drift_cooldown_days * 86_400.0,
+        horizon_s=settings.horizon_days * 86_400.0,
+        warmup_events=settings.drift_warmup_events,
+    )
+    stream_clock = {"ts": 0.0}  # the greatest event time this worker has seen
+    silence_sent: dict[bytes, float] = {}
     out_topics = {
         FEATURES: names.churn_features,
         LABELS: names.churn_labels,
@@ -141,6 +160,9 @@ def create_app(
     async def featurize(stream):
         async for events in stream.take_events(settings.score_batch_size, within=batch_within):
             result = featurizer.process([_inbound(e) for e in events], load_state)
+            for state in result.dirty.values():
+                if state.last_ts is not None and state.last_ts > stream_clock["ts"]:
+                    stream_clock["ts"] = state.last_ts
             await publish(result.out)
             for key, state in result.dirty.items():
                 state_table[key] = state.to_bytes()
@@ -154,6 +176,7 @@ def create_app(
                 await holder.ready.wait()
             model = holder.current
             scored = scorer.score([_inbound(e) for e in events], model)
+            await observe_drift(scored)
             latest = {}
             for o in scored.out:
                 if o.topic == SCORES:
@@ -161,6 +184,74 @@ def create_app(
             await publish(scored.out)
             for key, value in latest.items():
                 score_table[key] = value
+
+    drift_state: dict[str, object] = {"monitor": None}
+
+    def drift_monitor() -> DriftMonitor | None:
+        """The monitor of the serving model (rebuilt when the model changes)."""
+        model = holder.current
+        if model is None or not model.reference:
+            return None
+        monitor = drift_state["monitor"]
+        if monitor is None or monitor.model_version != model.version:
+            monitor = drift_state["monitor"] = DriftMonitor(model.reference, model.version, drift_config)
+        return monitor
+
+    async def observe_drift(scored) -> None:
+        monitor = drift_monitor()
+        if monitor is None or not scored.scores:
+            return
+        rows = scored.rows
+        stamps = [_epoch(s["event_ts"]) for s in scored.scores]
+        # Silence re-scores are not events: the drift baseline holds event-time vectors only.
+        keep = [i for i, s in enumerate(scored.scores) if not s["event_id"].startswith(s["customer_id"] + "@")]
+        alerts = monitor.observe([rows[i] for i in keep], [scored.scores[i]["probability"] for i in keep],
+                                 [stamps[i] for i in keep])
+        if monitor.last_report is not None:
+            for name, value in monitor.last_report.psi.items():
+                metrics.psi.labels(name).set(value)
+        for alert in alerts:
+            metrics.drift_alerts.labels(alert.detector).inc()
+            log.warning("drift alert %s (%s, %s): %s", alert.detector, alert.kind, alert.severity, alert.features)
+            await app.producer.send(names.drift_alerts, alert.detector.encode(), alert.model_dump_json().encode(),
+                                    None, None, None)
+
+    @app.agent(labels_topic, name="labels")
+    async def labels(stream):
+        async for raw in stream:
+            try:
+                label = ChurnLabel.model_validate_json(raw)
+            except ValidationError as exc:
+                log.warning("ignoring malformed label: %s", exc)
+                continue
+            monitor = drift_monitor()
+            if monitor is not None:
+                monitor.label(label.customer_id, label.closed_at.timestamp())
+
+    @app.timer(settings.silence_check_s)
+    async def silence():
+        """Re-score customers quiet for ``silence_days`` of the stream's event time."""
+        if not settings.silence_days:
+            return
+        clock = stream_clock["ts"]
+        step = settings.silence_days * 86_400.0
+        out = []
+        for key, raw in list(state_table.items()):
+            state = CustomerState.from_bytes(raw)
+            if state.last_ts is None or state.closed_ts is not None:
+                continue
+            if clock - state.last_ts < step:
+                continue
+            at = state.last_ts + step * int((clock - state.last_ts) // step)
+            if silence_sent.get(key, 0.0) >= at:
+                continue
+            silence_sent[key] = at
+            fv = features(state, at, event_id=f"{state.customer_id}@{int(at)}")
+            body = orjson.dumps(fv.model_dump(mode="json"))
+            out.append(Outbound(FEATURES, key, body, [(INGEST_HEADER, str(int(time.time() * 1000)).encode())]))
+        if out:
+            metrics.silence_rescored.inc(len(out))
+            await publish(out)
 
     @app.agent(model_topic, name="models")
     async def model_events(stream):

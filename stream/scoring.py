@@ -31,6 +31,7 @@ class ScoredBatch:
     out: list[Outbound]
     latencies_ms: list[float]
     scores: list[dict]
+    rows: list[dict]
 
 
 def columns_to_frame(columns: dict[str, list]) -> pd.DataFrame:
@@ -70,7 +71,7 @@ class Scorer:
     def score(self, batch: list[Inbound], model: LoadedModel, now: float | None = None) -> ScoredBatch:
         msgs, rows, out = self.parse(batch)
         if not rows:
-            return ScoredBatch(out, [], [])
+            return ScoredBatch(out, [], [], [])
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
         probabilities = model.predict(columns_to_frame(columns))
         scored_at = time.time() if now is None else now
@@ -96,7 +97,7 @@ class Scorer:
             latencies.append(latency)
             out.append(Outbound(SCORES, msg.key or row["customer_id"].encode(), orjson.dumps(score)))
         self._record(model.version, latencies)
-        return ScoredBatch(out, latencies, scores)
+        return ScoredBatch(out, latencies, scores, rows)
 
     def _record(self, version: str, latencies: list[float]) -> None:
         counter = self._by_version.get(version)

@@ -73,6 +73,23 @@ class Settings(BaseSettings):
     registry_retry_s: float = Field(2.0, gt=0, description="CHURN_REGISTRY_RETRY_S: wait between registry retries.")
     risk_medium: float = Field(0.3, ge=0, le=1, description="CHURN_RISK_MEDIUM: probability for the medium band.")
     risk_high: float = Field(0.6, ge=0, le=1, description="CHURN_RISK_HIGH: probability for the high band.")
+    drift_window_events: int = Field(2000, ge=50, description="CHURN_DRIFT_WINDOW_EVENTS: vectors per drift window.")
+    drift_window_seconds: float = Field(
+        0.0, ge=0, description="CHURN_DRIFT_WINDOW_SECONDS: event-time drift windows instead (0: count windows)."
+    )
+    drift_psi_threshold: float = Field(0.25, gt=0, description="CHURN_DRIFT_PSI_THRESHOLD: PSI that counts as drift.")
+    drift_hysteresis: int = Field(2, ge=1, description="CHURN_DRIFT_HYSTERESIS: breaching windows in a row to alert.")
+    drift_cooldown_days: float = Field(
+        14.0, ge=0, description="CHURN_DRIFT_COOLDOWN_DAYS: event-time days between alerts of one detector."
+    )
+    drift_warmup_events: int = Field(
+        0, ge=0, description="CHURN_DRIFT_WARMUP_EVENTS: events a fresh stream needs before histories compare."
+    )
+    horizon_days: float = Field(30.0, gt=0, description="CHURN_HORIZON_DAYS: the churn label horizon.")
+    silence_days: float = Field(
+        7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."
+    )
+    silence_check_s: float = Field(5.0, gt=0, description="CHURN_SILENCE_CHECK_S: wall seconds between silence scans.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="CHURN_LOG_LEVEL: log level.")
 
     @field_validator("log_level", "security_protocol", mode="before")

@@ -7,6 +7,7 @@ import urllib.request
 from collections import Counter, defaultdict
 
 import orjson
+import pandas as pd
 import pytest
 
 from producers.faults import inject
@@ -149,5 +150,36 @@ def test_lookups_and_online_scoring(stream_env, tmp_path):
         assert invalid.value.code == 422
         detail = json.loads(invalid.value.read())["detail"]
         assert {d["field"] for d in detail} == {"tenure_months", "unexpected"}
+    finally:
+        worker.stop()
+
+
+def test_silent_customers_are_rescored(stream_env, tmp_path):
+    env = dict(stream_env, CHURN_SILENCE_DAYS="7", CHURN_SILENCE_CHECK_S="1")
+    settings = provision(env)
+    events = simulated(3_000, 60, seed=24, prefix="q")
+    worker = start_worker(env, tmp_path)
+    try:
+        bootstrap = settings.resolved_bootstrap()
+        produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
+        clock = max(e.ts.timestamp() for e in events)
+        last_seen = {}
+        for e in events:
+            last_seen[e.customer_id] = max(last_seen.get(e.customer_id, 0.0), e.ts.timestamp())
+        closed = {e.customer_id for e in events if e.event_type == "account_closed"}
+        quiet = {c for c, ts in last_seen.items() if clock - ts >= 7 * 86_400 and c not in closed}
+        assert quiet, "the sample has no silent customer; nothing to test"
+        scores = TopicReader(bootstrap, settings.topic("churn-scores"))
+
+        def silence_scores(records):
+            return {orjson.loads(r.value)["customer_id"] for r in records if "@" in orjson.loads(r.value)["event_id"]}
+
+        scores.read_until(lambda r: silence_scores(r) >= quiet, 120, "a silence re-score for every quiet customer")
+        assert silence_scores(scores.records) == quiet
+        for r in scores.records:
+            s = orjson.loads(r.value)
+            if "@" in s["event_id"]:
+                gap = pd.Timestamp(s["event_ts"]).timestamp() - last_seen[s["customer_id"]]
+                assert gap >= 7 * 86_400 - 1
     finally:
         worker.stop()
