@@ -135,6 +135,8 @@ def _start_worker(settings: Settings, bootstrap: str, prefix: str, port: int, lo
         "CHURN_MODEL_NAME": settings.model_name,
         "CHURN_MODEL_ALIAS": settings.model_alias,
         "CHURN_STORE": settings.store,
+        # Silence re-scores are outputs without an input event; the bench counts one score per event.
+        "CHURN_SILENCE_DAYS": "0",
     })
     if settings.mlflow_tracking_uri:
         env["CHURN_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
