@@ -76,6 +76,15 @@ def _epoch(value) -> float:
     return value.timestamp() if isinstance(value, datetime) else datetime.fromisoformat(value).timestamp()
 
 
+def _parse(contract, raw: bytes):
+    """A control-topic record as ``contract``, or None (logged) when it does not validate."""
+    try:
+        return contract.model_validate_json(raw)
+    except ValidationError as exc:
+        log.warning("ignoring malformed %s record: %s", contract.__name__, exc)
+        return None
+
+
 def _inbound(event) -> Inbound:
     m = event.message
     return Inbound(m.key, m.value, m.topic, m.partition, m.offset, int(m.timestamp * 1000), m.headers or [])
@@ -219,10 +228,8 @@ def create_app(
     @app.agent(labels_topic, name="labels")
     async def labels(stream):
         async for raw in stream:
-            try:
-                label = ChurnLabel.model_validate_json(raw)
-            except ValidationError as exc:
-                log.warning("ignoring malformed label: %s", exc)
+            label = _parse(ChurnLabel, raw)
+            if label is None:
                 continue
             monitor = drift_monitor()
             if monitor is not None:
@@ -256,12 +263,10 @@ def create_app(
     @app.agent(model_topic, name="models")
     async def model_events(stream):
         async for raw in stream:
-            try:
-                event = ModelEvent.model_validate_json(raw)
-            except ValidationError as exc:
-                log.warning("ignoring malformed model event: %s", exc)
+            event = _parse(ModelEvent, raw)
+            if event is None or event.model_name != settings.model_name:
                 continue
-            if event.model_name != settings.model_name or event.action not in ("promoted", "rolled_back"):
+            if event.action not in ("promoted", "rolled_back"):
                 continue
             log.info("model event: %s version %s %s", event.model_name, event.version, event.action)
             await holder.refresh(event.version, event.checksum or None)
