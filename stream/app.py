@@ -122,7 +122,7 @@ def create_app(
         web_enabled=True,
         web_port=settings.web_port,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.advertised_web_host(),  # the canonical URL table lookups are forwarded to
     )
     install_exact_end_offsets(app, confluent_config(settings, bootstrap))
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)

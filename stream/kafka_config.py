@@ -21,10 +21,10 @@ import re
 import ssl
 
 from stream.errors import ConfigError
+from stream.settings import SASL_PROTOCOLS as _SASL_PROTOCOLS
 from stream.settings import Settings
 
 _TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
-_SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 
 
 def bootstrap_hosts(settings: Settings, bootstrap: str | None = None) -> list[str]:
@@ -47,10 +47,15 @@ def bootstrap_hosts(settings: Settings, bootstrap: str | None = None) -> list[st
 
 
 def _check_sasl(settings: Settings) -> None:
-    if settings.security_protocol in _SASL_PROTOCOLS and not settings.sasl_username:
-        raise ConfigError(
-            f"CHURN_SASL_USERNAME is empty but CHURN_SECURITY_PROTOCOL={settings.security_protocol} needs it"
-        )
+    """Settings validation refuses SASL without credentials; this also covers unvalidated copies."""
+    if settings.security_protocol not in _SASL_PROTOCOLS:
+        return
+    for var, value in (
+        ("CHURN_SASL_USERNAME", settings.sasl_username),
+        ("CHURN_SASL_PASSWORD", settings.sasl_password.get_secret_value()),
+    ):
+        if not value:
+            raise ConfigError(f"{var} is empty but CHURN_SECURITY_PROTOCOL={settings.security_protocol} needs it")
 
 
 def confluent_config(settings: Settings, bootstrap: str | None = None) -> dict[str, str]:

@@ -8,19 +8,31 @@ value into a :class:`~stream.errors.ConfigError` naming the variable.
 >>> s = Settings(data_dir="/tmp/churn-doc")
 >>> s.resolved_tracking_uri()
 'sqlite:////tmp/churn-doc/mlflow.db'
+>>> Settings(web_host="10.0.0.7").advertised_web_host()
+'10.0.0.7'
+>>> Settings(web_host="0.0.0.0", web_advertised_host="worker-1.churn").advertised_web_host()
+'worker-1.churn'
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.errors import ConfigError
 
 ENV_PREFIX = "CHURN_"
+
+SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+# Addresses a server binds to that no client can connect to.
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+# A DNS name, an IPv4 address or a bracketed IPv6 address: no scheme, port or path.
+_HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
 
 
 class Settings(BaseSettings):
@@ -63,6 +75,12 @@ class Settings(BaseSettings):
     app_id: str = Field("churn-stream", min_length=1, description="CHURN_APP_ID: Faust app id (consumer group).")
     web_port: int = Field(6066, ge=1, le=65535, description="CHURN_WEB_PORT: worker HTTP port (/metrics, lookups).")
     web_host: str = Field("127.0.0.1", description="CHURN_WEB_HOST: worker HTTP bind address.")
+    web_advertised_host: str = Field(
+        "",
+        description="CHURN_WEB_ADVERTISED_HOST: host name or address other workers reach this worker's HTTP port at "
+        "(Faust's canonical URL, where /customers lookups are forwarded to the key's owner); empty means "
+        "CHURN_WEB_HOST, or this machine's host name when CHURN_WEB_HOST is a wildcard such as 0.0.0.0.",
+    )
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
     score_batch_size: int = Field(500, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch.")
     score_batch_ms: int = Field(20, ge=1, le=60_000, description="CHURN_SCORE_BATCH_MS: max wait to fill a batch.")
@@ -104,6 +122,48 @@ class Settings(BaseSettings):
             raise ValueError("must start with memory:// or rocksdb://")
         return value
 
+    @field_validator("web_advertised_host")
+    @classmethod
+    def _reachable_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if value in WILDCARD_HOSTS:
+            raise ValueError(f"{value} is a bind-all address that no other worker can connect to")
+        if not _HOST.fullmatch(value):
+            raise ValueError(f"{value!r} is not a host name or address (no scheme, port or path)")
+        return value
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> Settings:
+        if self.security_protocol in SASL_PROTOCOLS:
+            missing = [
+                var
+                for var, value in (
+                    ("CHURN_SASL_USERNAME", self.sasl_username),
+                    ("CHURN_SASL_PASSWORD", self.sasl_password.get_secret_value()),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError("; ".join(
+                    f"{var}: must not be empty when CHURN_SECURITY_PROTOCOL={self.security_protocol}" for var in missing
+                ))
+        return self
+
+    def advertised_web_host(self) -> str:
+        """The host other workers reach this one's HTTP port at (Faust's canonical URL).
+
+        ``CHURN_WEB_ADVERTISED_HOST`` when set; else ``CHURN_WEB_HOST``, unless that is a
+        wildcard bind address, in which case this machine's host name (a container's own
+        host name under compose, which Docker's DNS resolves on the compose network).
+        """
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_host.strip() in WILDCARD_HOSTS:
+            return socket.gethostname()
+        return self.web_host
+
     def resolved_tracking_uri(self) -> str:
         """The MLflow tracking URI, defaulting to sqlite under ``data_dir``."""
         if self.mlflow_tracking_uri:
@@ -130,7 +190,10 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            if not err["loc"]:  # a check across fields names its variables itself
+                problems.append(err["msg"].removeprefix("Value error, "))
+                continue
+            name = ".".join(str(p) for p in err["loc"])
             var = f"{ENV_PREFIX}{name.upper()}"
             problems.append(f"{var}: {err['msg']}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from exc

@@ -10,6 +10,13 @@ broker's metadata shows them. A broker that rejects a topic config gets the topi
 without it, and a warning says so. (Tansu accepts ``cleanup.policy=compact`` but its
 memory storage does not compact.)
 
+It is the first Kafka call of every process, so :func:`connect_admin` also checks the
+connection there: a listener that refuses the client's SASL login or never completes a
+TLS handshake is a setting to fix, not an outage to wait out, and fails at once with a
+:class:`~stream.errors.ConfigError` naming ``CHURN_SECURITY_PROTOCOL`` and its companions
+instead of retrying until the timeout. librdkafka's own log lines go to this module's
+logger at DEBUG rather than straight to stderr.
+
 >>> [t.name for t in topic_specs(Settings(topic_prefix="x-"))][:2]
 ['x-account-events', 'x-account-events-dlq']
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +33,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream.errors import BrokerError
+from stream.errors import BrokerError, ConfigError
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,14 @@ ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
 
 # Errors meaning "the broker did not like this topic config", answered by retrying without it.
 _CONFIG_ERRORS = frozenset({KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION, KafkaError.UNSUPPORTED_VERSION})
+# Errors no retry can fix: the client's security settings and the listener disagree.
+_AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
+_TLS_ERRORS = frozenset({KafkaError._SSL})
+# librdkafka's default of 30 s for connect + TLS + SASL would turn a listener that never
+# answers the TLS handshake into a half-minute hang; a healthy handshake takes milliseconds.
+CONNECTION_SETUP_MS = 5000
+# What librdkafka puts before a connection message: ``[thrd:...]`` and ``proto://host:port/id``.
+_CLIENT_PREFIX = re.compile(r"\[thrd:[^\]]*\]|(\w+://)?\S+:\d+/\S+")
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,98 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-def _admin(admin_or_config: AdminClient | Mapping[str, str]) -> AdminClient:
+class _ClientLog:
+    """A librdkafka ``logger``: lines go to DEBUG, connection failures are kept for errors."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        log.debug("librdkafka: " + fmt, *args)
+        if args and args[0] == "FAIL":
+            self.failures.append(str(args[-1]))
+
+
+def _security(config: Mapping[str, str]) -> str:
+    """The client's security settings as the ``CHURN_*`` variables they came from (no secrets)."""
+    protocol = config.get("security.protocol", "PLAINTEXT")
+    parts = [f"CHURN_SECURITY_PROTOCOL={protocol}"]
+    if "SASL" in protocol:
+        parts.append(f"CHURN_SASL_MECHANISM={config.get('sasl.mechanism', '')}")
+        parts.append(f"CHURN_SASL_USERNAME={config.get('sasl.username', '')}")
+    if "SSL" in protocol:
+        parts.append(f"CHURN_SSL_CAFILE={config.get('ssl.ca.location') or '(system CAs)'}")
+    return ", ".join(parts)
+
+
+def _detail(text: str) -> str:
+    """librdkafka's message on one line, without its ``[thrd:...]: proto://host:port/id: `` prefixes."""
+    while True:
+        head, sep, rest = text.partition(": ")
+        if not (sep and _CLIENT_PREFIX.fullmatch(head)):
+            return " ".join(text.split())
+        text = rest
+
+
+def _mismatch(config: Mapping[str, str], errors: list[KafkaError], failures: list[str]) -> ConfigError | None:
+    """A ``ConfigError`` when the connection failed in a way only a setting can fix, else ``None``."""
+    where = f"the Kafka broker at {config.get('bootstrap.servers', '?')}"
+    auth = [e.str() for e in errors if e.code() in _AUTH_ERRORS] + [f for f in failures if "in state AUTH" in f]
+    if auth:
+        return ConfigError(
+            f"{where} refused the SASL login ({_security(config)}): {_detail(auth[-1])}; "
+            "set CHURN_SECURITY_PROTOCOL and CHURN_SASL_* to what the listener expects"
+        )
+    tls = [e.str() for e in errors if e.code() in _TLS_ERRORS] + [f for f in failures if "SSL_HANDSHAKE" in f]
+    if tls:
+        detail = _detail(tls[-1])
+        hint = (
+            "set CHURN_SSL_CAFILE to the CA that signed the broker's certificate"
+            if "certificate" in detail
+            else "is it a plaintext listener? set CHURN_SECURITY_PROTOCOL to what the listener speaks"
+        )
+        return ConfigError(f"no TLS session with {where} ({_security(config)}): {detail}; {hint}")
+    return None
+
+
+def connect_admin(config: Mapping[str, str], timeout: float = 15.0) -> AdminClient:
+    """An admin client for ``config`` whose broker has answered a metadata request.
+
+    Fails fast, with a :class:`ConfigError` naming the settings, when the broker refuses
+    the SASL login or the TLS handshake fails or never completes (a plaintext listener
+    for a TLS client); raises :class:`BrokerError` when no broker answers within
+    ``timeout`` seconds (unreachable, or still starting).
+    """
+    client_log = _ClientLog()
+    errors: list[KafkaError] = []
+    admin = AdminClient({
+        "socket.connection.setup.timeout.ms": CONNECTION_SETUP_MS,
+        **config,
+        "error_cb": errors.append,
+        "logger": client_log,
+    })
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            admin.list_topics(timeout=min(0.5, max(0.05, deadline - time.monotonic())))
+            return admin
+        except KafkaException as exc:
+            last = exc.args[0].str() if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+        admin.poll(0)  # serves error_cb and the log lines
+        mismatch = _mismatch(config, errors, client_log.failures)
+        if mismatch is not None:
+            raise mismatch
+        if time.monotonic() >= deadline:
+            reason = _detail(client_log.failures[-1]) if client_log.failures else last
+            raise BrokerError(
+                f"no answer from the Kafka broker at {config.get('bootstrap.servers', '?')} within {timeout:.0f}s "
+                f"(CHURN_BOOTSTRAP_SERVERS; {_security(config)}): {reason}"
+            )
+
+
+def _admin(admin_or_config: AdminClient | Mapping[str, str], timeout: float) -> AdminClient:
     if isinstance(admin_or_config, Mapping):
-        return AdminClient(dict(admin_or_config))
+        return connect_admin(admin_or_config, timeout)
     return admin_or_config
 
 
@@ -141,9 +246,11 @@ def ensure_topics(
     Idempotent: a topic that exists already (also one created concurrently) is fine;
     one that exists with another partition count is logged as a warning. Waits until
     the metadata shows every topic, and raises :class:`BrokerError` on real failures
-    or when ``timeout`` seconds pass.
+    or when ``timeout`` seconds pass. Given a config rather than a client, it connects
+    with :func:`connect_admin`, so security settings the broker refuses raise
+    :class:`ConfigError` at once.
     """
-    admin = _admin(admin_or_config)
+    admin = _admin(admin_or_config, timeout)
     specs = list(specs)
     deadline = time.monotonic() + timeout
     existing = _existing(admin, timeout)

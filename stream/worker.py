@@ -13,7 +13,11 @@ log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings) -> None:
-    """Provision topics, then run the worker until it is stopped (SIGTERM / Ctrl-C)."""
+    """Provision topics, then run the worker until it is stopped (SIGTERM / Ctrl-C).
+
+    Provisioning is the first broker call: security settings the broker refuses stop
+    the worker there with a ``ConfigError`` naming them, before Faust starts.
+    """
     import faust
 
     bootstrap = settings.resolved_bootstrap()
@@ -28,7 +32,8 @@ def run_worker(settings: Settings) -> None:
         override_logging=False,
     )
     log.info(
-        "worker %s on %s: web http://%s:%d, store %s",
-        settings.app_id, bootstrap, settings.web_host, settings.web_port, settings.store,
+        "worker %s on %s: web on %s:%d, reachable at http://%s:%d, store %s",
+        settings.app_id, bootstrap, settings.web_host, settings.web_port,
+        settings.advertised_web_host(), settings.web_port, settings.store,
     )
     worker.execute_from_commandline()

@@ -358,14 +358,80 @@ def test_compose_settings_are_valid_values(services, monkeypatch):
             load_settings()  # raises ConfigError naming a bad variable
 
 
+# Stand-ins for the values Kubernetes fills in at run time: a Secret's key, a pod field.
+RUNTIME_VALUES = {"secretKeyRef": "from-the-secret", "fieldRef": "10.0.0.7"}
+
+
+def _runtime_env(container: dict[str, Any]) -> dict[str, str]:
+    """Stand-in values for a container's ``valueFrom`` variables (Secrets, pod fields)."""
+    env = {}
+    for item in container.get("env", []):
+        for source, value in RUNTIME_VALUES.items():
+            if source in item.get("valueFrom", {}):
+                env[item["name"]] = value
+    return env
+
+
 def test_k8s_settings_are_valid_values(k8s_docs, monkeypatch):
     for doc in k8s_docs:
         for container in _containers(doc):
-            env = {k: v for k, v in _container_env(container, k8s_docs).items() if k.startswith("CHURN_")}
+            env = {**_container_env(container, k8s_docs), **_runtime_env(container)}
+            env = {k: v for k, v in env.items() if k.startswith("CHURN_")}
             with monkeypatch.context() as m:
                 for key, value in env.items():
                     m.setenv(key, value)
                 load_settings()
+
+
+def test_k8s_sasl_credentials_come_from_the_secret(k8s_docs):
+    """The ConfigMap turns SASL on; every container that loads it gets the user and password from a Secret."""
+    for doc in k8s_docs:
+        for container in _containers(doc):
+            env = _container_env(container, k8s_docs)
+            if env.get("CHURN_SECURITY_PROTOCOL", "PLAINTEXT").upper().startswith("SASL"):
+                refs = {i["name"] for i in container.get("env", []) if "secretKeyRef" in i.get("valueFrom", {})}
+                assert {"CHURN_SASL_USERNAME", "CHURN_SASL_PASSWORD"} <= refs, f"{doc['kind']}/{container['name']}"
+
+
+# --- worker web address --------------------------------------------------------------------------
+
+
+def test_wildcard_bind_advertises_the_host_name(monkeypatch):
+    import socket
+
+    assert Settings(web_host="0.0.0.0").advertised_web_host() == socket.gethostname()
+    assert Settings(web_host="::").advertised_web_host() == socket.gethostname()
+    assert Settings(web_host="127.0.0.1").advertised_web_host() == "127.0.0.1"
+    assert Settings(web_host="0.0.0.0", web_advertised_host="worker-2.churn").advertised_web_host() == "worker-2.churn"
+    monkeypatch.setenv("CHURN_WEB_ADVERTISED_HOST", " 10.1.2.3 ")
+    assert load_settings(web_host="0.0.0.0").advertised_web_host() == "10.1.2.3"
+
+
+@pytest.mark.parametrize("bad", ["0.0.0.0", "::", "http://worker-1", "worker-1:6066", "worker-1/x", "two words"])
+def test_unreachable_advertised_host_names_the_variable(bad, monkeypatch):
+    from stream.errors import ConfigError
+
+    monkeypatch.setenv("CHURN_WEB_ADVERTISED_HOST", bad)
+    with pytest.raises(ConfigError, match="CHURN_WEB_ADVERTISED_HOST"):
+        load_settings()
+
+
+def test_canonical_url_is_the_advertised_host_while_binding_the_web_host(tmp_path):
+    from stream.app import create_app
+
+    settings = Settings(
+        bootstrap_servers="127.0.0.1:9", data_dir=tmp_path, web_host="0.0.0.0", web_port=6070,
+        web_advertised_host="worker-1.churn",
+    )
+    conf = create_app(settings).app.conf
+    assert (conf.web_bind, str(conf.canonical_url)) == ("0.0.0.0", "http://worker-1.churn:6070")
+
+
+def test_compose_workers_each_advertise_their_own_host_name(services):
+    """Replicas of one service share its environment, so none may pin one advertised host for all."""
+    env = {k: _default(v) for k, v in _env(services["worker"]).items()}
+    assert env["CHURN_WEB_HOST"] in ("0.0.0.0", "::"), "workers bind every interface (Prometheus, lookups)"
+    assert "CHURN_WEB_ADVERTISED_HOST" not in env, "an advertised host in the service env is the same for every replica"
 
 
 # --- Grafana ---------------------------------------------------------------------------------------

@@ -1,0 +1,82 @@
+"""A worker whose Kafka security settings do not match the broker stops at once, saying which setting.
+
+The session broker is a plaintext listener. A worker told to speak SASL (over plaintext
+or TLS) to it must exit within seconds, non-zero, with one line on stderr that names
+``CHURN_SECURITY_PROTOCOL``, no traceback and no password; SASL without credentials must
+fail before any connection, naming ``CHURN_SASL_USERNAME``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from support import CHURN, free_port, worker_env
+
+pytestmark = pytest.mark.integration
+
+PASSWORD = "not-the-real-one-7f3a"
+# Seconds a failing start may take: interpreter start-up and imports (~1.5 s here) plus
+# the connection setup timeout a TLS handshake with a plaintext listener runs into (5 s).
+FAIL_FAST_S = 20.0
+
+
+def run_worker(env: dict[str, str], timeout: float = 60.0) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    done = subprocess.run(
+        [CHURN, "worker"], env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout
+    )
+    return done, time.monotonic() - start
+
+
+def secure_env(kafka_bootstrap: str, tmp_path, **over: str) -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    return worker_env(
+        {
+            "CHURN_BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "CHURN_DATA_DIR": str(tmp_path),
+            "CHURN_TOPIC_PREFIX": f"t{run}-",
+            "CHURN_APP_ID": f"churn-secure-{run}",
+            "CHURN_WEB_PORT": str(free_port()),
+            "CHURN_LOG_LEVEL": "INFO",
+        },
+        **over,
+    )
+
+
+def assert_one_line_naming(done: subprocess.CompletedProcess[str], variable: str) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode != 0, f"exited 0; stderr:\n{done.stderr}"
+    assert "Traceback" not in done.stderr + done.stdout
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{done.stderr[:3000]}"
+    assert variable in lines[0], lines[0]
+    assert PASSWORD not in done.stderr + done.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
+def test_sasl_worker_against_a_plaintext_broker_fails_fast_naming_the_protocol(kafka_bootstrap, tmp_path, protocol):
+    env = secure_env(
+        kafka_bootstrap, tmp_path,
+        CHURN_SECURITY_PROTOCOL=protocol, CHURN_SASL_USERNAME="svc-churn", CHURN_SASL_PASSWORD=PASSWORD,
+    )
+    done, seconds = run_worker(env)
+    line = assert_one_line_naming(done, "CHURN_SECURITY_PROTOCOL")
+    assert f"CHURN_SECURITY_PROTOCOL={protocol}" in line
+    assert seconds < FAIL_FAST_S, f"took {seconds:.1f}s to fail: {line}"
+    print(f"{protocol}: exit {done.returncode} after {seconds:.1f}s: {line}")
+
+
+@pytest.mark.parametrize(("user", "missing"), [("", "CHURN_SASL_USERNAME"), ("svc-churn", "CHURN_SASL_PASSWORD")])
+def test_sasl_without_credentials_fails_at_settings(kafka_bootstrap, tmp_path, user, missing):
+    env = secure_env(
+        kafka_bootstrap, tmp_path,
+        CHURN_SECURITY_PROTOCOL="SASL_SSL", CHURN_SASL_USERNAME=user, CHURN_SASL_PASSWORD="",
+    )
+    done, seconds = run_worker(env)
+    line = assert_one_line_naming(done, missing)
+    assert "invalid setting" in line
+    assert seconds < FAIL_FAST_S
