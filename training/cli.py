@@ -16,6 +16,7 @@ from training.config import DEFAULT_CONFIG, load_config
 
 _STAGES = {
     "simulate": "simulating customers and replaying their events",
+    "wait": "waiting for the labels since the drift to mature",
     "read": "reading the feature log and labels to their end",
     "dataset": "building point-in-time snapshots",
     "split": "splitting by customer",
@@ -42,6 +43,8 @@ def _stages(console: Console, first: str) -> Iterator[Callable[[str, float], Non
             text = _STAGES.get(stage, stage)
             if stage == "simulate" and done:
                 text = f"{text} ({int(done):,} events)"
+            elif stage == "wait":
+                text = f"{text} ({done:.1f} days of event time to go)"
             bar.update(task, description=text)
 
         yield progress
@@ -64,13 +67,16 @@ def run_retrain(
     window_days: float | None,
     result_file: Path | None,
     console: Console,
+    since: str = "",
+    wait_labels_s: float = 0.0,
 ) -> None:
     config = load_config(config_path or DEFAULT_CONFIG)
     from training.retrain import retrain
 
+    since_ts = parse_since(since)
     try:
-        with _stages(console, "read") as progress:
-            outcome = retrain(settings, config, trigger, alert_id, window_days, progress)
+        with _stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
+            outcome = retrain(settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s)
     except ChurnError as exc:
         if result_file is not None:  # tells a launcher that can only see the file (not the exit code)
             result_file.write_text(json.dumps({"decision": "failed", "error": str(exc)}, indent=2))
@@ -90,6 +96,25 @@ def run_retrain(
             "production_roc_auc": (outcome.champion_metrics or {}).get("roc_auc"),
         }
         result_file.write_text(json.dumps(summary, indent=2))
+
+
+def parse_since(since: str) -> float | None:
+    """``--since`` (an ISO 8601 time with a zone) as epoch seconds; empty means none.
+
+    >>> parse_since("2026-03-01T00:00:00+00:00")
+    1772323200.0
+    """
+    if not since:
+        return None
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(since)
+    except ValueError as exc:
+        raise ChurnError(f"--since {since!r} is not an ISO 8601 time (e.g. 2026-03-01T00:00:00+00:00)") from exc
+    if moment.tzinfo is None:
+        raise ChurnError(f"--since {since!r} has no time zone; add one, e.g. +00:00")
+    return moment.timestamp()
 
 
 def render_outcome(settings: Settings, outcome, console: Console) -> None:
@@ -150,6 +175,7 @@ def run_launcher(
     once: bool,
     job_template: Path | None,
     console: Console,
+    learn_since_drift_s: float | None = None,
 ) -> None:
     import logging
     import signal
@@ -161,7 +187,8 @@ def run_launcher(
 
     policy = LaunchPolicy(cooldown_s, every_s)
     metrics = LauncherMetrics.create()
-    service = RetrainLauncher(settings, build_launcher(settings, job_template), policy, metrics)
+    service = RetrainLauncher(settings, build_launcher(settings, job_template), policy, metrics,
+                              learn_since_drift_s=learn_since_drift_s)
     if not once:
         try:
             start_http_server(settings.web_port, addr=settings.web_host, registry=metrics.registry)

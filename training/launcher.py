@@ -30,8 +30,8 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,6 +50,7 @@ from schemas.outputs import DriftAlert
 from stream.end_offsets import exact_end_offsets
 from stream.errors import BrokerError, ChurnError, ConfigError
 from stream.kafka_config import confluent_config
+from stream.processes import churn_executable
 from stream.settings import ENV_PREFIX, Settings
 from stream.topics import DRIFT_ALERTS, ensure_topics, topic_specs
 
@@ -231,14 +232,28 @@ class LaunchPolicy:
 
 @dataclass(frozen=True)
 class LaunchRequest:
+    """One retraining run to start: ``since`` (ISO time, may be empty) and ``wait_labels_s``
+    make the job learn the world since a drift; ``extra`` are more ``churn retrain`` options."""
+
     run: int
     trigger: str
     alert_id: str
     now: float
+    since: str = ""
+    wait_labels_s: float = 0.0
+    extra: tuple[str, ...] = ()
 
     def options(self) -> list[str]:
-        """``churn retrain`` options for this request."""
-        return ["--trigger", self.trigger, *(["--alert-id", self.alert_id] if self.alert_id else [])]
+        """``churn retrain`` options for this request.
+
+        >>> LaunchRequest(1, "drift", "a1", 0.0, since="2026-03-01T00:00:00+00:00", wait_labels_s=60).options()
+        ['--trigger', 'drift', '--alert-id', 'a1', '--since', '2026-03-01T00:00:00+00:00', '--wait-labels', '60']
+        """
+        options = ["--trigger", self.trigger, *(["--alert-id", self.alert_id] if self.alert_id else [])]
+        if self.since:
+            options += ["--since", self.since, *(["--wait-labels", f"{self.wait_labels_s:g}"]
+                                                 if self.wait_labels_s else [])]
+        return [*options, *self.extra]
 
 
 class Launcher(Protocol):
@@ -258,14 +273,6 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         env[f"{ENV_PREFIX}{name.upper()}"] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     return env
-
-
-def churn_command() -> list[str]:
-    """How to run ``churn`` from this interpreter's environment."""
-    script = Path(sys.executable).parent / "churn"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from stream.cli import main; main()"]
 
 
 def result_outcome(exit_code: int | None, result_file: str) -> str:
@@ -312,7 +319,7 @@ class SubprocessLauncher:
                  command: Sequence[str] | None = None) -> None:
         self.work_dir = Path(work_dir)
         self.env = dict(os.environ if env is None else env)
-        self.command = list(command or churn_command())
+        self.command = list(command or churn_executable())
         self._children: dict[str, tuple[subprocess.Popen, object]] = {}
 
     @classmethod
@@ -349,6 +356,26 @@ class SubprocessLauncher:
         if _alive(int(job.handle)):  # launched by an earlier launcher process
             return None
         return JobEnd(None, result_outcome(None, job.result_file))
+
+    def stop_all(self, grace_s: float = 10.0) -> list[int]:
+        """Stop the jobs this launcher started (SIGTERM to each job's session, SIGKILL after
+        ``grace_s``); their pids. A launcher that is stopped for good calls it; a restart
+        does not (the restarted launcher waits for the job instead)."""
+        stopped = []
+        for handle, (proc, log_file) in list(self._children.items()):
+            if proc.poll() is None:
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(grace_s)
+                except subprocess.TimeoutExpired:
+                    with suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(10)
+                stopped.append(proc.pid)
+            log_file.close()
+            del self._children[handle]
+        return stopped
 
 
 class KubernetesJobLauncher:
@@ -437,10 +464,20 @@ class LauncherMetrics:
 
 
 class RetrainLauncher:
-    """Consumes ``drift-alerts`` and launches retraining jobs as the policy decides."""
+    """Consumes ``drift-alerts`` and launches retraining jobs as the policy decides.
+
+    With ``learn_since_drift_s`` a drift-triggered job learns only from the world since
+    the alert's window start and waits up to that many seconds for its labels to mature
+    (``churn retrain --since --wait-labels``); ``job_args`` go to every job.
+    """
 
     def __init__(self, settings: Settings, launcher: Launcher, policy: LaunchPolicy,
-                 metrics: LauncherMetrics | None = None, state_path: Path | None = None, clock=time.time) -> None:
+                 metrics: LauncherMetrics | None = None, state_path: Path | None = None, clock=time.time,
+                 learn_since_drift_s: float | None = None, job_args: Sequence[str] = ()) -> None:
+        if learn_since_drift_s is not None and learn_since_drift_s < 0:
+            raise ConfigError(f"--learn-since-drift must be >= 0 seconds, got {learn_since_drift_s}")
+        self.learn_since_drift_s = learn_since_drift_s
+        self.job_args = tuple(job_args)
         self.settings = settings
         self.launcher = launcher
         self.policy = policy
@@ -450,8 +487,12 @@ class RetrainLauncher:
         self.state = load_state(self.state_path)
         self.metrics.running.set(1 if self.state.running else 0)
 
-    def _launch(self, trigger: str, alert_id: str, now: float) -> None:
-        job = self.launcher.launch(LaunchRequest(self.state.launches + 1, trigger, alert_id, now))
+    def _launch(self, trigger: str, alert_id: str, now: float, alert: DriftAlert | None = None) -> None:
+        since, wait = "", 0.0
+        if alert is not None and self.learn_since_drift_s is not None:
+            since, wait = alert.window_start.isoformat(), self.learn_since_drift_s
+        request = LaunchRequest(self.state.launches + 1, trigger, alert_id, now, since, wait, self.job_args)
+        job = self.launcher.launch(request)
         self.state.record_launch(job)
         self.metrics.launches.labels(trigger).inc()
         self.metrics.running.set(1)
@@ -486,7 +527,7 @@ class RetrainLauncher:
         now = self.clock()
         decision = self.policy.on_alert(self.state, alert.alert_id, now)
         if decision.launch:
-            self._launch("drift", alert.alert_id, now)
+            self._launch("drift", alert.alert_id, now, alert)
         self.state.record_alert(alert.alert_id)
         save_state(self.state_path, self.state)
         self.metrics.alerts.labels(decision.reason).inc()

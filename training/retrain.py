@@ -18,6 +18,15 @@ not apply: the log's oldest event times (backdated signups, or whatever retentio
 do not say when the stream started, so a young stream is best retrained with a
 ``--window-days`` that leaves out its first weeks. Feature records are de-duplicated
 by ``event_id``: delivery is at-least-once.
+
+Learning the world since a drift
+--------------------------------
+A drift alert says the world changed at about its window start. Snapshots from before
+it teach the old world; snapshots after it have no label until their horizon has
+passed. With ``since`` the job learns only from snapshots at or after that moment,
+and with ``wait_labels_s`` it first waits (polling the head of the feature log) until
+the stream's clock reaches ``since + window_days + horizon``, so the window is full of
+matured labels; past the wait it learns from what has matured.
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
@@ -128,15 +138,23 @@ def parse_feature_log(feature_values: Iterable[bytes], label_values: Iterable[by
     return FeatureLog(unique, closed_at, records, duplicates, bad_features + bad_labels, labels)
 
 
-def data_window(feature_log: FeatureLog, dataset: DatasetConfig, window_days: float | None = None) -> DataWindow:
-    """The snapshot times to learn from; ``ChurnError`` when the log is too short for any."""
+def data_window(feature_log: FeatureLog, dataset: DatasetConfig, window_days: float | None = None,
+                since_ts: float | None = None) -> DataWindow:
+    """The snapshot times to learn from (none before ``since_ts``); ``ChurnError`` when there are none."""
     if not feature_log.vectors:
         raise ChurnError("the feature log is empty: run the stream (churn worker + churn produce) before retraining")
     times = [v["event_ts"] for v in feature_log.vectors]
     first, clock = min(times), max(times)
     end = clock - dataset.horizon_days * DAY
     window = dataset.window_days if window_days is None else window_days
-    start = max(first, end - window * DAY)
+    start = max(first, end - window * DAY, since_ts if since_ts is not None else first)
+    if since_ts is not None and since_ts >= end:
+        iso = lambda ts: datetime.fromtimestamp(ts, tz=UTC).isoformat()
+        raise ChurnError(
+            f"no snapshot since {iso(since_ts)} has a known label yet: the stream's clock is {iso(clock)} and "
+            f"labels take the {dataset.horizon_days}-day horizon to mature; let the stream run longer "
+            "(or wait for them with --wait-labels)"
+        )
     if start >= end:
         raise ChurnError(
             f"the feature log spans {(clock - first) / DAY:.1f} days of event time, no more than the "
@@ -224,6 +242,57 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> lis
         consumer.close()
 
 
+def log_clock(settings: Settings, topic: str, tail: int = 200) -> float | None:
+    """The newest ``event_ts`` among the last ``tail`` records of each partition of ``topic``
+    (epoch seconds), or None while the topic is empty: the stream's clock, read cheaply."""
+    config = confluent_config(settings, settings.resolved_bootstrap())
+    consumer = Consumer({**config, "group.id": f"churn-clock-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+                         "enable.auto.offset.store": False})
+    try:
+        try:
+            described = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if described is None or described.error is not None:
+                raise BrokerError(f"topic {topic} does not exist on {config['bootstrap.servers']}")
+            tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
+            marks = {tp: consumer.get_watermark_offsets(tp, timeout=10) for tp in tps}
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read {topic}: {exc}") from exc
+        ends = exact_end_offsets(config, {tp: high for tp, (_, high) in marks.items()})
+        todo = {tp.partition: ends[tp] for tp in tps if ends[tp] > marks[tp][0]}
+        consumer.assign([TopicPartition(topic, p, max(marks[TopicPartition(topic, p)][0], end - tail))
+                         for p, end in todo.items()])
+        newest: float | None = None
+        deadline = time.monotonic() + 30.0
+        while todo and time.monotonic() < deadline:
+            for msg in consumer.consume(tail * len(tps), 0.5):
+                if msg.error() is not None or msg.partition() not in todo:
+                    continue
+                try:
+                    ts = datetime.fromisoformat(orjson.loads(msg.value())["event_ts"]).timestamp()
+                    newest = ts if newest is None else max(newest, ts)
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    pass
+                if msg.offset() + 1 >= todo[msg.partition()]:
+                    del todo[msg.partition()]
+        return newest
+    finally:
+        consumer.close()
+
+
+def wait_for_labels(settings: Settings, needed_ts: float, timeout_s: float, report: Progress,
+                    poll_s: float = 2.0) -> float | None:
+    """Wait until the feature log's clock reaches ``needed_ts`` or ``timeout_s`` passes; the last clock read."""
+    deadline = time.monotonic() + timeout_s
+    topic = settings.topic(CHURN_FEATURES)
+    while True:
+        clock = log_clock(settings, topic)
+        if clock is not None:
+            report("wait", max(0.0, (needed_ts - clock) / DAY))
+        if (clock is not None and clock >= needed_ts) or time.monotonic() >= deadline:
+            return clock
+        time.sleep(poll_s)
+
+
 def retrain(
     settings: Settings,
     config: TrainConfig,
@@ -231,16 +300,30 @@ def retrain(
     alert_id: str = "",
     window_days: float | None = None,
     progress: Progress | None = None,
+    since_ts: float | None = None,
+    wait_labels_s: float = 0.0,
 ) -> TrainOutcome:
-    """Retrain on the feature log, gate, promote or reject, and publish the ``ModelEvent``."""
+    """Retrain on the feature log, gate, promote or reject, and publish the ``ModelEvent``.
+
+    ``since_ts`` keeps snapshots from that event time on; ``wait_labels_s`` waits up to
+    that long for the stream's clock to reach ``since_ts + window + horizon``."""
     try:
         trigger = Trigger(trigger).value
     except ValueError as exc:
         raise ConfigError(f"trigger {trigger!r} is not one of {[t.value for t in Trigger]}") from exc
     if window_days is not None and window_days <= 0:
         raise ConfigError(f"--window-days must be positive, got {window_days}")
+    if wait_labels_s < 0:
+        raise ConfigError(f"--wait-labels must be >= 0 seconds, got {wait_labels_s}")
     report = progress or (lambda stage, done: None)
     dataset = config.dataset
+
+    if since_ts is not None and wait_labels_s > 0:
+        needed = since_ts + ((dataset.window_days if window_days is None else window_days)
+                             + dataset.horizon_days) * DAY
+        clock = wait_for_labels(settings, needed, wait_labels_s, report)
+        iso = lambda ts: datetime.fromtimestamp(ts, tz=UTC).isoformat() if ts is not None else "none"
+        log.info("labels since %s: stream clock %s, full window needs %s", iso(since_ts), iso(clock), iso(needed))
 
     report("read", 0.0)
     features = read_to_end(settings, settings.topic(CHURN_FEATURES))
@@ -251,7 +334,7 @@ def retrain(
              feature_log.labels)
 
     report("dataset", 0.0)
-    window = data_window(feature_log, dataset, window_days)
+    window = data_window(feature_log, dataset, window_days, since_ts)
     frame = snapshot_frame(feature_log, window, dataset)
     split = split_by_customer(frame, dataset.holdout_fraction)
     check_split(split.train, split.holdout, window)
@@ -266,6 +349,7 @@ def retrain(
         "trigger": trigger,
         "alert_id": alert_id,
         "source": SOURCE,
+        **({"data.since": datetime.fromtimestamp(since_ts, tz=UTC).isoformat()} if since_ts is not None else {}),
         **window.tags(),
         "data.window_days": f"{(window.end_ts - window.start_ts) / DAY:.2f}",
         "data.records": str(feature_log.records),
