@@ -175,6 +175,31 @@ def bench(
 
 
 @app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help="Drift scenario: support_surge, price_hike, new_plan or "
+                                               "concept_flip.")] = "support_surge",
+    customers: Annotated[int, typer.Option(help="Simulated customers.")] = 1000,
+    onset_day: Annotated[int, typer.Option(help="Stream day the drift starts.")] = 90,
+    max_days: Annotated[int, typer.Option(help="Simulated days at most (the demo ends once the new version "
+                                               "has scored enough).")] = 240,
+    seconds_per_day: Annotated[float, typer.Option(help="Wall seconds per simulated day.")] = 0.5,
+    window_days: Annotated[float, typer.Option(help="Days since the drift the retraining learns from.")] = 25.0,
+    after_swap_events: Annotated[int, typer.Option(help="Events the new version scores before the demo "
+                                                        "ends.")] = 5000,
+    timeout: Annotated[float, typer.Option(help="Seconds the stream may run before the demo gives up.")] = 300.0,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the summary as JSON here.")] = None,
+) -> None:
+    """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
+    from stream.demo import DemoOptions, run_demo
+
+    options = DemoOptions(scenario=scenario, customers=customers, onset_day=onset_day, max_days=max_days,
+                          seconds_per_day=seconds_per_day, window_days=window_days,
+                          after_swap_events=after_swap_events, timeout_s=timeout, json_path=json_path)
+    options.check()
+    run_demo(_settings(), options, console)
+
+
+@app.command()
 def worker() -> None:
     """Run a stream worker: featurize, score, model swaps, /metrics and lookups."""
     from stream.worker import run_worker
@@ -207,12 +232,16 @@ def retrain(
     alert_id: Annotated[str, typer.Option(help="The drift alert that triggered the run.")] = "",
     window_days: Annotated[Optional[float], typer.Option(
         help="Days of labelled feature-log snapshots to learn from (default: dataset.window_days).")] = None,
+    since: Annotated[str, typer.Option(help="Learn only from snapshots at or after this event time "
+                                            "(ISO 8601 with a zone, e.g. a drift alert's window start).")] = "",
+    wait_labels: Annotated[float, typer.Option(help="With --since: wait up to this many seconds for the labels of "
+                                                    "a full window since then to mature.")] = 0.0,
     result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
     from training.cli import run_retrain
 
-    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console)
+    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels)
 
 
 @app.command()
@@ -223,11 +252,14 @@ def launcher(
     once: Annotated[bool, typer.Option("--once", help="Handle the alerts there now, wait for the job, exit.")] = False,
     job_template: Annotated[Optional[Path], typer.Option(
         help="Submit this Kubernetes Job manifest with kubectl instead of running a local process.")] = None,
+    learn_since_drift: Annotated[Optional[float], typer.Option(
+        help="A drift-triggered job learns only from the world since the alert and waits up to this many "
+             "seconds for those labels to mature.")] = None,
 ) -> None:
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from training.cli import run_launcher
 
-    run_launcher(_settings(), cooldown, every, once, job_template, console)
+    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift)
 
 
 @models_app.callback()

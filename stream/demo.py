@@ -1,0 +1,582 @@
+"""``churn demo``: the whole loop on embedded defaults, live, ending by itself.
+
+::
+
+    simulator ──► account-events ──► worker: featurize, score, drift ──► churn-scores
+    (a thread,      (embedded broker,       │ drift-alerts                    │
+     drifting at    a child process)        ▼                                 ▼
+     the onset)               launcher (a thread, single flight)        this display
+                                            │ churn retrain --since --wait-labels
+                                            ▼ (a child process: gate, promote, model-events)
+                              worker swaps to the new version, scores carry it
+
+The demo owns everything it starts and stops it by pid on the way out, Ctrl-C
+included. It uses its own registry (``CHURN_DATA_DIR/demo``): the first run trains the
+bootstrap model there; each run serves the bootstrap version again, so every run
+shows the same story: a stable world, a drift, alerts, one retraining job that learns
+the world since the drift once its labels have matured, the promotion, and the scores
+changing version. It ends once the new version has scored ``after_swap_events``
+events and every published event is scored, and writes ``summary.json`` to its run
+folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+from pydantic import ValidationError
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from producers.publisher import Publisher
+from producers.simulator import SCENARIOS, SimConfig, Simulator, paced
+from schemas.outputs import DriftAlert, ModelEvent
+from stream.broker import EmbeddedBroker, free_port
+from stream.errors import ChurnError, ConfigError
+from stream.features import DAY
+from stream.kafka_config import confluent_config
+from stream.processes import WorkerProcess, labelled
+from stream.settings import Settings
+from stream.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
+
+log = logging.getLogger(__name__)
+
+BOOTSTRAP_TAG = "demo.role"
+# Features need about 70 days of history before a fresh stream looks like the training
+# data (30-day windows, usage trends over two of them); the simulator emits about 0.74
+# events per customer and day. The drift monitor compares histories only after this
+# warm-up, and the drift starts after it.
+WARMUP_DAYS = 70
+EVENTS_PER_CUSTOMER_DAY = 0.74
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    scenario: str = "support_surge"
+    customers: int = 1000
+    onset_day: int = 90
+    max_days: int = 240
+    seconds_per_day: float = 0.5
+    window_days: float = 25.0
+    after_swap_events: int = 5000
+    timeout_s: float = 300.0
+    seed: int = 7
+    json_path: Path | None = None
+
+    def check(self) -> None:
+        """Raise ``ConfigError`` naming the option to fix."""
+        if self.scenario not in SCENARIOS:
+            raise ConfigError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {self.scenario!r}")
+        if self.customers < 200:
+            raise ConfigError(f"--customers must be at least 200 (drift windows need the traffic), "
+                              f"got {self.customers}")
+        if self.onset_day < WARMUP_DAYS + 5:
+            raise ConfigError(f"--onset-day must be at least {WARMUP_DAYS + 5}: the drift monitor needs "
+                              f"{WARMUP_DAYS} days of history first, got {self.onset_day}")
+        if self.max_days <= self.onset_day:
+            raise ConfigError(f"--max-days ({self.max_days}) must be after --onset-day ({self.onset_day})")
+        if self.seconds_per_day <= 0:
+            raise ConfigError(f"--seconds-per-day must be positive, got {self.seconds_per_day}")
+        if self.window_days <= 0:
+            raise ConfigError(f"--window-days must be positive, got {self.window_days}")
+        if self.timeout_s <= 0 or self.after_swap_events < 1:
+            raise ConfigError("--timeout and --after-swap-events must be positive")
+
+    @property
+    def warmup_events(self) -> int:
+        return int(self.customers * EVENTS_PER_CUSTOMER_DAY * WARMUP_DAYS)
+
+
+# --- the registry -----------------------------------------------------------------------
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """The demo's settings: its own registry folder beside the default one."""
+    return settings.model_copy(update={"data_dir": settings.data_dir / "demo", "mlflow_tracking_uri": ""})
+
+
+def ensure_bootstrap(settings: Settings, console: Console) -> tuple[str, str]:
+    """Serve the demo's bootstrap version at @production, training it first if there is none.
+
+    Returns (version, what happened)."""
+    from training import registry
+    from training.cli import _stages
+    from training.config import DEFAULT_CONFIG, load_config
+    from training.job import run_training
+
+    client = registry.connect(settings)
+    versions = registry.list_versions(client, settings.model_name)
+    bootstrap = [v for v in versions if v.tags.get(BOOTSTRAP_TAG) == "bootstrap"]
+    if not bootstrap:
+        console.print("training the bootstrap model (first run only; about 40 s)")
+        with _stages(console, "simulate") as progress:
+            outcome = run_training(load_config(DEFAULT_CONFIG), settings, progress,
+                                   {BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"})
+        if not outcome.decision.promote:
+            raise ChurnError(f"the bootstrap model failed its gate: {'; '.join(outcome.decision.reasons)}")
+        return outcome.version, f"trained bootstrap version {outcome.version} (roc_auc {outcome.metrics['roc_auc']:.4f})"
+    version = bootstrap[0].version  # newest first
+    current = registry.version_for_alias(client, settings.model_name, settings.model_alias)
+    if current == version:
+        return version, f"bootstrap version {version} is @{settings.model_alias}"
+    client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
+    return version, f"@{settings.model_alias} reset from version {current} to bootstrap version {version}"
+
+
+# --- what the demo watches ---------------------------------------------------------------
+
+
+@dataclass
+class Observed:
+    """Everything read back from the output topics and the worker's metrics."""
+
+    scores: int = 0
+    event_ids: set[str] = field(default_factory=set)
+    silence_scores: int = 0
+    by_version: Counter = field(default_factory=Counter)
+    first_day_by_version: dict[str, float] = field(default_factory=dict)
+    stale_after_swap: int = 0  # scores by an older version after a newer one in the same partition
+    newest_by_partition: dict[int, int] = field(default_factory=dict)
+    alerts: list[DriftAlert] = field(default_factory=list)
+    model_events: list[ModelEvent] = field(default_factory=list)
+    dlq: int = 0
+    score_day: float = 0.0
+    psi: dict[str, float] = field(default_factory=dict)
+    serving_version: str = ""
+    rate: deque = field(default_factory=lambda: deque(maxlen=20))
+
+    def events_per_s(self) -> float:
+        if len(self.rate) < 2:
+            return 0.0
+        (t0, n0), (t1, n1) = self.rate[0], self.rate[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+class Watcher:
+    """Reads churn-scores, drift-alerts, model-events and the DLQ from their start."""
+
+    def __init__(self, settings: Settings, start_ts: float) -> None:
+        self.start_ts = start_ts
+        self.seen = Observed()
+        config = confluent_config(settings, settings.resolved_bootstrap())
+        self.topics = {settings.topic(name): name for name in (CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS,
+                                                               ACCOUNT_EVENTS_DLQ)}
+        self.consumer = Consumer({**config, "group.id": "churn-demo-watch", "enable.auto.commit": False,
+                                  "fetch.wait.max.ms": 100})
+        assignment = []
+        for topic in self.topics:
+            parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            assignment += [TopicPartition(topic, p, 0) for p in parts]
+        self.consumer.assign(assignment)
+
+    def day(self, ts: float) -> float:
+        return (ts - self.start_ts) / DAY
+
+    def poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            for msg in self.consumer.consume(5000, max(0.0, min(left, 0.2))):
+                if msg.error() is None:
+                    self._record(self.topics[msg.topic()], msg.partition(), msg.value() or b"")
+            if left <= 0:
+                break
+        self.seen.rate.append((time.monotonic(), self.seen.scores))
+
+    def _record(self, kind: str, partition: int, value: bytes) -> None:
+        seen = self.seen
+        if kind == CHURN_SCORES:
+            score = orjson.loads(value)
+            version = str(score["model_version"])
+            seen.scores += 1
+            if "@" in score["event_id"]:
+                seen.silence_scores += 1
+            else:
+                seen.event_ids.add(score["event_id"])
+            seen.by_version[version] += 1
+            day = max(0.0, self.day(datetime.fromisoformat(score["event_ts"]).timestamp()))
+            seen.score_day = max(seen.score_day, day)
+            seen.first_day_by_version.setdefault(version, day)
+            newest = seen.newest_by_partition.get(partition, 0)
+            if int(version) < newest:
+                seen.stale_after_swap += 1
+            seen.newest_by_partition[partition] = max(newest, int(version))
+        elif kind == DRIFT_ALERTS:
+            with suppress(ValidationError):
+                seen.alerts.append(DriftAlert.model_validate_json(value))
+        elif kind == MODEL_EVENTS:
+            with suppress(ValidationError):
+                seen.model_events.append(ModelEvent.model_validate_json(value))
+        else:
+            seen.dlq += 1
+
+    def scrape(self, worker: WorkerProcess) -> None:
+        samples = worker.metrics()
+        if samples:
+            self.seen.psi = labelled(samples, "churn_feature_psi", "feature")
+            version = samples.get("churn_model_version", 0)
+            self.seen.serving_version = str(int(version)) if version else ""
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+# --- the producer ------------------------------------------------------------------------
+
+
+@dataclass
+class Published:
+    sent: int = 0
+    day: float = 0.0
+    done: bool = False
+    error: str = ""
+
+
+def produce(settings: Settings, config: SimConfig, seconds_per_day: float, stop: threading.Event,
+            out: Published) -> None:
+    """Publish the simulated stream, paced, until it ends or ``stop`` is set (a thread's body)."""
+    try:
+        with Publisher.from_settings(settings, settings.resolved_bootstrap()) as publisher:
+            for event in paced(Simulator(config).events(), seconds_per_day, start=config.start):
+                if stop.is_set():
+                    break
+                publisher.publish(event)
+                out.sent += 1
+                out.day = (event.ts - config.start).total_seconds() / DAY
+    except Exception as exc:  # noqa: BLE001 - reported by the demo, which then stops
+        out.error = f"{type(exc).__name__}: {exc}"
+    finally:
+        out.done = True
+
+
+# --- the display -------------------------------------------------------------------------
+
+
+@dataclass
+class Story:
+    """The milestones, for the display and the summary."""
+
+    bootstrap_version: str = ""
+    registry: str = ""
+    first_alert_day: float | None = None
+    launches: int = 0
+    job: str = ""
+    outcome: str = ""
+    result: dict = field(default_factory=dict)
+    promoted_version: str = ""
+    swap_day: float | None = None
+    needed_day: float | None = None
+
+
+def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, elapsed: float,
+           threshold: float, day: Callable[[float], float]) -> Group:
+    head = Text.assemble(
+        ("churn demo ", "bold"),
+        f"scenario {options.scenario} from day {options.onset_day} · {options.customers:,} customers · "
+        f"{elapsed:.0f}s · stream day {pub.day:.0f} (scored to day {seen.score_day:.0f}) · "
+        f"serving version {seen.serving_version or '-'}",
+    )
+    stream = Table(title="stream", title_justify="left", show_header=False)
+    stream.add_row("events published", f"{pub.sent:,}")
+    stream.add_row("events scored", f"{len(seen.event_ids):,}")
+    stream.add_row("scores/s", f"{seen.events_per_s():,.0f}")
+    stream.add_row("silence re-scores", f"{seen.silence_scores:,}")
+    stream.add_row("dead-lettered", f"{seen.dlq:,}")
+    versions = Table(title="scores by model version", title_justify="left")
+    versions.add_column("version")
+    versions.add_column("scores", justify="right")
+    versions.add_column("from day", justify="right")
+    for version in sorted(seen.by_version, key=int):
+        versions.add_row(version, f"{seen.by_version[version]:,}", f"{seen.first_day_by_version[version]:.0f}")
+    psi = Table(title=f"PSI, latest window (alert above {threshold:g})", title_justify="left")
+    psi.add_column("feature")
+    psi.add_column("psi", justify="right")
+    for name, value in sorted(seen.psi.items(), key=lambda kv: -kv[1])[:6]:
+        psi.add_row(name, Text(f"{value:.3f}", style="bold red" if value > threshold else ""))
+    alerts = Table(title=f"drift alerts ({len(seen.alerts)})", title_justify="left")
+    for column in ("day", "detector", "kind", "severity", "features"):
+        alerts.add_column(column)
+    for alert in seen.alerts[-4:]:
+        top = sorted(alert.features.items(), key=lambda kv: -kv[1])[:2]
+        alerts.add_row(f"{day(alert.window_end.timestamp()):.0f}", alert.detector,
+                       alert.kind, alert.severity, ", ".join(f"{k} {v:.2f}" for k, v in top))
+    loop = Text(f"retraining: {story.job or 'waiting for a drift alert'}")
+    if story.promoted_version:
+        loop.append(f"\npromotion: version {story.bootstrap_version} -> {story.promoted_version}", style="bold green")
+    if story.swap_day is not None:
+        loop.append(f"; scores carry version {story.promoted_version} from stream day {story.swap_day:.0f}")
+    top = Table.grid(padding=(0, 2))
+    top.add_row(stream, versions, psi)
+    return Group(head, top, alerts, loop)
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+@contextmanager
+def _stopped_by_signals() -> Iterator[None]:
+    """Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` here, even where SIGINT was ignored
+    (a background job), so the cleanup stops everything the demo started."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run_demo(settings: Settings, options: DemoOptions, console: Console,
+             on_progress: Callable[[Observed, Story], None] | None = None) -> dict:
+    """Run the demo; returns the summary (also written as JSON). ``ChurnError`` when the loop did not close."""
+    options.check()
+    settings = demo_settings(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = settings.data_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    story = Story(registry=settings.resolved_tracking_uri())
+    started = time.monotonic()
+    for chatty in ("training.launcher", "stream.broker"):  # the demo prints their milestones itself
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    started_pids: list[str] = []
+    try:
+        summary = _run(settings, options, console, run_dir, story, started, started_pids, on_progress)
+    except KeyboardInterrupt:
+        console.print(f"interrupted: stopped {', '.join(started_pids) or 'nothing yet'}; logs in {run_dir}")
+        raise SystemExit(130) from None
+    write_summary(summary, run_dir, options.json_path)
+    print_summary(summary, console)
+    problems = summary["problems"]
+    if problems:
+        raise ChurnError("the loop did not close: " + "; ".join(problems) + f" (logs in {run_dir})")
+    return summary
+
+
+def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Path, story: Story, started: float,
+         started_pids: list[str], on_progress: Callable[[Observed, Story], None] | None) -> dict:
+    with ExitStack() as stack, _stopped_by_signals():
+        story.bootstrap_version, what = ensure_bootstrap(settings, console)
+        console.print(f"registry {story.registry}: {what}")
+
+        if settings.bootstrap_servers:
+            bootstrap = settings.bootstrap_servers
+            if not settings.topic_prefix:
+                settings = settings.model_copy(update={"topic_prefix": f"demo-{run_dir.name.lower()}-"})
+        else:
+            broker = stack.enter_context(EmbeddedBroker(free_port(), run_dir))
+            bootstrap = broker.bootstrap
+            started_pids.append(f"the broker (pid {broker.pid})")
+            console.print(f"broker: embedded Tansu on {bootstrap} (pid {broker.pid})")
+        settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
+        ensure_topics(confluent_config(settings, bootstrap), topic_specs(settings))
+
+        from training.launcher import LaunchPolicy, RetrainLauncher, SubprocessLauncher, settings_env
+
+        worker_vars = {**settings_env(settings), "CHURN_WEB_PORT": str(free_port()), "CHURN_LOG_LEVEL": "INFO",
+                       "CHURN_DRIFT_WARMUP_EVENTS": str(options.warmup_events)}
+        worker = WorkerProcess(worker_vars, run_dir / "worker.log").start()
+        stack.callback(worker.stop)
+        started_pids.append(f"the worker (pid {worker.pid})")
+        console.print(f"worker: pid {worker.pid}, http://127.0.0.1:{worker.web_port}/metrics, log {worker.log_path}")
+        worker.wait_serving()
+
+        jobs = SubprocessLauncher(run_dir, child_env_of(settings))
+        launcher = RetrainLauncher(settings, jobs, LaunchPolicy(cooldown_s=3600.0),
+                                   state_path=run_dir / "launcher-state.json",
+                                   learn_since_drift_s=options.timeout_s,
+                                   job_args=("--window-days", f"{options.window_days:g}"))
+        stop = threading.Event()
+        stack.callback(lambda: started_pids.extend(f"the retraining job (pid {pid})" for pid in jobs.stop_all()))
+        launcher_thread = threading.Thread(target=launcher.run, kwargs={"stop": stop}, name="launcher", daemon=True)
+        launcher_thread.start()
+        stack.callback(launcher_thread.join, 15)
+
+        sim = SimConfig(n_customers=options.customers, days=options.max_days, seed=options.seed,
+                        scenario=options.scenario, onset_day=options.onset_day)
+        pub = Published()
+        producer = threading.Thread(target=produce, args=(settings, sim, options.seconds_per_day, stop, pub),
+                                    name="producer", daemon=True)
+        stack.callback(producer.join, 15)
+        stack.callback(stop.set)  # runs first: the callbacks unwind in reverse
+        producer.start()
+        console.print(f"simulator: {options.customers:,} customers, {options.scenario} from day "
+                      f"{options.onset_day}, {options.seconds_per_day:g}s per day; launcher: one job at a time")
+
+        watcher = Watcher(settings, sim.start.timestamp())
+        stack.callback(watcher.close)
+        seen = watcher.seen
+        deadline = time.monotonic() + options.timeout_s
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while True:
+                watcher.poll(0.5)
+                watcher.scrape(worker)
+                worker.check_alive()
+                _advance(story, seen, launcher, options, settings.horizon_days, console, watcher)
+                live.update(render(options, seen, pub, story, time.monotonic() - started,
+                                   settings.drift_psi_threshold, watcher.day))
+                if on_progress is not None:
+                    on_progress(seen, story)
+                if pub.error:
+                    raise ChurnError(f"the simulator stopped: {pub.error}")
+                swapped = story.promoted_version and seen.by_version[story.promoted_version] >= options.after_swap_events
+                job_over = story.launches and launcher.state.running is None
+                if (swapped or (pub.done and (job_over or not seen.alerts))) and not stop.is_set():
+                    stop.set()  # the story is told: stop publishing, let the worker drain
+                if stop.is_set() and pub.done and len(seen.event_ids) >= pub.sent:
+                    break
+                if time.monotonic() > deadline:
+                    break
+        console.line()
+        return summarize(options, seen, pub, story, launcher, time.monotonic() - started, run_dir)
+
+
+def child_env_of(settings: Settings) -> dict[str, str]:
+    from stream.processes import child_env
+    from training.launcher import settings_env
+
+    return child_env(settings_env(settings))
+
+
+def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horizon_days: float, console: Console,
+             watcher: Watcher) -> None:
+    """Turn what was observed into milestones (printed once each)."""
+    if seen.alerts and story.first_alert_day is None:
+        first = seen.alerts[0]
+        story.first_alert_day = watcher.day(first.window_end.timestamp())
+        console.print(f"first drift alert: {first.detector} ({first.kind}, {first.severity}) at stream day "
+                      f"{story.first_alert_day:.0f}: {', '.join(f'{k} {v:.2f}' for k, v in first.features.items())}")
+    state = launcher.state
+    if state.launches > story.launches:
+        story.launches = state.launches
+        job = state.running or state.last_job
+        since = watcher.day(seen.alerts[0].window_start.timestamp()) if seen.alerts else 0.0
+        story.needed_day = since + options.window_days + horizon_days
+        console.print(f"retraining run {job.run} launched (pid {job.handle}) for alert {job.alert_id}: learns "
+                      f"the world since day {since:.0f} once labels mature (stream day ~{story.needed_day:.0f})")
+    if state.running is not None:
+        waiting = story.needed_day is not None and seen.score_day < story.needed_day
+        story.job = (f"run {state.running.run} (pid {state.running.handle}) "
+                     + (f"waiting for labels: stream day {seen.score_day:.0f} of {story.needed_day:.0f}"
+                        if waiting else "training, gating"))
+    elif state.last_job is not None and not story.outcome:
+        story.outcome = state.last_outcome
+        with suppress(OSError, ValueError):
+            story.result = json.loads(Path(state.last_job.result_file).read_text())
+        auc = ""
+        if "roc_auc" in story.result and story.result.get("production_roc_auc") is not None:
+            auc = (f"; roc_auc {story.result['roc_auc']:.4f} vs production "
+                   f"{story.result['production_roc_auc']:.4f} on the same post-drift holdout")
+        story.job = f"run {state.last_job.run} ended: {story.outcome}{auc}"
+        console.print(f"retraining {story.job}")
+    promoted = [e for e in seen.model_events if e.action == "promoted"]
+    if promoted and not story.promoted_version:
+        story.promoted_version = promoted[-1].version
+        console.print(f"model event: version {story.promoted_version} promoted (previous "
+                      f"{promoted[-1].previous_version}); the worker swaps without a restart")
+    if story.promoted_version and story.swap_day is None and story.promoted_version in seen.first_day_by_version:
+        story.swap_day = seen.first_day_by_version[story.promoted_version]
+        console.print(f"scores now carry version {story.promoted_version} (from stream day {story.swap_day:.0f})")
+
+
+def summarize(options: DemoOptions, seen: Observed, pub: Published, story: Story, launcher, seconds: float,
+              run_dir: Path) -> dict:
+    state = launcher.state
+    problems = []
+    if not seen.alerts:
+        problems.append("no drift alert")
+    if state.launches != 1:
+        problems.append(f"{state.launches} retraining jobs launched (expected exactly one)")
+    if state.running is not None:
+        problems.append("the retraining job did not finish in time")
+    elif story.outcome and story.outcome != "promoted":
+        reasons = story.result.get("reasons") or story.result.get("error") or ""
+        problems.append(f"the retraining job ended {story.outcome}: {reasons}")
+    if not story.promoted_version:
+        problems.append("no promotion")
+    elif story.swap_day is None:
+        problems.append(f"no score carries version {story.promoted_version}")
+    if seen.stale_after_swap:
+        problems.append(f"{seen.stale_after_swap} scores by an older version after the swap")
+    if len(seen.event_ids) < pub.sent:
+        problems.append(f"{pub.sent - len(seen.event_ids)} published events unscored")
+    first_alert = seen.alerts[0] if seen.alerts else None
+    return {
+        "scenario": options.scenario,
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
+        "seconds": round(seconds, 1),
+        "events_published": pub.sent,
+        "events_scored": len(seen.event_ids),
+        "scores": seen.scores,
+        "silence_rescores": seen.silence_scores,
+        "dead_lettered": seen.dlq,
+        "stream_days": round(pub.day, 1),
+        "alerts": len(seen.alerts),
+        "alerts_by_detector": dict(Counter(a.detector for a in seen.alerts)),
+        "first_alert": None if first_alert is None else {
+            "detector": first_alert.detector, "kind": first_alert.kind, "severity": first_alert.severity,
+            "features": first_alert.features, "stream_day": round(story.first_alert_day or 0.0, 1),
+            "days_after_onset": round((story.first_alert_day or 0.0) - options.onset_day, 1),
+        },
+        "retraining": {"launches": state.launches, "outcome": story.outcome, **story.result},
+        "bootstrap_version": story.bootstrap_version,
+        "promoted_version": story.promoted_version,
+        "swap_stream_day": None if story.swap_day is None else round(story.swap_day, 1),
+        "scores_by_version": dict(seen.by_version),
+        "stale_scores_after_swap": seen.stale_after_swap,
+        "registry": story.registry,
+        "run_dir": str(run_dir),
+        "problems": problems,
+    }
+
+
+def write_summary(summary: dict, run_dir: Path, json_path: Path | None) -> None:
+    text = json.dumps(summary, indent=2, default=str)
+    (run_dir / "summary.json").write_text(text)
+    if json_path is not None:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(text)
+
+
+def print_summary(summary: dict, console: Console) -> None:
+    t = Table(title=f"churn demo: {summary['scenario']} in {summary['seconds']:.0f}s", title_justify="left",
+              show_header=False)
+    t.add_row("events", f"{summary['events_published']:,} published, {summary['events_scored']:,} scored "
+                        f"(+{summary['silence_rescores']:,} silence re-scores), {summary['stream_days']:.0f} days")
+    first = summary["first_alert"]
+    t.add_row("drift", "no alert" if first is None else
+              f"{summary['alerts']} alerts {summary['alerts_by_detector']}; first {first['detector']} "
+              f"({first['kind']}) {first['days_after_onset']:.0f} days after the onset")
+    r = summary["retraining"]
+    line = f"{r['launches']} job(s); {r.get('outcome') or 'none ended'}"
+    if r.get("roc_auc") is not None and r.get("production_roc_auc") is not None:
+        line += f"; roc_auc {r['roc_auc']:.4f} vs production {r['production_roc_auc']:.4f} (same post-drift holdout)"
+    t.add_row("retraining", line)
+    t.add_row("promotion", f"version {summary['bootstrap_version']} -> {summary['promoted_version'] or '-'}")
+    t.add_row("scores by version", ", ".join(f"v{k}: {v:,}" for k, v in sorted(summary["scores_by_version"].items(),
+                                                                               key=lambda kv: int(kv[0]))))
+    if summary["swap_stream_day"] is not None:
+        t.add_row("version change", f"from stream day {summary['swap_stream_day']:.0f}; "
+                                    f"{summary['stale_scores_after_swap']} older-version scores after it")
+    t.add_row("registry", summary["registry"])
+    t.add_row("logs", summary["run_dir"])
+    console.print(t)
+    if summary["problems"]:
+        console.print("[bold red]not closed:[/] " + "; ".join(summary["problems"]))
+    else:
+        console.print("[bold green]loop closed:[/] drift -> alert -> one retraining -> promotion -> new version scoring")
