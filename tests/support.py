@@ -242,3 +242,22 @@ def consumer_lag(bootstrap: str, group: str, topic: str) -> int:
 
 def wait_caught_up(bootstrap: str, group: str, topic: str, timeout: float = 120.0) -> None:
     wait_for(lambda: consumer_lag(bootstrap, group, topic) == 0, timeout, 0.5, f"group {group} caught up on {topic}")
+
+
+def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Record]:
+    """Every record of ``topic`` up to its exact end offsets now."""
+    reader = TopicReader(bootstrap, topic)
+    try:
+        tps = [TopicPartition(topic, p) for p in reader.consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+        reported = {tp: reader.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
+        ends = {tp.partition: end for tp, end in exact_end_offsets({"bootstrap.servers": bootstrap}, reported).items()}
+
+        def complete(records: list[Record]) -> bool:
+            last: dict[int, int] = {}
+            for r in records:
+                last[r.partition] = max(last.get(r.partition, -1), r.offset)
+            return all(end == 0 or last.get(p, -1) + 1 >= end for p, end in ends.items())
+
+        return reader.read_until(complete, timeout, f"{topic} read to its end")
+    finally:
+        reader.close()
