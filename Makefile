@@ -11,9 +11,9 @@ $(BIN)/churn: pyproject.toml uv.lock
 	$(UV) sync --frozen
 	@touch $@
 
-## The main job.
+## The main job: the whole loop on embedded defaults, live; ends by itself.
 demo: $(BIN)/churn
-	$(BIN)/churn train
+	$(BIN)/churn demo
 
 train: $(BIN)/churn
 	$(BIN)/churn train
