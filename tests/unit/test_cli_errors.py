@@ -68,3 +68,23 @@ def test_schemas_export_writes_every_contract(tmp_path):
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert "account_event.schema.json" in names and len(names) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--scenario", "meteor"), ("--scenario", "support_surge")),
+        (("--onset-day", "20"), ("--onset-day", "70 days of history")),
+        (("--customers", "5"), ("--customers",)),
+        (("--seconds-per-day", "0"), ("--seconds-per-day",)),
+    ],
+)
+def test_demo_options_fail_before_anything_starts(tmp_path, args, words):
+    proc = run("demo", *args, CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, *words)
+    assert not (tmp_path / "demo").exists()  # nothing was trained or started
+
+
+def test_retrain_since_needs_a_time_zone(tmp_path):
+    proc = run("retrain", "--since", "2026-03-01T00:00:00", CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "--since", "time zone")
