@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -17,8 +14,10 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from producers.simulator import SimConfig, Simulator
+from stream.broker import free_port  # noqa: F401 - re-exported for tests
 from stream.end_offsets import exact_end_offsets
 from stream.kafka_config import confluent_config
+from stream.processes import WorkerProcess, child_env, scrape  # noqa: F401 - re-exported for tests
 from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
 
@@ -37,91 +36,13 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
         time.sleep(interval)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def scrape(port: int) -> dict[str, float]:
-    """``/metrics`` of a worker as {sample name with labels: value}."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = float(value)
-    return out
-
-
 def metric_sum(samples: dict[str, float], prefix: str) -> float:
     return sum(v for k, v in samples.items() if k == prefix or k.startswith(prefix + "{"))
 
 
-@dataclass
-class WorkerProcess:
-    """A ``churn worker`` child process with its own environment and log file."""
-
-    env: dict[str, str]
-    log_path: Path
-    proc: subprocess.Popen | None = None
-
-    @property
-    def web_port(self) -> int:
-        return int(self.env["CHURN_WEB_PORT"])
-
-    def start(self) -> WorkerProcess:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
-        self.proc = subprocess.Popen([CHURN, "worker"], env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
-        return self
-
-    def metrics(self) -> dict[str, float]:
-        try:
-            return scrape(self.web_port)
-        except OSError:
-            return {}
-
-    def wait_serving(self, timeout: float = 90.0) -> None:
-        """Until the worker answers on /metrics with a model loaded."""
-        def ready():
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-            return self.metrics().get("churn_model_version", 0) > 0
-        wait_for(ready, timeout, 0.5, "worker serving a model")
-
-    def log_tail(self, n: int = 40) -> str:
-        lines = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(lines[-n:])
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
-        finally:
-            self._log.close()
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-        self._log.close()
-
-
 def worker_env(base: dict[str, str], **over: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
-    env.update(base)
-    env.update({k: str(v) for k, v in over.items()})
-    return env
+    """This environment without its ``CHURN_*`` variables, plus ``base`` and ``over``."""
+    return child_env({**base, **over})
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
