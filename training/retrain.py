@@ -194,6 +194,21 @@ def check_split(train: pd.DataFrame, holdout: pd.DataFrame, window: DataWindow) 
         )
 
 
+def _extent(consumer: Consumer, config: dict, topic: str) -> tuple[dict[int, int], dict[int, int]]:
+    """The first and the exact end offset of each partition of ``topic``."""
+    try:
+        described = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if described is None or described.error is not None or not described.partitions:
+            raise BrokerError(f"topic {topic} does not exist on {config['bootstrap.servers']}: "
+                              "create the topics and run the stream before retraining")
+        tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
+        marks = {tp: consumer.get_watermark_offsets(tp, timeout=10) for tp in tps}
+    except KafkaException as exc:
+        raise BrokerError(f"cannot read {topic}: {exc}") from exc
+    ends = exact_end_offsets(config, {tp: high for tp, (_, high) in marks.items()})
+    return {tp.partition: marks[tp][0] for tp in tps}, {tp.partition: ends[tp] for tp in tps}
+
+
 def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> list[bytes]:
     """Every record value of ``topic``, from the beginning to the exact end offsets at the start."""
     config = confluent_config(settings, settings.resolved_bootstrap())
@@ -205,19 +220,9 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> lis
         "auto.offset.reset": "earliest",
     })
     try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=10)
-            described = metadata.topics.get(topic)
-            if described is None or described.error is not None or not described.partitions:
-                raise BrokerError(f"topic {topic} does not exist on {config['bootstrap.servers']}: "
-                                  "create the topics and run the stream before retraining")
-            tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
-            marks = {tp: consumer.get_watermark_offsets(tp, timeout=10) for tp in tps}
-        except KafkaException as exc:
-            raise BrokerError(f"cannot read {topic}: {exc}") from exc
-        ends = exact_end_offsets(config, {tp: high for tp, (_, high) in marks.items()})
-        todo = {tp.partition: ends[tp] for tp in tps if ends[tp] > marks[tp][0]}
-        consumer.assign([TopicPartition(topic, p, marks[TopicPartition(topic, p)][0]) for p in todo])
+        starts, ends = _extent(consumer, config, topic)
+        todo = {p: end for p, end in ends.items() if end > starts[p]}
+        consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
         values: list[bytes] = []
         deadline = time.monotonic() + timeout_s
         while todo:
@@ -249,22 +254,13 @@ def log_clock(settings: Settings, topic: str, tail: int = 200) -> float | None:
     consumer = Consumer({**config, "group.id": f"churn-clock-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
                          "enable.auto.offset.store": False})
     try:
-        try:
-            described = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if described is None or described.error is not None:
-                raise BrokerError(f"topic {topic} does not exist on {config['bootstrap.servers']}")
-            tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
-            marks = {tp: consumer.get_watermark_offsets(tp, timeout=10) for tp in tps}
-        except KafkaException as exc:
-            raise BrokerError(f"cannot read {topic}: {exc}") from exc
-        ends = exact_end_offsets(config, {tp: high for tp, (_, high) in marks.items()})
-        todo = {tp.partition: ends[tp] for tp in tps if ends[tp] > marks[tp][0]}
-        consumer.assign([TopicPartition(topic, p, max(marks[TopicPartition(topic, p)][0], end - tail))
-                         for p, end in todo.items()])
+        starts, ends = _extent(consumer, config, topic)
+        todo = {p: end for p, end in ends.items() if end > starts[p]}
+        consumer.assign([TopicPartition(topic, p, max(starts[p], end - tail)) for p, end in todo.items()])
         newest: float | None = None
         deadline = time.monotonic() + 30.0
         while todo and time.monotonic() < deadline:
-            for msg in consumer.consume(tail * len(tps), 0.5):
+            for msg in consumer.consume(tail * len(ends), 0.5):
                 if msg.error() is not None or msg.partition() not in todo:
                     continue
                 try:

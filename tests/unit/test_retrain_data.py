@@ -58,6 +58,16 @@ def test_window_is_the_most_recent_labelled_days():
     assert frame["event_ts"].min() == T0 + 20 * DAY and frame["event_ts"].max() == T0 + 70 * DAY
 
 
+def test_since_keeps_only_the_world_after_it():
+    log = parse_feature_log([vector("c", f"e{d}", d) for d in range(101)], [])
+    config = DatasetConfig(horizon_days=30, window_days=50)
+    window = data_window(log, config, since_ts=T0 + 45 * DAY)
+    assert (window.start_ts - T0) / DAY == 45 and (window.end_ts - T0) / DAY == 70
+    assert (data_window(log, config, since_ts=T0 + 5 * DAY).start_ts - T0) / DAY == 20  # the window still bounds it
+    with pytest.raises(ChurnError, match="no snapshot since .* has a known label yet"):
+        data_window(log, config, since_ts=T0 + 75 * DAY)
+
+
 def test_a_log_too_short_or_empty_is_a_clear_error():
     with pytest.raises(ChurnError, match="feature log is empty"):
         data_window(parse_feature_log([], []), DatasetConfig())
