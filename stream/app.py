@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 
 import faust
 import orjson
+from faust.streams import _current_event
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
@@ -83,6 +85,27 @@ def _parse(contract, raw: bytes):
     except ValidationError as exc:
         log.warning("ignoring malformed %s record: %s", contract.__name__, exc)
         return None
+
+
+def write_table(table: faust.Table, values: dict[bytes, bytes], events: list) -> None:
+    """Write a batch's table values, each in the context of the last event of its key.
+
+    After a ``take_events`` batch no event is current, and Faust's RocksDB store files
+    a key under the partition of the current event (the memory store does not look).
+    The changelog record goes where the partitioner puts the key either way
+    (``use_partitioner``), which is the event's partition too.
+    """
+    if not values:
+        return
+    last = {e.message.key: e for e in events}
+    fallback = events[-1]
+    token = _current_event.set(None)
+    try:
+        for key, value in values.items():
+            _current_event.set(weakref.ref(last.get(key, fallback)))
+            table[key] = value
+    finally:
+        _current_event.reset(token)
 
 
 def _inbound(event) -> Inbound:
@@ -173,8 +196,7 @@ def create_app(
                 if state.last_ts is not None and state.last_ts > stream_clock["ts"]:
                     stream_clock["ts"] = state.last_ts
             await publish(result.out)
-            for key, state in result.dirty.items():
-                state_table[key] = state.to_bytes()
+            write_table(state_table, {key: state.to_bytes() for key, state in result.dirty.items()}, events)
 
     @app.agent(features_topic, name="score")
     async def score(stream):
@@ -191,8 +213,7 @@ def create_app(
                 if o.topic == SCORES:
                     latest[o.key] = o.value
             await publish(scored.out)
-            for key, value in latest.items():
-                score_table[key] = value
+            write_table(score_table, latest, events)
 
     drift_state: dict[str, object] = {"monitor": None}
 

@@ -11,13 +11,7 @@ none of the knobs set) and only what must differ on this machine is replaced:
   port per worker (replicas share no network namespace here);
 - ``CHURN_DATA_DIR`` (the image's ``/var/lib/churn``) -> a folder per worker, as each
   container has its own;
-- ``CHURN_TOPIC_PREFIX`` and ``CHURN_APP_ID`` -> unique values, to isolate the run;
-- ``CHURN_STORE`` (``rocksdb://``) -> ``memory://`` in the main test, because the agents
-  crash on the RocksDB store: they write their tables after a ``take_events`` batch,
-  where Faust's RocksDB store finds no current event to take the partition from
-  (``assert event is not None`` in ``faust/stores/rocksdb.py``). The strict xfail
-  test below runs the compose store and turns into a failure once that is fixed, so
-  the override can go.
+- ``CHURN_TOPIC_PREFIX`` and ``CHURN_APP_ID`` -> unique values, to isolate the run.
 
 Everything else (partitions, replication, log level, silence re-scores, the
 producer's rate, scenario, customers and days) is the compose file's.
@@ -63,8 +57,6 @@ pytestmark = pytest.mark.integration
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yaml"
 MAX_EVENTS = 3000
 LOOKUPS = 12
-# Until the agents write tables within an event context, RocksDB stores crash them (see above).
-STORE_OVERRIDE = {"CHURN_STORE": "memory://"}
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}, ${VAR:+other}, ${VAR+other}, $VAR, $$
 _INTERPOLATION = re.compile(r"\$(?:(\$)|\{(\w+)(?:(:?[-?+])([^}]*))?\}|(\w+))")
@@ -150,7 +142,7 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
     assert worker_churn["CHURN_TOPIC_PARTITIONS"] == producer_churn["CHURN_TOPIC_PARTITIONS"]
 
     isolation = isolated(kafka_bootstrap, registry_dir)
-    envs = [compose_worker_env({**worker_churn, **STORE_OVERRIDE}, isolation, tmp_path / f"worker-{i}")
+    envs = [compose_worker_env(worker_churn, isolation, tmp_path / f"worker-{i}")
             for i in (1, 2)]
     producer_env = process_env(producer_churn, **isolation, CHURN_DATA_DIR=str(tmp_path / "producer"))
     settings = provision(envs[0])  # the compose `topics` job
@@ -214,30 +206,49 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
             worker.stop()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="agents write tables after a take_events batch; Faust's RocksDB store needs an event there")
-def test_compose_rocksdb_store_scores_events(compose, kafka_bootstrap, registry_dir, tmp_path):
-    """The compose store as it is: one worker, a few events, every one scored."""
+def test_compose_rocksdb_store_keeps_state_across_a_restart(compose, kafka_bootstrap, registry_dir, tmp_path):
+    """The compose store (RocksDB): every event scored, and a restarted worker serves the same state
+    from its local store and carries on without reprocessing."""
     worker_churn = service_env(compose, "worker", {})
     assert worker_churn["CHURN_STORE"].startswith("rocksdb://")
     env = compose_worker_env(worker_churn, isolated(kafka_bootstrap, registry_dir), tmp_path / "worker")
     settings = provision(env)
     bootstrap = settings.resolved_bootstrap()
-    events = simulated(200, 40, seed=41, prefix="rdb")
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    events = simulated(400, 40, seed=41, prefix="rdb")
+    first, second = events[:200], events[200:]
+    customers = sorted({e.customer_id for e in first})[:LOOKUPS]
     scores = TopicReader(bootstrap, settings.topic("churn-scores"))
-    try:
-        worker.wait_serving(timeout=90)
-        produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
-        wanted = {e.event_id for e in events}
 
-        def scored_or_crashed() -> bool:
+    def run(batch, log_name: str) -> WorkerProcess:
+        worker = WorkerProcess(env, tmp_path / log_name).start()
+        worker.wait_serving(timeout=90)
+        produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in batch])
+        wanted = {e.event_id for e in batch}
+
+        def scored() -> bool:
             crash = re.search(r"Crashed reason=(\w+)", worker.log_path.read_text(errors="replace"))
             assert crash is None, f"an agent crashed on the {worker_churn['CHURN_STORE']} store: {crash.group(1)}"
             scores.poll()
             return {orjson.loads(r.value)["event_id"] for r in scores.records} >= wanted
 
-        wait_for(scored_or_crashed, 60, 0.2, "every event scored on the RocksDB store")
+        wait_for(scored, 60, 0.2, "every event scored on the RocksDB store")
+        wait_caught_up(bootstrap, settings.app_id, settings.topic("churn-features"), timeout=60)
+        return worker
+
+    try:
+        worker = run(first, "first.log")
+        before = {c: lookup(worker.web_port, c) for c in customers}
+        assert worker.stop() == 0
+        assert list((tmp_path / "worker").rglob("*.sst")) or list((tmp_path / "worker").rglob("CURRENT")), \
+            "no RocksDB files under the worker's data dir"
+
+        worker = run([], "second.log")
+        assert {c: lookup(worker.web_port, c) for c in customers} == before
+        worker.stop()
+        worker = run(second, "third.log")
+        assert metric_sum(worker.metrics(), "churn_events_in_total") == len(second)  # nothing reprocessed
+        counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
+        assert all(counts[e.event_id] == 1 for e in events)
+        worker.stop()
     finally:
         scores.close()
-        worker.stop()
