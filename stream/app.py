@@ -41,6 +41,7 @@ from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.featurize import DLQ, FEATURES, INGEST_HEADER, LABELS, Featurizer
 from stream.features import CustomerState, features
 from stream.end_offsets import install as install_exact_end_offsets
+from stream.fetch_wait import install as install_fetch_wait
 from stream.kafka_config import confluent_config, faust_broker_kwargs
 from stream.messages import Inbound, Outbound
 from stream.metrics import StreamMetrics
@@ -125,6 +126,7 @@ def create_app(
         web_host=settings.web_host,
     )
     install_exact_end_offsets(app, confluent_config(settings, bootstrap))
+    install_fetch_wait(app, settings.fetch_max_wait_ms)
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, **topic_args)
     features_topic = app.topic(names.churn_features, **topic_args)
