@@ -65,7 +65,11 @@ class Settings(BaseSettings):
     web_host: str = Field("127.0.0.1", description="CHURN_WEB_HOST: worker HTTP bind address.")
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
     score_batch_size: int = Field(500, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch.")
-    score_batch_ms: int = Field(20, ge=1, le=60_000, description="CHURN_SCORE_BATCH_MS: max wait to fill a batch.")
+    score_batch_ms: int = Field(
+        0, ge=0, le=60_000,
+        description="CHURN_SCORE_BATCH_MS: longest a batch waits for more events once nothing more is ready "
+                    "(0: process at once; batches still grow under load).",
+    )
     fetch_max_wait_ms: int = Field(
         10, ge=1, le=60_000,
         description="CHURN_FETCH_MAX_WAIT_MS: longest a fetch may wait for data (the embedded broker always waits "
