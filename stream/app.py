@@ -36,6 +36,7 @@ import orjson
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
+from producers.partitioning import partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
 from stream.batching import ready_batches
@@ -143,7 +144,11 @@ def create_app(
         horizon_s=settings.horizon_days * 86_400.0,
         warmup_events=settings.drift_warmup_events,
     )
-    stream_clock = {"ts": 0.0}  # the greatest event time this worker has seen
+    # The greatest event time processed per account-events partition. Silence is
+    # judged against the clock of the customer's own partition: another partition
+    # being ahead says nothing about events still queued on this one.
+    partition_clock: dict[int, float] = {}
+    key_partition: dict[bytes, int] = {}
     silence_sent: dict[bytes, float] = {}
     out_topics = {
         FEATURES: names.churn_features,
@@ -173,12 +178,17 @@ def create_app(
     async def featurize(stream):
         async for events in ready_batches(stream, settings.score_batch_size, batch_wait):
             result = featurizer.process([_inbound(e) for e in events], load_state)
-            for state in result.dirty.values():
-                if state.last_ts is not None and state.last_ts > stream_clock["ts"]:
-                    stream_clock["ts"] = state.last_ts
             await publish(result.out)
             for key, state in result.dirty.items():
                 state_table[key] = state.to_bytes()
+            # Clocks advance only once the states behind them are in the table.
+            dirty = result.dirty
+            for event in events:
+                state = dirty.get(event.message.key)
+                if state is not None and state.last_ts is not None:
+                    part = event.message.partition
+                    if state.last_ts > partition_clock.get(part, 0.0):
+                        partition_clock[part] = state.last_ts
 
     @app.agent(features_topic, name="score")
     async def score(stream):
@@ -241,13 +251,18 @@ def create_app(
 
     @app.timer(settings.silence_check_s)
     async def silence():
-        """Re-score customers quiet for ``silence_days`` of the stream's event time."""
+        """Re-score customers quiet for ``silence_days`` of their partition's event time."""
         if not settings.silence_days:
             return
-        clock = stream_clock["ts"]
         step = settings.silence_days * 86_400.0
         out = []
         for key, raw in list(state_table.items()):
+            part = key_partition.get(key)
+            if part is None:
+                part = key_partition[key] = partition_for(key, partitions)
+            clock = partition_clock.get(part)
+            if clock is None:
+                continue
             state = CustomerState.from_bytes(raw)
             if state.last_ts is None or state.closed_ts is not None:
                 continue
