@@ -51,6 +51,7 @@ from stream.metrics import StreamMetrics
 from stream.model_holder import ModelHolder
 from stream.scoring import SCORES, Scorer, columns_to_frame
 from stream.settings import Settings
+from stream.state_cache import StateCache
 from stream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,10 @@ def create_app(
         if pending:
             await asyncio.gather(*pending)
 
+    decoded = StateCache()
+
     def load_state(key: bytes) -> CustomerState | None:
-        raw = state_table.get(key)
-        return None if raw is None else CustomerState.from_bytes(raw)
+        return decoded.take(key, state_table.get(key))
 
     @app.agent(events_topic, name="featurize")
     async def featurize(stream):
@@ -180,7 +182,9 @@ def create_app(
             result = featurizer.process([_inbound(e) for e in events], load_state)
             await publish(result.out)
             for key, state in result.dirty.items():
-                state_table[key] = state.to_bytes()
+                raw = state.to_bytes()
+                state_table[key] = raw
+                decoded.put(key, raw, state)
             # Clocks advance only once the states behind them are in the table.
             dirty = result.dirty
             for event in events:
