@@ -11,9 +11,8 @@ Agents
 ``score``      churn-features -> churn-scores, micro-batched; keeps ``latest-score``.
 ``models``     model-events -> hot swap of the serving model (an alias poll backs it up).
 
-Both data agents process :func:`~stream.batching.ready_batches`: whatever events
-are ready, without a batching timer. A batch's events are acked only after the
-batch is processed, and Faust commits only after the producer has flushed.
+Both data agents use ``take_events`` batches: Faust acks a batch's events only
+after the batch is processed, and commits only after the producer has flushed.
 Within a batch, outputs are made durable before state: the agent waits for the
 broker to acknowledge the batch's outputs and only then writes the table (whose
 changelog is what a restarted worker recovers). A crash can therefore repeat
@@ -39,7 +38,6 @@ from pydantic import ValidationError
 from producers.partitioning import partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
-from stream.batching import ready_batches
 from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.featurize import DLQ, FEATURES, INGEST_HEADER, LABELS, Featurizer
 from stream.features import CustomerState, features
@@ -162,7 +160,7 @@ def create_app(
     score_table = app.Table(SCORE_TABLE, **table_args)
     featurizer = Featurizer(metrics, settings.max_event_bytes)
     scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
-    batch_wait = settings.score_batch_ms / 1000.0
+    batch_within = settings.score_batch_ms / 1000.0
 
     async def publish(out: list[Outbound]) -> None:
         """Send a batch's outputs and wait until the broker has acknowledged all of them."""
@@ -178,7 +176,7 @@ def create_app(
 
     @app.agent(events_topic, name="featurize")
     async def featurize(stream):
-        async for events in ready_batches(stream, settings.score_batch_size, batch_wait):
+        async for events in stream.take_events(settings.score_batch_size, within=batch_within):
             result = featurizer.process([_inbound(e) for e in events], load_state)
             await publish(result.out)
             for key, state in result.dirty.items():
@@ -196,9 +194,9 @@ def create_app(
 
     @app.agent(features_topic, name="score")
     async def score(stream):
-        # Wait for a model inside the loop, holding the first batch; meanwhile the
-        # stream's full buffer pauses the consumer.
-        async for events in ready_batches(stream, settings.score_batch_size, batch_wait):
+        # Wait for a model inside the loop: a stream that is not iterated while its
+        # buffer fills can stall take_events for good.
+        async for events in stream.take_events(settings.score_batch_size, within=batch_within):
             while holder.current is None:
                 await holder.ready.wait()
             model = holder.current

@@ -66,9 +66,8 @@ class Settings(BaseSettings):
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
     score_batch_size: int = Field(500, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch.")
     score_batch_ms: int = Field(
-        0, ge=0, le=60_000,
-        description="CHURN_SCORE_BATCH_MS: longest a batch waits for more events once nothing more is ready "
-                    "(0: process at once; batches still grow under load).",
+        2, ge=1, le=60_000,
+        description="CHURN_SCORE_BATCH_MS: longest a partial batch waits (each agent hop adds up to this much latency).",
     )
     fetch_max_wait_ms: int = Field(
         10, ge=1, le=60_000,
