@@ -37,18 +37,21 @@ from faust.streams import _current_event
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
+from producers.partitioning import partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
 from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.featurize import DLQ, FEATURES, INGEST_HEADER, LABELS, Featurizer
 from stream.features import CustomerState, features
 from stream.end_offsets import install as install_exact_end_offsets
+from stream.fetch_wait import install as install_fetch_wait
 from stream.kafka_config import confluent_config, faust_broker_kwargs
 from stream.messages import Inbound, Outbound
 from stream.metrics import StreamMetrics
 from stream.model_holder import ModelHolder
 from stream.scoring import SCORES, Scorer, columns_to_frame
 from stream.settings import Settings
+from stream.state_cache import StateCache
 from stream.topics import TopicNames
 
 log = logging.getLogger(__name__)
@@ -148,6 +151,7 @@ def create_app(
         web_host=settings.advertised_web_host(),  # the canonical URL table lookups are forwarded to
     )
     install_exact_end_offsets(app, confluent_config(settings, bootstrap))
+    install_fetch_wait(app, settings.fetch_max_wait_ms)
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, **topic_args)
     features_topic = app.topic(names.churn_features, **topic_args)
@@ -162,7 +166,11 @@ def create_app(
         horizon_s=settings.horizon_days * 86_400.0,
         warmup_events=settings.drift_warmup_events,
     )
-    stream_clock = {"ts": 0.0}  # the greatest event time this worker has seen
+    # The greatest event time processed per account-events partition. Silence is
+    # judged against the clock of the customer's own partition: another partition
+    # being ahead says nothing about events still queued on this one.
+    partition_clock: dict[int, float] = {}
+    key_partition: dict[bytes, int] = {}
     silence_sent: dict[bytes, float] = {}
     out_topics = {
         FEATURES: names.churn_features,
@@ -184,19 +192,28 @@ def create_app(
         if pending:
             await asyncio.gather(*pending)
 
+    decoded = StateCache()
+
     def load_state(key: bytes) -> CustomerState | None:
-        raw = state_table.get(key)
-        return None if raw is None else CustomerState.from_bytes(raw)
+        return decoded.take(key, state_table.get(key))
 
     @app.agent(events_topic, name="featurize")
     async def featurize(stream):
         async for events in stream.take_events(settings.score_batch_size, within=batch_within):
             result = featurizer.process([_inbound(e) for e in events], load_state)
-            for state in result.dirty.values():
-                if state.last_ts is not None and state.last_ts > stream_clock["ts"]:
-                    stream_clock["ts"] = state.last_ts
             await publish(result.out)
-            write_table(state_table, {key: state.to_bytes() for key, state in result.dirty.items()}, events)
+            raws = {key: state.to_bytes() for key, state in result.dirty.items()}
+            write_table(state_table, raws, events)
+            for key, raw in raws.items():
+                decoded.put(key, raw, result.dirty[key])
+            # Clocks advance only once the states behind them are in the table.
+            dirty = result.dirty
+            for event in events:
+                state = dirty.get(event.message.key)
+                if state is not None and state.last_ts is not None:
+                    part = event.message.partition
+                    if state.last_ts > partition_clock.get(part, 0.0):
+                        partition_clock[part] = state.last_ts
 
     @app.agent(features_topic, name="score")
     async def score(stream):
@@ -258,13 +275,18 @@ def create_app(
 
     @app.timer(settings.silence_check_s)
     async def silence():
-        """Re-score customers quiet for ``silence_days`` of the stream's event time."""
+        """Re-score customers quiet for ``silence_days`` of their partition's event time."""
         if not settings.silence_days:
             return
-        clock = stream_clock["ts"]
         step = settings.silence_days * 86_400.0
         out = []
         for key, raw in list(state_table.items()):
+            part = key_partition.get(key)
+            if part is None:
+                part = key_partition[key] = partition_for(key, partitions)
+            clock = partition_clock.get(part)
+            if clock is None:
+                continue
             state = CustomerState.from_bytes(raw)
             if state.last_ts is None or state.closed_ts is not None:
                 continue

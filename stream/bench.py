@@ -132,6 +132,7 @@ def _start_worker(settings: Settings, bootstrap: str, prefix: str, port: int, lo
         "CHURN_LOG_LEVEL": "WARNING",
         "CHURN_SCORE_BATCH_SIZE": str(settings.score_batch_size),
         "CHURN_SCORE_BATCH_MS": str(settings.score_batch_ms),
+        "CHURN_FETCH_MAX_WAIT_MS": str(settings.fetch_max_wait_ms),
         "CHURN_MODEL_NAME": settings.model_name,
         "CHURN_MODEL_ALIAS": settings.model_alias,
         "CHURN_STORE": settings.store,

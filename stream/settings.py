@@ -83,7 +83,17 @@ class Settings(BaseSettings):
     )
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
     score_batch_size: int = Field(500, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch.")
-    score_batch_ms: int = Field(20, ge=1, le=60_000, description="CHURN_SCORE_BATCH_MS: max wait to fill a batch.")
+    score_batch_ms: int = Field(
+        2, ge=1, le=60_000,
+        description="CHURN_SCORE_BATCH_MS: longest a partial batch waits (each agent hop adds up to this much latency).",
+    )
+    fetch_max_wait_ms: int = Field(
+        1500, ge=1, le=60_000,
+        description="CHURN_FETCH_MAX_WAIT_MS: longest a fetch may wait for data. The embedded broker always waits "
+                    "about half of it, so it is a latency floor per hop there (10 gives ~15 ms per hop); Kafka answers "
+                    "as soon as data arrives. 1500 is Faust's own value; with 10, a worker restarted after kill -9 "
+                    "was seen to skip or stall a batch, so lower it only where that risk is acceptable.",
+    )
     max_event_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="CHURN_MAX_EVENT_BYTES: larger payloads go to the DLQ."
     )
