@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -38,6 +35,7 @@ from stream.errors import ChurnError, ConfigError
 from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
 from stream.kafka_config import confluent_config
 from stream.model_holder import RegistrySource
+from stream.processes import WorkerProcess
 from stream.scoring import columns_to_frame
 from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
@@ -121,9 +119,9 @@ def _iso_to_s(stamp: str) -> float:
     return pd.Timestamp(stamp).timestamp()
 
 
-def _start_worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
-    env.update({
+def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path) -> WorkerProcess:
+    """A worker process for the bench: its own topics and group, no silence re-scores."""
+    env = {
         "CHURN_BOOTSTRAP_SERVERS": bootstrap,
         "CHURN_DATA_DIR": str(settings.data_dir.resolve()),
         "CHURN_TOPIC_PREFIX": prefix,
@@ -138,28 +136,10 @@ def _start_worker(settings: Settings, bootstrap: str, prefix: str, port: int, lo
         "CHURN_STORE": settings.store,
         # Silence re-scores are outputs without an input event; the bench counts one score per event.
         "CHURN_SILENCE_DAYS": "0",
-    })
+    }
     if settings.mlflow_tracking_uri:
         env["CHURN_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
-    churn = str(Path(sys.executable).parent / "churn")
-    return subprocess.Popen([churn, "worker"], env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT)
-
-
-def _wait_serving(port: int, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise ChurnError(f"bench worker exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-                if "churn_model_version " in (text := resp.read().decode()) and "churn_model_version 0.0" not in text:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise ChurnError("bench worker did not start serving in time")
+    return WorkerProcess(env, log_path)
 
 
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
@@ -175,9 +155,9 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
     _produce(config, run_settings.topic("account-events"), backlog)
     report("starting a worker on the backlog")
     port = free_port()
-    proc = _start_worker(settings, bootstrap, prefix, port, workdir / "bench-worker.log")
+    worker = _worker(settings, bootstrap, prefix, port, workdir / "bench-worker.log").start()
     try:
-        _wait_serving(port, proc)
+        worker.wait_serving()
         scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600)
         ids = [s["event_id"] for s in scores]
         if len(set(ids)) != len(backlog) or len(ids) != len(backlog):
@@ -193,11 +173,7 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         latency = VariantResult(len(lat), len(paced) / rate, lat)
         return throughput, latency
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        worker.stop()
 
 
 def run_per_row(model, messages, limit: int = 2000) -> VariantResult:
