@@ -49,7 +49,7 @@ from stream.broker import EmbeddedBroker, free_port
 from stream.errors import ChurnError, ConfigError
 from stream.features import DAY
 from stream.kafka_config import confluent_config
-from stream.processes import WorkerProcess, labelled
+from stream.processes import WorkerProcess, child_env, labelled
 from stream.settings import Settings
 from stream.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
 
@@ -396,7 +396,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         console.print(f"worker: pid {worker.pid}, http://127.0.0.1:{worker.web_port}/metrics, log {worker.log_path}")
         worker.wait_serving()
 
-        jobs = SubprocessLauncher(run_dir, child_env_of(settings))
+        jobs = SubprocessLauncher(run_dir, child_env(settings_env(settings)))
         launcher = RetrainLauncher(settings, jobs, LaunchPolicy(cooldown_s=3600.0),
                                    state_path=run_dir / "launcher-state.json",
                                    learn_since_drift_s=options.timeout_s,
@@ -444,13 +444,6 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
                     break
         console.line()
         return summarize(options, seen, pub, story, launcher, time.monotonic() - started, run_dir)
-
-
-def child_env_of(settings: Settings) -> dict[str, str]:
-    from stream.processes import child_env
-    from training.launcher import settings_env
-
-    return child_env(settings_env(settings))
 
 
 def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horizon_days: float, console: Console,

@@ -28,20 +28,24 @@ def registry_dir(tmp_path_factory):
     return data_dir
 
 
-@pytest.fixture
-def stream_env(kafka_bootstrap, registry_dir, tmp_path):
-    """Environment for a worker isolated from other tests: own topics, group and port."""
+def isolated_env(bootstrap: str, data_dir, label: str, **over: str) -> dict[str, str]:
+    """A worker environment isolated from other tests: own topics, group and port."""
     run = uuid.uuid4().hex[:8]
     return worker_env(
         {
-            "CHURN_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "CHURN_DATA_DIR": str(registry_dir),
+            "CHURN_BOOTSTRAP_SERVERS": bootstrap,
+            "CHURN_DATA_DIR": str(data_dir),
             "CHURN_TOPIC_PREFIX": f"t{run}-",
-            "CHURN_APP_ID": f"churn-test-{run}",
+            "CHURN_APP_ID": f"churn-{label}-{run}",
             "CHURN_WEB_PORT": str(free_port()),
             "CHURN_LOG_LEVEL": "INFO",
-            "CHURN_SCORE_BATCH_MS": "20",
-            # Silence re-scores add outputs that no input event has; their own test turns them on.
-            "CHURN_SILENCE_DAYS": "0",
-        }
+        },
+        **over,
     )
+
+
+@pytest.fixture
+def stream_env(kafka_bootstrap, registry_dir, tmp_path):
+    """Environment for a worker isolated from other tests, on the session's registry."""
+    # Silence re-scores add outputs that no input event has; their own test turns them on.
+    return isolated_env(kafka_bootstrap, registry_dir, "test", CHURN_SCORE_BATCH_MS="20", CHURN_SILENCE_DAYS="0")

@@ -50,6 +50,7 @@ from support import (
     simulated,
     wait_caught_up,
     wait_for,
+    worker_env,
 )
 
 pytestmark = pytest.mark.integration
@@ -102,10 +103,7 @@ def service_command(compose: dict[str, Any], name: str, environ: dict[str, str])
 
 def process_env(churn: dict[str, str], **over: str) -> dict[str, str]:
     """This machine's environment without any CHURN_* of its own, plus the service's settings and overrides."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
-    env.update(churn)
-    env.update(over)
-    return env
+    return worker_env(churn, **over)
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-import uuid
 
 import pytest
 
-from support import CHURN, free_port, worker_env
+from integration.conftest import isolated_env
+from support import CHURN
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +33,7 @@ def run_worker(env: dict[str, str], timeout: float = 60.0) -> tuple[subprocess.C
 
 
 def secure_env(kafka_bootstrap: str, tmp_path, **over: str) -> dict[str, str]:
-    run = uuid.uuid4().hex[:8]
-    return worker_env(
-        {
-            "CHURN_BOOTSTRAP_SERVERS": kafka_bootstrap,
-            "CHURN_DATA_DIR": str(tmp_path),
-            "CHURN_TOPIC_PREFIX": f"t{run}-",
-            "CHURN_APP_ID": f"churn-secure-{run}",
-            "CHURN_WEB_PORT": str(free_port()),
-            "CHURN_LOG_LEVEL": "INFO",
-        },
-        **over,
-    )
+    return isolated_env(kafka_bootstrap, tmp_path, "secure", **over)
 
 
 def assert_one_line_naming(done: subprocess.CompletedProcess[str], variable: str) -> str:
