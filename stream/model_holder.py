@@ -70,12 +70,14 @@ class RegistrySource:
         inputs = registry.input_names(client, name, version)
         if inputs != list(FEATURE_NAMES):
             raise ModelLoadError(f"{name} version {version} signature {inputs} does not match FeatureVector")
-        path = registry.download_model(client, name, version)
-        checksum = registry.artifact_checksum(path)
-        recorded = expected_checksum or (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
-        if recorded and checksum != recorded:
-            raise ModelLoadError(f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}")
-        pipeline = registry.load_sklearn(path)
+        with registry.downloaded_model(client, name, version) as path:
+            checksum = registry.artifact_checksum(path)
+            recorded = expected_checksum or (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
+            if recorded and checksum != recorded:
+                raise ModelLoadError(
+                    f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}"
+                )
+            pipeline = registry.load_sklearn(path)
         reference = None
         if mv.run_id:
             try:

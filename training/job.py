@@ -71,8 +71,7 @@ def run_training(
     champion_version = registry.version_for_alias(client, name, registry.PRODUCTION)
     champion_metrics = None
     if champion_version is not None:
-        champion_dir = registry.download_model(client, name, champion_version)
-        champion = registry.load_sklearn(champion_dir)
+        champion = registry.load_version(client, name, champion_version)
         champion_metrics = evaluate(
             champion, result.split.holdout, result.metrics["threshold"], config.precision_at_k
         )
@@ -151,7 +150,8 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
         raise
     except Exception as exc:
         raise RegistryError(f"logging to MLflow failed: {exc}") from exc
-    checksum = registry.artifact_checksum(registry.download_model(client, name, version))
+    with registry.downloaded_model(client, name, version) as path:
+        checksum = registry.artifact_checksum(path)
     client.set_model_version_tag(name, version, registry.CHECKSUM_TAG, checksum)
     client.set_model_version_tag(name, version, "dataset.fingerprint", result.fingerprint)
     for key, value in run_tags.items():

@@ -8,10 +8,12 @@ scorers verify before they swap a model in.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,15 +82,17 @@ def artifact_checksum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def download_model(client, name: str, version: str) -> Path:
-    """Download a version's artifacts to a fresh temporary folder."""
+@contextlib.contextmanager
+def downloaded_model(client, name: str, version: str) -> Iterator[Path]:
+    """A version's artifacts in a temporary folder that is removed on exit."""
     import mlflow
 
-    target = Path(tempfile.mkdtemp(prefix=f"churn-model-{version}-"))
-    try:
-        return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(target)))
-    except Exception as exc:
-        raise ModelLoadError(f"cannot download {name} version {version}: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix=f"churn-model-{version}-") as target:
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=target))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot download {name} version {version}: {exc}") from exc
+        yield path
 
 
 def load_sklearn(path: str | Path):
@@ -99,6 +103,12 @@ def load_sklearn(path: str | Path):
         return mlflow.sklearn.load_model(str(path))
     except Exception as exc:
         raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+
+
+def load_version(client, name: str, version: str):
+    """The sklearn pipeline of a registered version (its download is removed afterwards)."""
+    with downloaded_model(client, name, version) as path:
+        return load_sklearn(path)
 
 
 def input_names(client, name: str, version: str) -> list[str]:

@@ -103,7 +103,7 @@ def test_the_new_model_beats_the_old_one_on_post_drift_data(demo):
     """On an independent simulation of the drifted world, the promoted model ranks churners better."""
     summary, settings, _ = demo
     client = registry.connect(settings)
-    models = {v: registry.load_sklearn(registry.download_model(client, settings.model_name, v))
+    models = {v: registry.load_version(client, settings.model_name, v)
               for v in (summary["bootstrap_version"], summary["promoted_version"])}
     world = TrainConfig(seed=101, simulation=SimulationConfig(n_customers=1500, days=190, scenario=SCENARIO,
                                                               onset_day=ONSET_DAY),

@@ -68,7 +68,9 @@ def test_register_promote_reject_and_roll_back(tmp_path):
     assert set(ref["numeric"]) >= {"tenure_months", "usage_trend"} and "plan" in ref["categorical"]
     mv = client.get_model_version("churn-model", "1")
     assert mv.tags["checksum"] == first.checksum
-    assert registry.artifact_checksum(registry.download_model(client, "churn-model", "1")) == first.checksum
+    with registry.downloaded_model(client, "churn-model", "1") as path:
+        assert registry.artifact_checksum(path) == first.checksum
+    assert not path.exists()
 
     # Same config again: same holdout, same model -> no regression -> promoted, v1 kept as @previous.
     second = run_training(SMALL, settings)
