@@ -6,25 +6,31 @@ import time; :func:`create_app` builds an app from explicit settings.
 
 Agents
 ------
-``featurize``  account-events -> churn-features, churn-labels, account-events-dlq;
-               keeps the ``customer-state`` table (changelog-backed).
-``score``      churn-features -> churn-scores, micro-batched; keeps ``latest-score``.
+``featurize``  account-events -> churn-features, churn-scores, churn-labels,
+               account-events-dlq; keeps the ``customer-state`` and ``latest-score``
+               tables (changelog-backed). Each batch is featurized and then scored
+               in place, micro-batched: one ``predict_proba`` per batch.
+``labels``     churn-labels -> the drift monitor's label window.
 ``models``     model-events -> hot swap of the serving model (an alias poll backs it up).
 
-Both data agents use ``take_events`` batches: Faust acks a batch's events only
-after the batch is processed, and commits only after the producer has flushed.
-Within a batch, outputs are made durable before state: the agent waits for the
-broker to acknowledge the batch's outputs and only then writes the table (whose
-changelog is what a restarted worker recovers). A crash can therefore repeat
-outputs (at-least-once, countable by event id) but never leave a recorded event
-without its output. Tables use ``use_partitioner=True``: the changelog key is the
-message key, so Kafka's murmur2 partitioner puts each changelog record on the
-partition of the event that produced it.
+Scoring happens in the featurize agent rather than in a second agent that consumes
+``churn-features``: a feature vector is scored by the worker that made it, in the
+batch that made it, so each event passes through Faust's consumer once instead of
+twice. ``churn-features`` stays the feature log that retraining reads.
+
+The agent uses ``take_events`` batches: Faust acks a batch's events only after the
+batch is processed, and commits only after the producer has flushed. Within a
+batch, outputs are made durable before state: the agent waits for the broker to
+acknowledge the batch's outputs and only then writes the tables (whose changelogs
+are what a restarted worker recovers). A crash can therefore repeat outputs
+(at-least-once, countable by event id) but never leave a recorded event without
+its output. Tables use ``use_partitioner=True``: the changelog key is the message
+key, so Kafka's murmur2 partitioner puts each changelog record on the partition of
+the event that produced it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import weakref
@@ -34,19 +40,23 @@ from datetime import datetime
 import faust
 import orjson
 from faust.streams import _current_event
+from faust.types import TP
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
 from producers.partitioning import partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
+from stream.batch_producer import BatchProducer
+from stream.batching import batches
 from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.featurize import DLQ, FEATURES, INGEST_HEADER, LABELS, Featurizer
 from stream.features import CustomerState, features
 from stream.end_offsets import install as install_exact_end_offsets
 from stream.fetch_wait import install as install_fetch_wait
+from stream.inline_delivery import install as install_inline_delivery
 from stream.kafka_config import confluent_config, faust_broker_kwargs
-from stream.messages import Inbound, Outbound
+from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
 from stream.model_holder import ModelHolder
 from stream.scoring import SCORES, Scorer, columns_to_frame
@@ -90,25 +100,66 @@ def _parse(contract, raw: bytes):
         return None
 
 
-def write_table(table: faust.Table, values: dict[bytes, bytes], events: list) -> None:
-    """Write a batch's table values, each in the context of the last event of its key.
+@dataclass
+class _Message:
+    key: bytes
+    topic: str
+    partition: int
 
-    After a ``take_events`` batch no event is current, and Faust's RocksDB store files
-    a key under the partition of the current event (the memory store does not look).
-    The changelog record goes where the partitioner puts the key either way
-    (``use_partitioner``), which is the event's partition too.
+
+@dataclass
+class KeyContext:
+    """Stands in for the event of a key written outside stream iteration (a timer):
+    all a table write reads of an event is its message's key, topic and partition."""
+
+    message: _Message
+
+
+def key_context(key: bytes, topic: str, partitions: int) -> KeyContext:
+    return KeyContext(_Message(key, topic, partition_for(key, partitions)))
+
+
+async def write_tables(producer: BatchProducer, writes: list[tuple[faust.Table, dict[bytes, bytes]]],
+                       events: list) -> None:
+    """Write a batch's table values and their changelog records, and wait for the broker.
+
+    This is what ``table[key] = value`` does, minus its per-record trip through
+    Faust's producer buffer: that buffer sends one record per event-loop turn, and
+    while it holds more than 100 records Faust's conductor stops delivering events
+    and drains it with a ``wait_for`` per record. Here a batch's records go to the
+    producer in one pass, in the order written, and the batch waits for their
+    acknowledgement before its events are acked, so a committed offset never runs
+    ahead of the state recorded for it. The store learns the highest offset per
+    changelog partition as Faust's own changelog callback does
+    (``set_persisted_offset``); recovery reads the changelog as it always does.
+
+    Each key is written to the store in the context of the last event of that key:
+    after a batch no event is current, and Faust's RocksDB store files a key under
+    the partition of the current event (the memory store does not look). The
+    changelog record goes where the partitioner puts the key (``use_partitioner``),
+    which is the event's partition too.
     """
-    if not values:
+    writes = [(table, values) for table, values in writes if values]
+    if not writes:
         return
     last = {e.message.key: e for e in events}
     fallback = events[-1]
     token = _current_event.set(None)
     try:
-        for key, value in values.items():
-            _current_event.set(weakref.ref(last.get(key, fallback)))
-            table[key] = value
+        for table, values in writes:
+            store = table.data
+            for key, value in values.items():
+                _current_event.set(weakref.ref(last.get(key, fallback)))
+                store[key] = value
     finally:
         _current_event.reset(token)
+    records, stores = [], {}
+    for table, values in writes:
+        topic = table.changelog_topic.get_topic_name()
+        stores[topic] = table.data
+        records.extend((topic, key, value, None) for key, value in values.items())
+    for (topic, partition), offset in (await producer.send(records)).items():
+        stores[topic].set_persisted_offset(TP(topic, partition), offset)
 
 
 def _inbound(event) -> Inbound:
@@ -152,9 +203,9 @@ def create_app(
     )
     install_exact_end_offsets(app, confluent_config(settings, bootstrap))
     install_fetch_wait(app, settings.fetch_max_wait_ms)
+    install_inline_delivery(app)
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, **topic_args)
-    features_topic = app.topic(names.churn_features, **topic_args)
     model_topic = app.topic(names.model_events, key_serializer="raw", value_serializer="raw", internal=False)
     labels_topic = app.topic(names.churn_labels, **topic_args)
     drift_config = DriftConfig(
@@ -185,25 +236,48 @@ def create_app(
     scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
     batch_within = settings.score_batch_ms / 1000.0
 
+    producers: list[BatchProducer] = []
+
+    def producer() -> BatchProducer:
+        """The agents' output producer, created on first use (so building an app connects nothing)."""
+        if not producers:
+            producers.append(BatchProducer(confluent_config(settings, bootstrap)))
+        return producers[0]
+
+    @app.on_before_shutdown.connect
+    async def close_producer(sender, **kwargs) -> None:
+        while producers:
+            left = producers.pop().close()
+            if left:
+                log.warning("%d output records were not delivered before shutdown", left)
+
     async def publish(out: list[Outbound]) -> None:
         """Send a batch's outputs and wait until the broker has acknowledged all of them."""
-        send = app.producer.send
-        pending = [await send(out_topics[o.topic], o.key, o.value, None, None, o.headers) for o in out]
-        if pending:
-            await asyncio.gather(*pending)
+        await producer().send([(out_topics[o.topic], o.key, o.value, o.headers) for o in out])
 
     decoded = StateCache()
 
     def load_state(key: bytes) -> CustomerState | None:
         return decoded.take(key, state_table.get(key))
 
+    async def serving_model():
+        """The serving model, waiting for the first one to load."""
+        while holder.current is None:
+            await holder.ready.wait()
+        return holder.current
+
     @app.agent(events_topic, name="featurize")
     async def featurize(stream):
-        async for events in stream.take_events(settings.score_batch_size, within=batch_within):
+        # Until a model is loaded the first batch waits, unacked; the consumer's queue
+        # behind it fills and then pauses fetching (back pressure), nothing is lost.
+        async for events in batches(stream, settings.score_batch_size, batch_within):
+            model = await serving_model()
             result = featurizer.process([_inbound(e) for e in events], load_state)
-            await publish(result.out)
+            scored = scorer.score(result.scorable, model)
+            await observe_drift(scored)
+            await publish(result.out + scored.out)
             raws = {key: state.to_bytes() for key, state in result.dirty.items()}
-            write_table(state_table, raws, events)
+            await write_tables(producer(), [(state_table, raws), (score_table, latest_scores(scored))], events)
             for key, raw in raws.items():
                 decoded.put(key, raw, result.dirty[key])
             # Clocks advance only once the states behind them are in the table.
@@ -215,22 +289,8 @@ def create_app(
                     if state.last_ts > partition_clock.get(part, 0.0):
                         partition_clock[part] = state.last_ts
 
-    @app.agent(features_topic, name="score")
-    async def score(stream):
-        # Wait for a model inside the loop: a stream that is not iterated while its
-        # buffer fills can stall take_events for good.
-        async for events in stream.take_events(settings.score_batch_size, within=batch_within):
-            while holder.current is None:
-                await holder.ready.wait()
-            model = holder.current
-            scored = scorer.score([_inbound(e) for e in events], model)
-            await observe_drift(scored)
-            latest = {}
-            for o in scored.out:
-                if o.topic == SCORES:
-                    latest[o.key] = o.value
-            await publish(scored.out)
-            write_table(score_table, latest, events)
+    def latest_scores(scored) -> dict[bytes, bytes]:
+        return {o.key: o.value for o in scored.out}
 
     drift_state: dict[str, object] = {"monitor": None}
 
@@ -250,10 +310,7 @@ def create_app(
             return
         rows = scored.rows
         stamps = [_epoch(s["event_ts"]) for s in scored.scores]
-        # Silence re-scores are not events: the drift baseline holds event-time vectors only.
-        keep = [i for i, s in enumerate(scored.scores) if not s["event_id"].startswith(s["customer_id"] + "@")]
-        alerts = monitor.observe([rows[i] for i in keep], [scored.scores[i]["probability"] for i in keep],
-                                 [stamps[i] for i in keep])
+        alerts = monitor.observe(rows, [s["probability"] for s in scored.scores], stamps)
         if monitor.last_report is not None:
             for name, value in monitor.last_report.psi.items():
                 metrics.psi.labels(name).set(value)
@@ -278,8 +335,12 @@ def create_app(
         """Re-score customers quiet for ``silence_days`` of their partition's event time."""
         if not settings.silence_days:
             return
+        model = holder.current
+        if model is None:
+            return
         step = settings.silence_days * 86_400.0
-        out = []
+        out, vectors = [], []
+        now_ms = int(time.time() * 1000)
         for key, raw in list(state_table.items()):
             part = key_partition.get(key)
             if part is None:
@@ -296,12 +357,17 @@ def create_app(
             if silence_sent.get(key, 0.0) >= at:
                 continue
             silence_sent[key] = at
-            fv = features(state, at, event_id=f"{state.customer_id}@{int(at)}")
-            body = orjson.dumps(fv.model_dump(mode="json"))
-            out.append(Outbound(FEATURES, key, body, [(INGEST_HEADER, str(int(time.time() * 1000)).encode())]))
-        if out:
-            metrics.silence_rescored.inc(len(out))
-            await publish(out)
+            row = features(state, at, event_id=f"{state.customer_id}@{int(at)}").model_dump(mode="json")
+            out.append(Outbound(FEATURES, key, orjson.dumps(row), [(INGEST_HEADER, str(now_ms).encode())]))
+            vectors.append(Scorable(key, row, now_ms))
+        if not out:
+            return
+        # Silence re-scores are not events: the drift baseline holds event-time vectors only.
+        scored = scorer.score(vectors, model)
+        metrics.silence_rescored.inc(len(out))
+        await publish(out + scored.out)
+        contexts = [key_context(v.key, names.account_events, partitions) for v in vectors]
+        await write_tables(producer(), [(score_table, latest_scores(scored))], contexts)
 
     @app.agent(model_topic, name="models")
     async def model_events(stream):

@@ -7,8 +7,9 @@ For every consumed ``account-events`` message:
 2. a repeated ``event_id`` (or one too late to tell, see :mod:`stream.features`)
    is counted and skipped;
 3. the customer's state is updated and its ``FeatureVector`` emitted to
-   ``churn-features``, carrying the source message's append time in the
-   ``ingest-ms`` header (the start of the event-to-score latency);
+   ``churn-features`` and handed on (as ``scorable``) to be scored in the same
+   batch; the source message's append time is the start of the event-to-score
+   latency;
 4. an ``account_closed`` event also emits a ``ChurnLabel``.
 
 States are read through ``load`` once per key per batch and returned as ``dirty``,
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 
 from schemas.events import account_event_adapter
 from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
-from stream.messages import Inbound, Outbound
+from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
 
 FEATURES = "features"
@@ -40,6 +41,7 @@ STAGE = "featurize"
 class BatchResult:
     out: list[Outbound] = field(default_factory=list)
     dirty: dict[bytes, CustomerState] = field(default_factory=dict)
+    scorable: list[Scorable] = field(default_factory=list)
 
 
 def dlq_message(msg: Inbound, error: str, message: str, stage: str = STAGE, now: float | None = None) -> Outbound:
@@ -78,6 +80,7 @@ class Featurizer:
         result = BatchResult()
         dirty = result.dirty
         out = result.out
+        scorable = result.scorable
         for msg in batch:
             raw = msg.value
             if raw is None or len(raw) > self.max_event_bytes:
@@ -116,6 +119,7 @@ class Featurizer:
             values["feature_set_version"] = 1
             headers = [(INGEST_HEADER, str(msg.timestamp_ms).encode())]
             out.append(Outbound(FEATURES, key, orjson.dumps(values), headers))
+            scorable.append(Scorable(key, values, msg.timestamp_ms))
             self._features_out.inc()
             if event.event_type == "account_closed":
                 label = {

@@ -30,6 +30,15 @@ class Outbound:
     headers: Headers | None = None
 
 
+@dataclass(slots=True)
+class Scorable:
+    """One feature vector ready to score: ``row`` holds the ``FeatureVector`` fields."""
+
+    key: bytes
+    row: dict
+    start_ms: int  # where event-to-score latency starts: the source message's append time
+
+
 def header(headers: Headers | dict | None, name: str) -> bytes | None:
     """The first header called ``name``, whatever shape the client delivered."""
     if not headers:

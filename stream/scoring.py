@@ -1,8 +1,7 @@
 """The score step as a plain object: a batch of feature vectors in, scores out.
 
 One DataFrame built from columns and one ``predict_proba`` call per batch (the
-per-row ``pd.DataFrame([row])`` pattern is ~900x slower). A record that is not a
-valid feature vector goes to the dead-letter topic and never blocks its batch.
+per-row ``pd.DataFrame([row])`` pattern is ~900x slower).
 """
 
 from __future__ import annotations
@@ -12,18 +11,14 @@ from dataclasses import dataclass
 
 import orjson
 import pandas as pd
-from pydantic import ValidationError
 
-from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES, FeatureVector
+from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from schemas.outputs import risk_band
-from stream.featurize import INGEST_HEADER, dlq_message
-from stream.messages import Inbound, Outbound, header
+from stream.messages import Outbound, Scorable
 from stream.metrics import StreamMetrics
 from stream.model_holder import LoadedModel
 
 SCORES = "scores"
-STAGE = "score"
-_META = ("customer_id", "event_id", "event_ts")
 
 
 @dataclass(frozen=True)
@@ -51,52 +46,36 @@ class Scorer:
         self.high = risk_high
         self._by_version = {}
 
-    def parse(self, batch: list[Inbound]) -> tuple[list[Inbound], list[dict], list[Outbound]]:
-        """Decode a batch; invalid records become dead letters."""
-        good_msgs, rows, dead = [], [], []
-        for msg in batch:
-            try:
-                row = orjson.loads(msg.value)
-                if not isinstance(row, dict) or any(name not in row for name in FEATURE_NAMES + _META):
-                    FeatureVector.model_validate_json(msg.value or b"")
-            except (orjson.JSONDecodeError, ValidationError, TypeError) as exc:
-                dead.append(dlq_message(msg, type(exc).__name__, str(exc)[:500], stage=STAGE))
-                self.metrics.dlq_writes.labels(STAGE).inc()
-                self.metrics.invalid.labels("feature_vector").inc()
-                continue
-            good_msgs.append(msg)
-            rows.append(row)
-        return good_msgs, rows, dead
-
-    def score(self, batch: list[Inbound], model: LoadedModel, now: float | None = None) -> ScoredBatch:
-        msgs, rows, out = self.parse(batch)
-        if not rows:
-            return ScoredBatch(out, [], [], [])
+    def score(self, batch: list[Scorable], model: LoadedModel, now: float | None = None) -> ScoredBatch:
+        """One ``ChurnScore`` record per vector, from one ``predict_proba`` call."""
+        if not batch:
+            return ScoredBatch([], [], [], [])
+        rows = [item.row for item in batch]
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
         probabilities = model.predict(columns_to_frame(columns))
         scored_at = time.time() if now is None else now
         stamp = _iso(scored_at)
-        latencies, scores = [], []
-        for msg, row, p in zip(msgs, rows, probabilities):
-            ingest = header(msg.headers, INGEST_HEADER)
-            start_ms = int(ingest) if ingest else msg.timestamp_ms
-            latency = max(0.0, scored_at * 1000.0 - start_ms)
+        now_ms = scored_at * 1000.0
+        out, latencies, scores = [], [], []
+        name, version, medium, high = model.name, model.version, self.medium, self.high
+        for item, row, p in zip(batch, rows, probabilities):
+            latency = max(0.0, now_ms - item.start_ms)
             p = float(p)
             score = {
                 "customer_id": row["customer_id"],
                 "event_id": row["event_id"],
                 "event_ts": row["event_ts"],
                 "probability": p,
-                "risk_band": risk_band(p, self.medium, self.high),
-                "model_name": model.name,
-                "model_version": model.version,
+                "risk_band": risk_band(p, medium, high),
+                "model_name": name,
+                "model_version": version,
                 "scored_at": stamp,
                 "latency_ms": round(latency, 3),
             }
             scores.append(score)
             latencies.append(latency)
-            out.append(Outbound(SCORES, msg.key or row["customer_id"].encode(), orjson.dumps(score)))
-        self._record(model.version, latencies)
+            out.append(Outbound(SCORES, item.key, orjson.dumps(score)))
+        self._record(version, latencies)
         return ScoredBatch(out, latencies, scores, rows)
 
     def _record(self, version: str, latencies: list[float]) -> None:

@@ -176,7 +176,7 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
 
         scores.read_until(lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= set(produced), 90,
                           "every produced event scored")
-        wait_caught_up(bootstrap, settings.app_id, settings.topic("churn-features"), timeout=60)
+        wait_caught_up(bootstrap, settings.app_id, settings.topic("account-events"), timeout=60)
         scores.poll(1.0)
         counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
         per_event = Counter(counts[event_id] for event_id in produced)
@@ -230,7 +230,7 @@ def test_compose_rocksdb_store_keeps_state_across_a_restart(compose, kafka_boots
             return {orjson.loads(r.value)["event_id"] for r in scores.records} >= wanted
 
         wait_for(scored, 60, 0.2, "every event scored on the RocksDB store")
-        wait_caught_up(bootstrap, settings.app_id, settings.topic("churn-features"), timeout=60)
+        wait_caught_up(bootstrap, settings.app_id, settings.topic("account-events"), timeout=60)
         return worker
 
     try:

@@ -14,7 +14,7 @@ from producers.faults import inject
 from schemas.events import dump_event
 from schemas.outputs import ChurnScore
 from stream.features import CustomerState, apply, feature_values
-from support import TopicReader, WorkerProcess, lookup, metric_sum, produce, provision, simulated, start_worker
+from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker
 
 pytestmark = pytest.mark.integration
 

@@ -57,10 +57,10 @@ def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_
                     where.setdefault(r.partition, []).append(r.offset)
             spans = {p: (min(o), max(o), len(o)) for p, o in where.items()}
             totals = Counter(r.partition for r in features.records)
-            lag = consumer_lag(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("churn-features"))
+            lag = consumer_lag(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"))
             pytest.fail(f"{len(missing)} events unscored, {len(missing - featured)} of them without features; "
                         f"missing feature offsets by partition {spans}; feature records {dict(totals)}; "
-                        f"churn-features lag {lag}")
+                        f"account-events lag {lag}")
         scores.poll(1.0)
         counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
         duplicates = sum(n - 1 for n in counts.values())

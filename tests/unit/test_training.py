@@ -8,7 +8,7 @@ import pytest
 
 from stream.settings import Settings
 from training import registry
-from training.config import DEFAULT_CONFIG, DatasetConfig, GateConfig, ModelConfig, SimulationConfig, TrainConfig, load_config
+from training.config import DatasetConfig, GateConfig, ModelConfig, SimulationConfig, TrainConfig
 from training.dataset import label_snapshots
 from training.job import run_training
 from training.train import train

@@ -1,0 +1,59 @@
+"""The agents' batch producer on a real broker: in order, where murmur2 puts keys, errors raised."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from producers.partitioning import partition_for
+from stream.batch_producer import BatchProducer
+from support import TopicReader, free_port
+
+pytestmark = pytest.mark.integration
+
+
+def _topic(bootstrap: str, name: str, partitions: int) -> str:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(name, partitions, 1)])[name].result(timeout=30)
+    return name
+
+
+def test_a_batch_resolves_when_every_record_is_on_the_broker(kafka_bootstrap, unique_prefix):
+    topic = _topic(kafka_bootstrap, f"{unique_prefix}out", 4)
+    keys = [f"c{i % 37}".encode() for i in range(600)]
+    records = [(topic, key, f"{i}".encode(), [("n", str(i).encode())]) for i, key in enumerate(keys)]
+    producer = BatchProducer({"bootstrap.servers": kafka_bootstrap})
+    try:
+        offsets = asyncio.run(producer.send(records))
+        assert asyncio.run(producer.send([])) == {}
+    finally:
+        assert producer.close() == 0
+
+    reader = TopicReader(kafka_bootstrap, topic)
+    reader.read_until(lambda r: len(r) >= len(records), 30, "the batch on the broker")
+    reader.close()
+    assert len(reader.records) == len(records)
+    for record in reader.records:
+        assert record.partition == partition_for(record.key, 4), "not where the Java partitioner puts the key"
+    # Per key, records keep the order they were sent in (what a changelog needs).
+    by_key: dict[bytes, list[int]] = {}
+    for record in sorted(reader.records, key=lambda r: (r.partition, r.offset)):
+        by_key.setdefault(record.key, []).append(int(record.value))
+    assert all(values == sorted(values) for values in by_key.values())
+    highest = {}
+    for record in reader.records:
+        highest[(topic, record.partition)] = max(highest.get((topic, record.partition), -1), record.offset)
+    assert offsets == highest
+
+
+def test_a_failed_delivery_raises_instead_of_resolving():
+    """No broker answers: delivery times out, and the batch raises rather than resolving."""
+    producer = BatchProducer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": "2000"})
+    try:
+        with pytest.raises(KafkaException, match="timed out"):
+            asyncio.run(asyncio.wait_for(producer.send([("anywhere", b"k", b"v", None)]), 30))
+    finally:
+        producer.close(timeout_s=1)
