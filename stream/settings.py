@@ -82,7 +82,8 @@ class Settings(BaseSettings):
         "CHURN_WEB_HOST, or this machine's host name when CHURN_WEB_HOST is a wildcard such as 0.0.0.0.",
     )
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
-    score_batch_size: int = Field(500, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch.")
+    score_batch_size: int = Field(2000, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch "
+                                  "(batches are as large as the backlog allows, up to this).")
     score_batch_ms: int = Field(
         2, ge=1, le=60_000,
         description="CHURN_SCORE_BATCH_MS: longest a partial batch waits (each agent hop adds up to this much latency).",

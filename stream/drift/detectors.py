@@ -153,15 +153,64 @@ class DataDriftDetector:
         return bool(self._findings)
 
 
+class FastKSWIN(drift.KSWIN):
+    """River's KSWIN with the same decisions, without a SciPy call per value.
+
+    KSWIN runs ``scipy.stats.ks_2samp`` on two samples of ``stat_size`` values at every
+    update, with the exact method at these sizes: about 300 microseconds, a tenth of a
+    busy worker's time at a 1-in-10 sample. For two samples of equal size n the
+    statistic D is a multiple of 1/n, and SciPy's exact p-value depends on n and D
+    alone (it rounds D * n to an integer first). So this class computes D with NumPy,
+    as SciPy does, and reads the p-value from a table of the n + 1 possible values
+    that SciPy computes once. The random draws, the window handling, ``p_value`` and
+    ``drift_detected`` are river's.
+    """
+
+    _tables: dict[int, list[float]] = {}
+
+    def _p_value(self, statistic: float) -> float:
+        n = self.stat_size
+        table = self._tables.get(n)
+        if table is None:
+            from scipy import stats
+
+            base = np.arange(n, dtype=float)  # samples whose statistic is exactly k / n
+            table = self._tables[n] = [float(stats.ks_2samp(base, base + k, method="exact").pvalue)
+                                       for k in range(n + 1)]
+        return table[int(round(statistic * n))]
+
+    def update(self, x):
+        if self.drift_detected:
+            self._reset()
+        self.n += 1
+        self.window.append(x)
+        if len(self.window) < self.window_size:
+            self._drift_detected = False
+            return
+        size, stat = self.window_size, self.stat_size
+        sample = [self.window[r] for r in self._rng.sample(range(size - stat), stat)]
+        recent = list(itertools.islice(self.window, size - stat, size))
+        a, b = np.sort(sample), np.sort(recent)
+        both = np.concatenate([a, b])
+        diffs = np.searchsorted(a, both, side="right") / stat - np.searchsorted(b, both, side="right") / stat
+        statistic = float(max(diffs.max(), -diffs.min()))
+        self.p_value = self._p_value(statistic)
+        if self.p_value <= self.alpha and statistic > 0.1:
+            self._drift_detected = True
+            self.window = deque(recent, maxlen=size)
+        else:
+            self._drift_detected = False
+
+
 def default_score_detectors(seed: int = 0) -> dict[str, DriftDetector]:
     """ADWIN, KSWIN (seeded) and Page-Hinkley, tuned for churn probabilities in [0, 1].
 
-    KSWIN runs a Kolmogorov-Smirnov test per value (a few hundred microseconds); the
-    other two cost well under a microsecond.
+    KSWIN runs a Kolmogorov-Smirnov test per value (:class:`FastKSWIN`: tens of
+    microseconds); the other two cost well under a microsecond.
     """
     return {
         "adwin": drift.ADWIN(delta=0.002),
-        "kswin": drift.KSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=seed),
+        "kswin": FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=seed),
         "page_hinkley": drift.PageHinkley(min_instances=30, delta=0.02, threshold=8.0),
     }
 

@@ -439,3 +439,26 @@ def test_drift_modules_import_no_faust_and_no_kafka():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+
+
+def test_fast_kswin_decides_exactly_as_rivers_kswin():
+    """Same draws, same p-values, same detections, on a stream that shifts twice."""
+    import random
+
+    from river import drift
+
+    from stream.drift.detectors import FastKSWIN
+
+    rng = random.Random(5)
+    values = ([rng.betavariate(2, 8) for _ in range(1500)] + [rng.betavariate(4, 6) for _ in range(1500)]
+              + [rng.betavariate(2, 8) for _ in range(1000)])
+    river_kswin = drift.KSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    fast = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    detections = 0
+    for value in values:
+        river_kswin.update(value)
+        fast.update(value)
+        assert fast.drift_detected == river_kswin.drift_detected
+        assert fast.p_value == pytest.approx(river_kswin.p_value, rel=1e-9, abs=1e-15)
+        detections += fast.drift_detected
+    assert detections >= 2  # both shifts were seen, so the comparison covered detections and resets
