@@ -142,9 +142,21 @@ def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path
     return WorkerProcess(env, log_path)
 
 
+def rss_mb(pid: int | None) -> float:
+    """Resident memory of process ``pid`` in MiB (Linux ``/proc``); NaN when unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError):
+        pass
+    return float("nan")
+
+
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
-               report) -> tuple[VariantResult, VariantResult]:
-    """Throughput on a backlog, then latency at a paced rate, with one worker process."""
+               report, workers: int = 1) -> tuple[VariantResult, VariantResult, list[float]]:
+    """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
+    of one app; also each worker's resident memory after the backlog."""
     from stream.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
@@ -153,12 +165,16 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
     ensure_topics(config, topic_specs(run_settings))
     report(f"pre-producing {len(backlog):,} events")
     _produce(config, run_settings.topic("account-events"), backlog)
-    report("starting a worker on the backlog")
-    port = free_port()
-    worker = _worker(settings, bootstrap, prefix, port, workdir / "bench-worker.log").start()
+    report(f"starting {workers} worker(s) on the backlog")
+    procs = []
     try:
-        worker.wait_serving()
+        for i in range(workers):
+            name = "bench-worker.log" if i == 0 else f"bench-worker-{i + 1}.log"
+            procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name).start())
+        for worker in procs:
+            worker.wait_serving()
         scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600)
+        memory = [round(rss_mb(worker.pid), 1) for worker in procs]
         ids = [s["event_id"] for s in scores]
         if len(set(ids)) != len(backlog) or len(ids) != len(backlog):
             raise ChurnError(f"bench: {len(ids)} scores for {len(set(ids))} distinct events; expected {len(backlog)}")
@@ -171,9 +187,10 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
-        return throughput, latency
+        return throughput, latency, memory
     finally:
-        worker.stop()
+        for worker in procs:
+            worker.stop()
 
 
 def run_per_row(model, messages, limit: int = 2000) -> VariantResult:
@@ -194,8 +211,9 @@ def run_per_row(model, messages, limit: int = 2000) -> VariantResult:
     return VariantResult(len(rows), time.perf_counter() - start, latencies)
 
 
-def run_raw(settings: Settings, bootstrap: str, backlog, model, batch: int, report) -> VariantResult:
-    """A raw confluent-kafka loop doing the stream's work in one process."""
+def run_raw(settings: Settings, bootstrap: str, backlog, model, batch: int, report) -> tuple[VariantResult, list[int]]:
+    """A raw confluent-kafka loop doing the stream's work in one process; also the size of
+    every customer's state as the state table stores it."""
     prefix = f"bench-raw-{uuid.uuid4().hex[:6]}-"
     run_settings = settings.model_copy(update={"topic_prefix": prefix})
     config = confluent_config(settings, bootstrap)
@@ -242,17 +260,20 @@ def run_raw(settings: Settings, bootstrap: str, backlog, model, batch: int, repo
         done += len(msgs)
     producer.flush(30)
     consumer.close()
-    return VariantResult(done, time.perf_counter() - (start or time.perf_counter()), latencies)
+    result = VariantResult(done, time.perf_counter() - (start or time.perf_counter()), latencies)
+    return result, [len(state.to_bytes()) for state in states.values()]
 
 
 def bench(settings: Settings, events: int, customers: int, latency_events: int, latency_rate: float,
-          json_path: Path | None, report) -> dict:
+          json_path: Path | None, report, workers: int = 1) -> dict:
     """Run every variant and return the JSON document ``--json`` writes."""
     from stream.broker import EmbeddedBroker
     from stream.broker import free_port
 
     if events < 1000:
         raise ConfigError("--events must be at least 1000")
+    if not 1 <= workers <= settings.topic_partitions:
+        raise ConfigError(f"--workers must be between 1 and the partition count ({settings.topic_partitions})")
     source = RegistrySource(settings)
     version = source.version_for_alias()
     if version is None:
@@ -271,17 +292,19 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
     try:
-        throughput, latency = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report)
+        throughput, latency, memory = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report,
+                                                 workers)
         report("per-row pattern")
         per_row = run_per_row(model, backlog)
-        raw = run_raw(settings, bootstrap, backlog, model, settings.score_batch_size, report)
+        raw, state_sizes = run_raw(settings, bootstrap, backlog, model, settings.score_batch_size, report)
     finally:
         if broker is not None:
             broker.stop()
     stream_entry = {**throughput.as_dict(), "p50_ms": latency.as_dict()["p50_ms"],
                     "p95_ms": latency.as_dict()["p95_ms"], "p99_ms": latency.as_dict()["p99_ms"],
                     "latency_rate": round(latency.events / latency.seconds, 1) if latency.seconds else 0,
-                    "latency_events": latency.events}
+                    "latency_events": latency.events, "workers": workers, "worker_rss_mb": memory,
+                    "store": settings.store}
     doc = {
         "model_version": model.version,
         "events": events,
@@ -290,6 +313,10 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
             "stream_over_per_row": round(throughput.events_per_s / per_row.events_per_s, 2),
             "stream_over_raw": round(throughput.events_per_s / raw.events_per_s, 4),
         },
+        "state_bytes": {"customers": len(state_sizes),
+                        "p50": int(np.percentile(state_sizes, 50)) if state_sizes else 0,
+                        "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
+                        "max": max(state_sizes, default=0)},
         "machine": {"cpus": os.cpu_count()},
     }
     if json_path is not None:

@@ -153,6 +153,7 @@ def bench(
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
     latency_events: Annotated[int, typer.Option(help="Events in the paced latency phase.")] = 5000,
     latency_rate: Annotated[float, typer.Option(help="Events/s in the latency phase (0: half the throughput).")] = 0.0,
+    workers: Annotated[int, typer.Option(help="Worker processes of the stream variant (one app).")] = 1,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
@@ -161,7 +162,7 @@ def bench(
     settings = _settings()
     with console.status("bench") as status:
         doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
-                        lambda text: status.update(f"bench: {text}"))
+                        lambda text: status.update(f"bench: {text}"), workers=workers)
     t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",
               ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"])
     per_row = doc["variants"]["per_row"]["events_per_s"]
@@ -172,6 +173,11 @@ def bench(
     s = doc["variants"]["stream"]
     console.print(f"stream latency measured at {s['latency_rate']:,.0f} events/s; "
                   f"stream/raw = {doc['ratios']['stream_over_raw']:.3f}")
+    sizes = doc["state_bytes"]
+    console.print(f"{s['workers']} worker(s), store {s['store']}, RSS after the backlog "
+                  f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
+                  f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
+                  f"({sizes['customers']:,} customers)")
 
 
 @app.command()

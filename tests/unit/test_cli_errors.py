@@ -88,3 +88,13 @@ def test_demo_options_fail_before_anything_starts(tmp_path, args, words):
 def test_retrain_since_needs_a_time_zone(tmp_path):
     proc = run("retrain", "--since", "2026-03-01T00:00:00", CHURN_DATA_DIR=str(tmp_path))
     assert_one_line_error(proc, "--since", "time zone")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(("--workers", "0"), ("--workers", "partition count")), (("--events", "10"), ("--events",))],
+)
+def test_bench_options_fail_before_anything_starts(tmp_path, args, words):
+    proc = run("bench", *args, CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, *words)
+    assert not (tmp_path / "bench").exists()  # no broker was started
