@@ -79,7 +79,16 @@ def simulated_messages(n: int, customers: int, prefix: str, seed: int = 3) -> li
 
 
 def _produce(config: dict, topic: str, messages, rate: float = 0.0) -> None:
-    producer = Producer({**config, "partitioner": "murmur2_random", "linger.ms": 5, "enable.idempotence": True})
+    """Publish ``messages``; at ``rate`` events/s when given (the latency phase).
+
+    The paced producer is connected before the clock starts, and is not idempotent:
+    an idempotent producer holds its first records until it has a producer id, about
+    half a second, which would be measured as the stream's latency.
+    """
+    producer = Producer({**config, "partitioner": "murmur2_random", "linger.ms": 5 if not rate else 0,
+                         "enable.idempotence": not rate})
+    if rate:
+        producer.list_topics(topic, timeout=10)
     start = time.perf_counter()
     for i, (key, value) in enumerate(messages):
         if rate:

@@ -86,14 +86,14 @@ class Settings(BaseSettings):
                                   "(batches are as large as the backlog allows, up to this).")
     score_batch_ms: int = Field(
         2, ge=1, le=60_000,
-        description="CHURN_SCORE_BATCH_MS: longest a partial batch waits (each agent hop adds up to this much latency).",
+        description="CHURN_SCORE_BATCH_MS: longest the first event of a partial batch waits for more.",
     )
     fetch_max_wait_ms: int = Field(
         1500, ge=1, le=60_000,
-        description="CHURN_FETCH_MAX_WAIT_MS: longest a fetch may wait for data. The embedded broker always waits "
-                    "about half of it, so it is a latency floor per hop there (10 gives ~15 ms per hop); Kafka answers "
-                    "as soon as data arrives. 1500 is Faust's own value; with 10, a worker restarted after kill -9 "
-                    "was seen to skip or stall a batch, so lower it only where that risk is acceptable.",
+        description="CHURN_FETCH_MAX_WAIT_MS: longest a fetch may wait for data (Faust's own value is 1500). The "
+                    "embedded broker holds every fetch for about half of it, so it is a latency floor there: 10 gives "
+                    "~20 ms from event to score, but the worker then scores in small batches and spends more CPU per "
+                    "event. Kafka answers as soon as data arrives, so there it only bounds idle polling.",
     )
     max_event_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="CHURN_MAX_EVENT_BYTES: larger payloads go to the DLQ."
