@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from stream.app import create_app
@@ -10,6 +11,23 @@ from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
+
+
+def tune_gc(threshold: int = 50_000) -> None:
+    """Fewer garbage collections for a process that allocates per event.
+
+    A worker allocates several objects per event (message, event, dicts, bytes) that
+    die within the batch; with CPython's default threshold (700) the cyclic collector
+    ran so often that its pauses were about a tenth of a busy worker's time, landing
+    wherever an allocation tripped it. Everything imported and built so far is moved
+    out of the collector's view (``gc.freeze``), and the youngest generation is
+    collected every ``threshold`` allocations instead. Memory freed by reference
+    counting (nearly all of it) is unaffected.
+    """
+    gc.collect()
+    gc.freeze()
+    _, second, third = gc.get_threshold()
+    gc.set_threshold(threshold, second, third)
 
 
 def run_worker(settings: Settings) -> None:
@@ -24,6 +42,7 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(confluent_config(settings, bootstrap), topic_specs(settings))
     churn = create_app(settings, bootstrap)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tune_gc()
     worker = faust.Worker(
         churn.app,
         loglevel=settings.log_level,
