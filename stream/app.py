@@ -195,7 +195,9 @@ def create_app(
     holder = holder or ModelHolder(settings, metrics)
     names = TopicNames.from_settings(settings)
     partitions = settings.topic_partitions
-    datadir = settings.data_dir.resolve() / "faust"
+    # One folder per app: Faust names a table's RocksDB files after the table alone, so two
+    # apps (other CHURN_APP_ID or CHURN_TOPIC_PREFIX) on one CHURN_DATA_DIR would share them.
+    datadir = settings.data_dir.resolve() / "faust" / settings.app_id
     app = faust.App(
         settings.app_id,
         **faust_broker_kwargs(settings, bootstrap),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+from pathlib import Path
 
 from stream.app import create_app
 from stream.kafka_config import confluent_config
@@ -42,6 +43,7 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(confluent_config(settings, bootstrap), topic_specs(settings))
     churn = create_app(settings, bootstrap)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    Path(churn.app.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only its own subfolders
     tune_gc()
     worker = faust.Worker(
         churn.app,

@@ -248,5 +248,22 @@ def test_compose_rocksdb_store_keeps_state_across_a_restart(compose, kafka_boots
         counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
         assert all(counts[e.event_id] == 1 for e in events)
         worker.stop()
+
+        # Another app (its own topics and app id) on the same data dir starts from its own empty
+        # tables; sharing the first app's RocksDB files made its recovery refuse to start.
+        other = compose_worker_env(worker_churn, isolated(kafka_bootstrap, registry_dir), tmp_path / "worker")
+        other_settings = provision(other)
+        other_scores = TopicReader(bootstrap, other_settings.topic("churn-scores"))
+        worker = WorkerProcess(other, tmp_path / "other-app.log").start()
+        worker.wait_serving(timeout=90)
+        produce(bootstrap, other_settings.topic("account-events"),
+                [(e.customer_id.encode(), dump_event(e)) for e in first])
+        other_scores.read_until(lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= {e.event_id for e in first},
+                                60, "every event of the other app scored")
+        # Its state is built from its own events only: the first app's store also holds the second batch.
+        assert {c: lookup(worker.web_port, c)["features"] for c in customers} == \
+            {c: state["features"] for c, state in before.items()}
+        assert worker.stop() == 0
+        other_scores.close()
     finally:
         scores.close()
