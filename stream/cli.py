@@ -159,8 +159,10 @@ def bench(
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.bench import bench as run_bench
 
+    from stream.processes import stopped_by_signals
+
     settings = _settings()
-    with console.status("bench") as status:
+    with stopped_by_signals(), console.status("bench") as status:
         doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
                         lambda text: status.update(f"bench: {text}"), workers=workers)
     t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",

@@ -49,7 +49,7 @@ from stream.broker import EmbeddedBroker, free_port
 from stream.errors import ChurnError, ConfigError
 from stream.features import DAY
 from stream.kafka_config import confluent_config
-from stream.processes import WorkerProcess, child_env, labelled
+from stream.processes import WorkerProcess, child_env, labelled, stopped_by_signals
 from stream.settings import Settings
 from stream.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
 
@@ -327,21 +327,6 @@ def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, e
 # --- the run -------------------------------------------------------------------------------
 
 
-@contextmanager
-def _stopped_by_signals() -> Iterator[None]:
-    """Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` here, even where SIGINT was ignored
-    (a background job), so the cleanup stops everything the demo started."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
 def run_demo(settings: Settings, options: DemoOptions, console: Console,
              on_progress: Callable[[Observed, Story], None] | None = None) -> dict:
     """Run the demo; returns the summary (also written as JSON). ``ChurnError`` when the loop did not close."""
@@ -370,7 +355,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console,
 
 def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Path, story: Story, started: float,
          started_pids: list[str], on_progress: Callable[[Observed, Story], None] | None) -> dict:
-    with ExitStack() as stack, _stopped_by_signals():
+    with ExitStack() as stack, stopped_by_signals():
         story.bootstrap_version, what = ensure_bootstrap(settings, console)
         console.print(f"registry {story.registry}: {what}")
 
