@@ -18,11 +18,12 @@ Scoring happens in the featurize agent rather than in a second agent that consum
 batch that made it, so each event passes through Faust's consumer once instead of
 twice. ``churn-features`` stays the feature log that retraining reads.
 
-The agent uses ``take_events`` batches: Faust acks a batch's events only after the
-batch is processed, and commits only after the producer has flushed. Within a
-batch, outputs are made durable before state: the agent waits for the broker to
-acknowledge the batch's outputs and only then writes the tables (whose changelogs
-are what a restarted worker recovers). A crash can therefore repeat outputs
+The agent takes batches with :func:`stream.batching.batches`: a batch's events are
+acked only after the batch is processed (never when it raised), and Faust commits
+offsets only up to unacked events. Within a batch, outputs are made durable before
+state: the agent waits for the broker to acknowledge the batch's outputs, then writes
+the tables and waits for their changelog records (what a restarted worker
+recovers), and only then are the events acked. A crash can therefore repeat outputs
 (at-least-once, countable by event id) but never leave a recorded event without
 its output. Tables use ``use_partitioner=True``: the changelog key is the message
 key, so Kafka's murmur2 partitioner puts each changelog record on the partition of
