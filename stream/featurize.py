@@ -44,16 +44,16 @@ class BatchResult:
     scorable: list[Scorable] = field(default_factory=list)
 
 
-def dlq_message(msg: Inbound, error: str, message: str, stage: str = STAGE, now: float | None = None) -> Outbound:
+def dlq_message(msg: Inbound, error: str, message: str) -> Outbound:
     """The dead-letter record of ``msg``: original key and bytes, reason in headers."""
-    stamp = time.time() if now is None else now
+    stamp = time.time()
     headers = [
         ("error.class", error.encode()),
         ("error.message", message[:2000].encode("utf-8", "replace")),
         ("source.topic", msg.topic.encode()),
         ("source.partition", str(msg.partition).encode()),
         ("source.offset", str(msg.offset).encode()),
-        ("stage", stage.encode()),
+        ("stage", STAGE.encode()),
         ("time", f"{stamp:.3f}".encode()),
     ]
     return Outbound(DLQ, msg.key or b"", msg.value or b"", headers)

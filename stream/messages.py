@@ -37,15 +37,3 @@ class Scorable:
     key: bytes
     row: dict
     start_ms: int  # where event-to-score latency starts: the source message's append time
-
-
-def header(headers: Headers | dict | None, name: str) -> bytes | None:
-    """The first header called ``name``, whatever shape the client delivered."""
-    if not headers:
-        return None
-    if isinstance(headers, dict):
-        return headers.get(name)
-    for k, v in headers:
-        if k == name:
-            return v
-    return None
