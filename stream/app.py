@@ -51,7 +51,7 @@ from schemas.outputs import ChurnLabel, ModelEvent
 from stream.batch_producer import BatchProducer
 from stream.batching import batches
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.featurize import DLQ, FEATURES, INGEST_HEADER, LABELS, Featurizer
+from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
 from stream.features import CustomerState, features
 from stream.end_offsets import install as install_exact_end_offsets
 from stream.fetch_wait import install as install_fetch_wait
@@ -379,7 +379,7 @@ def create_app(
                 continue
             silence_sent[key] = at
             row = features(state, at, event_id=f"{state.customer_id}@{int(at)}").model_dump(mode="json")
-            out.append(Outbound(FEATURES, key, orjson.dumps(row), [(INGEST_HEADER, str(now_ms).encode())]))
+            out.append(Outbound(FEATURES, key, orjson.dumps(row)))
             vectors.append(Scorable(key, row, now_ms))
         if not out:
             return

@@ -85,30 +85,44 @@ class CustomerState:
     failed_payments: list[float] = field(default_factory=list)
     usage: dict[int, float] = field(default_factory=dict)
     closed_ts: float | None = None
-    recent: list[tuple[float, int]] = field(default_factory=list)
+    recent: list[tuple[int, int]] = field(default_factory=list)  # (event time in ms, id hash), sorted
     n_events: int = 0
 
     def to_bytes(self) -> bytes:
-        """Compact JSON for the state table: times as integer ms before ``last_ts``."""
-        last = self.last_ts or 0.0
-        rel = _relative(last)
+        """Compact JSON for the state table: times as integer ms before ``last_ts``.
+
+        Written out longhand (no helper per time): it runs once per changed customer
+        per batch, on the worker's hot path.
+        """
+        last_ms = round((self.last_ts or 0.0) * 1000)
+        signup, first, prev, closed = self.signup_ts, self.first_ts, self.prev_ts, self.closed_ts
+        plan_at, plan_h = self.plan_key
+        autopay_at, autopay_h = self.autopay_key
+        recent = []
+        for t, h in self.recent:
+            recent.append(last_ms - t)
+            recent.append(h)
+        usage = []  # amounts are kept rounded to 3 places (see apply)
+        for b in sorted(self.usage):
+            usage.append(b)
+            usage.append(self.usage[b])
         return orjson.dumps(
             {
                 "c": self.customer_id,
-                "l": _ms(last),
-                "s": rel(self.signup_ts),
-                "f": rel(self.first_ts),
-                "p": rel(self.prev_ts),
-                "x": rel(self.closed_ts),
+                "l": last_ms,
+                "s": None if signup is None else last_ms - round(signup * 1000),
+                "f": None if first is None else last_ms - round(first * 1000),
+                "p": None if prev is None else last_ms - round(prev * 1000),
+                "x": None if closed is None else last_ms - round(closed * 1000),
                 "pl": self.plan,
                 "m": self.monthly_charges,
-                "pk": None if self.plan_key[0] == _NEG_INF else [rel(self.plan_key[0]), self.plan_key[1]],
+                "pk": None if plan_at == _NEG_INF else [last_ms - round(plan_at * 1000), plan_h],
                 "a": int(self.has_autopay),
-                "ak": None if self.autopay_key[0] == _NEG_INF else [rel(self.autopay_key[0]), self.autopay_key[1]],
-                "sc": [rel(t) for t in self.support_calls],
-                "fp": [rel(t) for t in self.failed_payments],
-                "u": [x for b, v in sorted(self.usage.items()) for x in (b, round(v, 3))],
-                "r": [x for t, h in self.recent for x in (rel(t), h)],
+                "ak": None if autopay_at == _NEG_INF else [last_ms - round(autopay_at * 1000), autopay_h],
+                "sc": [last_ms - round(t * 1000) for t in self.support_calls],
+                "fp": [last_ms - round(t * 1000) for t in self.failed_payments],
+                "u": usage,
+                "r": recent,
                 "n": self.n_events,
             }
         )
@@ -116,41 +130,30 @@ class CustomerState:
     @classmethod
     def from_bytes(cls, raw: bytes) -> CustomerState:
         d = orjson.loads(raw)
-        last = d["l"] / 1000.0
-        back = _absolute(last)
-        u, r = d["u"], d["r"]
+        last_ms = d["l"]
+        u, r, pk, ak = d["u"], d["r"], d["pk"], d["ak"]
+
+        def back(rel: int | None) -> float | None:
+            return None if rel is None else (last_ms - rel) / 1000.0
+
         return cls(
             customer_id=d["c"],
-            last_ts=last if d["n"] else None,
+            last_ts=last_ms / 1000.0 if d["n"] else None,
             signup_ts=back(d["s"]),
             first_ts=back(d["f"]),
             prev_ts=back(d["p"]),
             closed_ts=back(d["x"]),
             plan=d["pl"],
             monthly_charges=d["m"],
-            plan_key=(_NEG_INF, 0) if d["pk"] is None else (back(d["pk"][0]), d["pk"][1]),
+            plan_key=(_NEG_INF, 0) if pk is None else ((last_ms - pk[0]) / 1000.0, pk[1]),
             has_autopay=bool(d["a"]),
-            autopay_key=(_NEG_INF, 0) if d["ak"] is None else (back(d["ak"][0]), d["ak"][1]),
-            support_calls=[back(t) for t in d["sc"]],
-            failed_payments=[back(t) for t in d["fp"]],
+            autopay_key=(_NEG_INF, 0) if ak is None else ((last_ms - ak[0]) / 1000.0, ak[1]),
+            support_calls=[(last_ms - t) / 1000.0 for t in d["sc"]],
+            failed_payments=[(last_ms - t) / 1000.0 for t in d["fp"]],
             usage={u[i]: u[i + 1] for i in range(0, len(u), 2)},
-            recent=[(back(r[i]), r[i + 1]) for i in range(0, len(r), 2)],
+            recent=[(last_ms - r[i], r[i + 1]) for i in range(0, len(r), 2)],
             n_events=d["n"],
         )
-
-
-def _ms(ts: float) -> int:
-    return round(ts * 1000)
-
-
-def _relative(last: float):
-    last_ms = _ms(last)
-    return lambda ts: None if ts is None else last_ms - _ms(ts)
-
-
-def _absolute(last: float):
-    last_ms = _ms(last)
-    return lambda rel: None if rel is None else (last_ms - rel) / 1000.0
 
 
 def event_hash(event_id: str) -> int:
@@ -165,12 +168,15 @@ def event_time(ts: datetime) -> float:
 
 def admit(state: CustomerState, event_id: str, ts: float) -> Admission:
     """Classify an event (id, epoch-seconds time) against the de-duplication ring."""
-    h = event_hash(event_id)
+    return _admit(state, event_hash(event_id), round(ts * 1000))
+
+
+def _admit(state: CustomerState, h: int, ms: int) -> Admission:
     recent = state.recent
     for _, seen in recent:
         if seen == h:
             return Admission.DUPLICATE
-    if len(recent) >= DEDUP_RING and (round(ts, 3), h) < recent[0]:
+    if len(recent) >= DEDUP_RING and (ms, h) < recent[0]:
         return Admission.TOO_LATE
     return Admission.NEW
 
@@ -180,14 +186,27 @@ def apply(state: CustomerState, event: AccountEvent) -> CustomerState:
 
     Duplicates and too-late events leave the state unchanged (see module rules).
     """
+    apply_checked(state, event)
+    return state
+
+
+def apply_checked(state: CustomerState, event: AccountEvent) -> Admission:
+    """:func:`admit` and :func:`apply` in one: fold the event in if it is new; say which case it was."""
     ts = event_time(event.ts)
-    eid = event.event_id
-    if admit(state, eid, ts) is not Admission.NEW:
-        return state
-    key = (ts, event_hash(eid))
-    insort(state.recent, key)
-    if len(state.recent) > DEDUP_RING:
-        del state.recent[0]
+    h = event_hash(event.event_id)
+    ms = round(ts * 1000)
+    verdict = _admit(state, h, ms)
+    if verdict is Admission.NEW:
+        recent = state.recent
+        insort(recent, (ms, h))
+        if len(recent) > DEDUP_RING:
+            del recent[0]
+        _fold(state, event, ts, (ts, h))
+    return verdict
+
+
+def _fold(state: CustomerState, event: AccountEvent, ts: float, key: tuple[float, int]) -> None:
+    """Fold a new event (time ``ts``, order ``key``) into everything but the de-duplication ring."""
     if not state.customer_id:
         state.customer_id = event.customer_id
     state.n_events += 1
@@ -219,7 +238,6 @@ def apply(state: CustomerState, event: AccountEvent) -> CustomerState:
     elif kind == "account_closed":
         state.closed_ts = ts if state.closed_ts is None else min(state.closed_ts, ts)
     _prune(state)
-    return state
 
 
 def _advance_clock(state: CustomerState, ts: float) -> None:
@@ -239,10 +257,11 @@ def _prune(state: CustomerState) -> None:
     now = state.last_ts
     assert now is not None
     cut = now - SUPPORT_WINDOW_DAYS * DAY
-    if state.support_calls and min(state.support_calls) <= cut:
+    # Both lists are kept sorted (insort), so their first element is their oldest.
+    if state.support_calls and state.support_calls[0] <= cut:
         state.support_calls = sorted(t for t in state.support_calls if t > cut)
     cut = now - FAILED_PAYMENT_WINDOW_DAYS * DAY
-    if state.failed_payments and min(state.failed_payments) <= cut:
+    if state.failed_payments and state.failed_payments[0] <= cut:
         state.failed_payments = sorted(t for t in state.failed_payments if t > cut)
     oldest = _bucket(now) - 2 * USAGE_WINDOW_BUCKETS
     if state.usage and min(state.usage) <= oldest:

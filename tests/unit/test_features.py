@@ -142,3 +142,28 @@ def test_state_round_trips_through_bytes():
 def test_closure_is_recorded():
     state = replay([*history(), AccountClosed(event_id="z", customer_id="c1", ts=at(80))])
     assert state.closed_ts == at(80).timestamp()
+
+
+def test_simulated_states_round_trip_and_apply_checked_agrees_with_admit_then_apply():
+    from producers.simulator import SimConfig, Simulator
+    from stream.features import apply_checked, event_time
+
+    checked: dict[str, CustomerState] = {}
+    stepwise: dict[str, CustomerState] = {}
+    verdicts = []
+    for i, event in enumerate(Simulator(SimConfig(n_customers=50, days=120, seed=5)).events()):
+        if i >= 6000:
+            break
+        for ev in (event, event) if i % 50 == 0 else (event,):  # a few duplicates too
+            a = checked.setdefault(ev.customer_id, CustomerState())
+            b = stepwise.setdefault(ev.customer_id, CustomerState())
+            expected = admit(b, ev.event_id, event_time(ev.ts))
+            apply(b, ev)
+            verdicts.append(apply_checked(a, ev))
+            assert verdicts[-1] is expected
+    assert Admission.DUPLICATE in verdicts and Admission.NEW in verdicts
+    assert checked == stepwise
+    for state in checked.values():
+        raw = state.to_bytes()
+        assert CustomerState.from_bytes(raw) == state
+        assert CustomerState.from_bytes(raw).to_bytes() == raw
