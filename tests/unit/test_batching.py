@@ -1,0 +1,152 @@
+"""Batches taken from an agent's channel queue: acked only once processed, never when processing raised.
+
+A unit test of :func:`stream.batching.batches` alone, against a stand-in for the few
+parts of a Faust stream it touches (queue, flow control, generation, sensors).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+
+from stream.batching import batches
+
+pytestmark = pytest.mark.unit
+
+
+class Message:
+    def __init__(self, offset: int, generation: int = 1) -> None:
+        self.topic = "events"
+        self.tp = ("events", 0)
+        self.offset = offset
+        self.generation_id = generation
+        self.tracked = False
+
+
+class Event:
+    def __init__(self, offset: int, generation: int = 1) -> None:
+        self.message = Message(offset, generation)
+        self.acked = 0
+
+    def ack(self) -> bool:
+        self.acked += 1
+        return True
+
+
+class Channel:
+    """Iterating a Faust channel gives an iterator that holds the queue the conductor fills."""
+
+    def __init__(self, queue: asyncio.Queue) -> None:
+        self.queue = queue
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):  # never used: batches() reads the queue directly
+        raise AssertionError("batches() must take events from the queue")
+
+
+class Stream:
+    """What ``batches`` reads of a Faust stream."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.unacked: set = set()
+        self.sensed_in: list[int] = []
+        self.sensed_out: list[int] = []
+        self.app = SimpleNamespace(
+            flow_control=SimpleNamespace(is_active=lambda: True),
+            consumer_generation_id=1,
+            topics=SimpleNamespace(acking_topics={"events"}),
+            consumer=SimpleNamespace(unacked=self.unacked),
+        )
+        self.channel = Channel(self.queue)
+        self.should_stop = False
+        self.events_total = 0
+        self._active_agens: set = set()
+        self.stopped = False
+
+    def _on_message_in(self, tp, offset, message) -> None:
+        pass
+
+    def _on_message_out(self, tp, offset, message) -> None:
+        self.unacked.discard(message)
+
+    def _on_stream_event_in(self, tp, offset, stream, event):
+        self.sensed_in.append(offset)
+        return offset
+
+    def _on_stream_event_out(self, tp, offset, stream, event, state) -> None:
+        # the state from the way in comes back on ack (None for a skipped event, never sensed in)
+        assert state == (offset if offset in self.sensed_in else None)
+        self.sensed_out.append(offset)
+
+    async def maybe_start(self) -> bool:
+        return False
+
+    def _channel_stop_iteration(self, channel) -> None:
+        self.stopped = True
+
+
+@pytest.fixture
+def stream():
+    return Stream()
+
+
+def fill(stream: Stream, events: list[Event]) -> None:
+    for e in events:
+        stream.queue.put_nowait(e)
+
+
+async def test_a_batch_is_acked_when_the_next_is_asked_for_not_before(stream):
+    events = [Event(i) for i in range(5)]
+    fill(stream, events)
+    agen = batches(stream, max_events=3, within=0.01)
+    first = await asyncio.wait_for(anext(agen), 2)
+    assert [e.message.offset for e in first] == [0, 1, 2]
+    assert all(e.acked == 0 for e in events)
+    assert {e.message for e in first} <= stream.unacked  # tracked: commits stop at them
+    second = await asyncio.wait_for(anext(agen), 2)
+    assert [e.message.offset for e in second] == [3, 4]  # the rest, after `within`
+    assert [e.acked for e in events] == [1, 1, 1, 0, 0]
+    assert stream.sensed_out == [0, 1, 2]
+    await agen.aclose()
+    assert [e.acked for e in events] == [1, 1, 1, 0, 0]  # abandoned: the open batch stays unacked
+    assert stream.stopped
+
+
+async def test_a_batch_whose_processing_raised_is_never_acked(stream):
+    events = [Event(i) for i in range(4)]
+    fill(stream, events)
+
+    agen = batches(stream, max_events=10, within=0.01)
+
+    async def agent():
+        async for batch in agen:
+            raise RuntimeError(f"scoring failed on {len(batch)} events")
+
+    with pytest.raises(RuntimeError, match="4 events"):
+        await asyncio.wait_for(agent(), 2)
+    assert agen in stream._active_agens
+    await agen.aclose()  # what Faust's Stream.on_stop does with the generators it holds
+    assert [e.acked for e in events] == [0, 0, 0, 0]
+    assert {e.message for e in events} <= stream.unacked  # their offsets are not committed
+    assert stream.sensed_out == []
+
+
+async def test_events_of_an_old_generation_are_skipped_and_acked(stream):
+    stale, fresh = Event(0, generation=0), Event(1)
+    fill(stream, [stale, fresh])
+    agen = batches(stream, max_events=10, within=0.01)
+    batch = await asyncio.wait_for(anext(agen), 2)
+    assert batch == [fresh]
+    assert stale.acked == 1 and fresh.acked == 0
+    assert stream.sensed_in == [1] and stream.sensed_out == [0]
+    await agen.aclose()
+
+
+async def test_batches_need_a_size_and_a_wait():
+    with pytest.raises(ValueError, match="max_events >= 1"):
+        batches(Stream(), max_events=0, within=0.01)
