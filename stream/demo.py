@@ -488,6 +488,10 @@ def summarize(options: DemoOptions, seen: Observed, pub: Published, story: Story
         problems.append("no promotion")
     elif story.swap_day is None:
         problems.append(f"no score carries version {story.promoted_version}")
+    elif seen.by_version[story.promoted_version] < options.after_swap_events:
+        problems.append(f"version {story.promoted_version} scored {seen.by_version[story.promoted_version]:,} "
+                        f"events before the stream ended (--after-swap-events {options.after_swap_events:,}); "
+                        "raise --max-days or lower --after-swap-events")
     if seen.stale_after_swap:
         problems.append(f"{seen.stale_after_swap} scores by an older version after the swap")
     if len(seen.event_ids) < pub.sent:

@@ -1,0 +1,43 @@
+"""The demo's verdict: which endings count as a closed loop."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from schemas.outputs import DriftAlert
+from stream.demo import DemoOptions, Observed, Published, Story, summarize
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def closed_loop(new_version_scores: int) -> tuple[Observed, Published, Story]:
+    seen = Observed()
+    seen.alerts.append(DriftAlert(alert_id="a1", detector="feature_psi", kind="data", features={"psi": 0.3},
+                                  window_start=NOW, window_end=NOW, model_version="1", severity="high",
+                                  created_at=NOW))
+    seen.event_ids.update(f"e{i}" for i in range(100))
+    seen.by_version.update({"1": 100 - min(new_version_scores, 100), "2": new_version_scores})
+    seen.first_day_by_version.update({"1": 0.0, "2": 180.0})
+    story = Story(bootstrap_version="1", outcome="promoted", promoted_version="2", swap_day=180.0)
+    return seen, Published(sent=100, day=240.0, done=True), story
+
+
+def verdict(seen, pub, story, options: DemoOptions) -> list[str]:
+    launcher = SimpleNamespace(state=SimpleNamespace(launches=1, running=None))
+    return summarize(options, seen, pub, story, launcher, 10.0, Path("run"))["problems"]
+
+
+def test_a_closed_loop_has_no_problems():
+    assert verdict(*closed_loop(60), DemoOptions(after_swap_events=50)) == []
+
+
+def test_too_few_scores_by_the_new_version_is_a_problem_that_says_what_to_change():
+    problems = verdict(*closed_loop(40), DemoOptions(after_swap_events=50))
+    assert len(problems) == 1
+    assert "version 2 scored 40 events" in problems[0] and "--max-days" in problems[0]
