@@ -158,7 +158,6 @@ def bench(
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.bench import bench as run_bench
-
     from stream.processes import stopped_by_signals
 
     settings = _settings()

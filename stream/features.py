@@ -8,7 +8,7 @@ Rules
 -----
 * **Duplicates.** An event whose ``event_id`` the state has already applied is a
   duplicate and changes nothing. The state remembers the ``DEDUP_RING`` most
-  recent events by ``(ts, id hash)``, where the id hash is 40 bits of BLAKE2b of
+  recent events by ``(ts in ms, id hash)``, where the id hash is 40 bits of BLAKE2b of
   the ``event_id`` (a false match needs a collision among one customer's 16 most
   recent events: about one in 7·10^10 events).
 * **Out-of-order events.** Every aggregate is order-independent: counts over a
@@ -102,7 +102,7 @@ class CustomerState:
         for t, h in self.recent:
             recent.append(last_ms - t)
             recent.append(h)
-        usage = []  # amounts are kept rounded to 3 places (see apply)
+        usage = []  # amounts are stored rounded to 3 places (see _fold)
         for b in sorted(self.usage):
             usage.append(b)
             usage.append(self.usage[b])

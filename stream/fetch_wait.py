@@ -10,8 +10,9 @@ With Faust's fixed 1,500 ms an event therefore waited about 0.4 s on average bef
 the worker even saw it.
 
 :func:`install` makes a Faust app's aiokafka consumer use ``CHURN_FETCH_MAX_WAIT_MS``
-instead (default 1,500 ms as in Faust; compose and Kubernetes, on Kafka, set 500). aiokafka reads the value when the consumer starts, so setting it on the
-client right after Faust creates it (and before Faust starts it) is enough.
+instead (default 1,500 ms as in Faust; compose and Kubernetes, on Kafka, set 500).
+aiokafka reads the value when the consumer starts, so setting it on the client right
+after Faust creates it (and before Faust starts it) is enough.
 """
 
 from __future__ import annotations

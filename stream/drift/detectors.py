@@ -177,7 +177,7 @@ class FastKSWIN(drift.KSWIN):
             base = np.arange(n, dtype=float)  # samples whose statistic is exactly k / n
             table = self._tables[n] = [float(stats.ks_2samp(base, base + k, method="exact").pvalue)
                                        for k in range(n + 1)]
-        return table[int(round(statistic * n))]
+        return table[round(statistic * n)]
 
     def update(self, x):
         if self.drift_detected:
