@@ -386,10 +386,14 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
                                    learn_since_drift_s=options.timeout_s,
                                    job_args=("--window-days", f"{options.window_days:g}"))
         stop = threading.Event()
+        # The launcher outlives the publishing: it must still see the job it launched end.
+        launcher_stop = threading.Event()
         stack.callback(lambda: started_pids.extend(f"the retraining job (pid {pid})" for pid in jobs.stop_all()))
-        launcher_thread = threading.Thread(target=launcher.run, kwargs={"stop": stop}, name="launcher", daemon=True)
+        launcher_thread = threading.Thread(target=launcher.run, kwargs={"stop": launcher_stop}, name="launcher",
+                                           daemon=True)
         launcher_thread.start()
         stack.callback(launcher_thread.join, 15)
+        stack.callback(launcher_stop.set)  # runs first: the callbacks unwind in reverse
 
         sim = SimConfig(n_customers=options.customers, days=options.max_days, seed=options.seed,
                         scenario=options.scenario, onset_day=options.onset_day)
@@ -422,7 +426,10 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
                 job_over = story.launches and launcher.state.running is None
                 if (swapped or (pub.done and (job_over or not seen.alerts))) and not stop.is_set():
                     stop.set()  # the story is told: stop publishing, let the worker drain
-                if stop.is_set() and pub.done and len(seen.event_ids) >= pub.sent:
+                # A job that has promoted is writing its last records: wait for it to end, so the
+                # summary has its outcome.
+                finishing = story.promoted_version and launcher.state.running is not None
+                if stop.is_set() and pub.done and len(seen.event_ids) >= pub.sent and not finishing:
                     break
                 if time.monotonic() > deadline:
                     break
