@@ -13,7 +13,7 @@ from producers.simulator import SimConfig, Simulator
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import DriftAlert
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.features import Admission, CustomerState, apply_checked, event_time, feature_values
 from stream.scoring import columns_to_frame
 
 
@@ -45,8 +45,14 @@ def replay(
     drift: DriftConfig = DriftConfig(),
     batch: int = 500,
     max_events: int | None = None,
+    until_detected: bool = False,
 ) -> ReplayResult:
-    """Feed every simulated event through features, ``predict`` (a frame -> probabilities) and the monitor."""
+    """Feed every simulated event through features, ``predict`` (a frame -> probabilities) and the monitor.
+
+    With ``until_detected`` the replay ends at the first batch that raises an alert
+    after the scenario's onset: the events after it cannot change the first alert
+    or the detection delay.
+    """
     sim = Simulator(sim_config)
     onset = sim.onset_ts
     monitor = DriftMonitor(reference, model_version, drift)
@@ -70,9 +76,8 @@ def replay(
         if onset is not None and result.onset_index is None and ts >= onset:
             result.onset_index = result.events
         state = states.setdefault(event.customer_id, CustomerState())
-        if admit(state, event.event_id, ts) is not Admission.NEW:
+        if apply_checked(state, event) is not Admission.NEW:
             continue
-        apply(state, event)
         values = feature_values(state, state.last_ts)
         values["customer_id"] = event.customer_id
         rows.append(values)
@@ -82,6 +87,9 @@ def replay(
         result.events += 1
         if len(rows) >= batch:
             flush()
+            if until_detected and result.onset_index is not None and result.alerts \
+                    and result.alerts[-1][0] >= result.onset_index:
+                return result
         if max_events is not None and result.events >= max_events:
             break
     flush()
