@@ -287,11 +287,24 @@ def create_app(
             await holder.ready.wait()
         return holder.current
 
+    skips_logged: set[tuple[int, str]] = set()
+
+    def skipped(event, why: str) -> None:
+        """An event Faust hands over from before a rebalance: counted, and logged once per generation."""
+        metrics.rebalance_skipped.labels(why).inc()
+        if (app.consumer_generation_id, why) not in skips_logged:
+            skips_logged.add((app.consumer_generation_id, why))
+            message = event.message
+            log.info("skipping events delivered before the rebalance (%s; first %s[%d]@%d, message generation %s, "
+                     "consumer generation %s); they are fetched again from the committed offset", why,
+                     message.topic, message.partition, message.offset, message.generation_id,
+                     app.consumer_generation_id)
+
     @app.agent(events_topic, name="featurize")
     async def featurize(stream):
         # Until a model is loaded the first batch waits, unacked; the consumer's queue
         # behind it fills and then pauses fetching (back pressure), nothing is lost.
-        async for events in batches(stream, settings.score_batch_size, batch_within):
+        async for events in batches(stream, settings.score_batch_size, batch_within, on_skip=skipped):
             model = await serving_model()
             result = featurizer.process([_inbound(e) for e in events], load_state)
             scored = scorer.score(result.scorable, model)

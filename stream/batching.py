@@ -35,22 +35,28 @@ its events are delivered again after a restart or rebalance (at-least-once).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 
 from faust.types import EventT, StreamT
 
 
-def batches(stream: StreamT, max_events: int, within: float) -> AsyncGenerator[list[EventT], None]:
-    """Batches of at most ``max_events`` events, none waiting more than ``within`` seconds."""
+def batches(stream: StreamT, max_events: int, within: float,
+            on_skip: Callable[[EventT, str], None] | None = None) -> AsyncGenerator[list[EventT], None]:
+    """Batches of at most ``max_events`` events, none waiting more than ``within`` seconds.
+
+    ``on_skip(event, why)`` is called for each event skipped as Faust skips it, with
+    ``why`` "suspended" (flow control is suspended: a rebalance is under way) or
+    "generation" (fetched in an older consumer generation).
+    """
     if max_events < 1 or within <= 0:
         raise ValueError(f"batches need max_events >= 1 and within > 0, not {max_events} and {within}")
-    agen = _batches(stream, max_events, within)
+    agen = _batches(stream, max_events, within, on_skip)
     # Registered like take_events' generators so that Stream.on_stop closes it.
     stream._active_agens.add(agen)
     return agen
 
 
-async def _batches(stream, max_events: int, within: float) -> AsyncGenerator[list[EventT], None]:
+async def _batches(stream, max_events: int, within: float, on_skip) -> AsyncGenerator[list[EventT], None]:
     loop = asyncio.get_running_loop()
     app = stream.app
     channel = aiter(stream.channel)
@@ -75,6 +81,8 @@ async def _batches(stream, max_events: int, within: float) -> AsyncGenerator[lis
         message = event.message
         if not flow_control.is_active() or message.generation_id != app.consumer_generation_id:
             ack(event)  # skipped, and acked so that the lag does not grow
+            if on_skip is not None:
+                on_skip(event, "generation" if flow_control.is_active() else "suspended")
             return False
         if message.topic in acking_topics and not message.tracked:
             message.tracked = True

@@ -35,6 +35,7 @@ class StreamMetrics:
     silence_rescored: Counter
     retrains: Counter
     assigned_partitions: Gauge
+    rebalance_skipped: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -71,5 +72,11 @@ class StreamMetrics:
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(
                 "churn_assigned_partitions", "Partitions of account-events this worker owns.", registry=r
+            ),
+            rebalance_skipped=Counter(
+                "churn_rebalance_skipped",
+                "Events delivered from before a rebalance and skipped unprocessed (fetched again from the "
+                "committed offset), by why: generation (an older consumer generation) or suspended (mid-rebalance).",
+                ["why"], registry=r,
             ),
         )

@@ -9,6 +9,7 @@ from collections import Counter
 import orjson
 import pytest
 
+from producers.partitioning import partition_for
 from schemas.events import dump_event
 from stream.features import CustomerState, apply, feature_values
 from support import TopicReader, WorkerProcess, free_port, lookup, metric_sum, produce, provision, simulated, wait_caught_up, wait_for, consumer_lag
@@ -107,7 +108,18 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
                  "the remaining worker owns every partition")
         produce(bootstrap, settings.topic("account-events"),
                 [(e.customer_id.encode(), dump_event(e)) for e in second_half])
-        scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in events}, 120, "every event scored")
+        ids = {e.event_id for e in events}
+        try:
+            scores.read_until(lambda r: distinct_scored(r) >= ids, 120, "every event scored")
+        except TimeoutError:
+            missing = ids - distinct_scored(scores.records)
+            partitions = settings.topic_partitions
+            by_partition = Counter(partition_for(e.customer_id, partitions) for e in events if e.event_id in missing)
+            lag = consumer_lag(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"))
+            shown = ("churn_assigned", "churn_events_in", "churn_rebalance")
+            counts = {k: v for k, v in a.metrics().items() if k.startswith(shown)}
+            pytest.fail(f"{len(missing)} events unscored after the takeover, by partition {dict(by_partition)}; "
+                        f"account-events lag {lag}; worker a metrics {counts}\nworker a log:\n{a.log_tail(80)}")
     finally:
         a.stop()
         b.stop()

@@ -100,6 +100,15 @@ def fill(stream: Stream, events: list[Event]) -> None:
         stream.queue.put_nowait(e)
 
 
+async def wait_until(condition, timeout: float = 2.0) -> None:
+    """Let the loop run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)
+
+
 async def test_a_batch_is_acked_when_the_next_is_asked_for_not_before(stream):
     events = [Event(i) for i in range(5)]
     fill(stream, events)
@@ -139,11 +148,30 @@ async def test_a_batch_whose_processing_raised_is_never_acked(stream):
 async def test_events_of_an_old_generation_are_skipped_and_acked(stream):
     stale, fresh = Event(0, generation=0), Event(1)
     fill(stream, [stale, fresh])
-    agen = batches(stream, max_events=10, within=0.01)
+    skips = []
+    agen = batches(stream, max_events=10, within=0.01, on_skip=lambda e, why: skips.append((e, why)))
     batch = await asyncio.wait_for(anext(agen), 2)
     assert batch == [fresh]
     assert stale.acked == 1 and fresh.acked == 0
     assert stream.sensed_in == [1] and stream.sensed_out == [0]
+    assert skips == [(stale, "generation")]
+    await agen.aclose()
+
+
+async def test_events_while_flow_control_is_suspended_are_skipped_and_acked(stream):
+    suspended = [True]
+    stream.app.flow_control.is_active = lambda: not suspended[0]
+    during, after = Event(0), Event(1)
+    fill(stream, [during])
+    skips = []
+    agen = batches(stream, max_events=10, within=0.01, on_skip=lambda e, why: skips.append((e, why)))
+    pending = asyncio.ensure_future(anext(agen))
+    await wait_until(lambda: skips)
+    assert skips == [(during, "suspended")] and during.acked == 1
+    suspended[0] = False
+    fill(stream, [after])
+    assert await asyncio.wait_for(pending, 2) == [after]
+    assert after.acked == 0
     await agen.aclose()
 
 
