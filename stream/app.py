@@ -306,12 +306,16 @@ def create_app(
         # behind it fills and then pauses fetching (back pressure), nothing is lost.
         async for events in batches(stream, settings.score_batch_size, batch_within, on_skip=skipped):
             model = await serving_model()
-            result = featurizer.process([_inbound(e) for e in events], load_state)
+            began = time.time()
+            inbound = [_inbound(e) for e in events]
+            metrics.batch_wait_ms.observe(max(0.0, began * 1000.0 - min(m.timestamp_ms for m in inbound)))
+            result = featurizer.process(inbound, load_state)
             scored = scorer.score(result.scorable, model)
             await observe_drift(scored)
             await publish(result.out + scored.out)
             raws = {key: state.to_bytes() for key, state in result.dirty.items()}
             await write_tables(producer(), [(state_table, raws), (score_table, latest_scores(scored))], events)
+            metrics.batch_processing_ms.observe((time.time() - began) * 1000.0)
             for key, raw in raws.items():
                 decoded.put(key, raw, result.dirty[key])
             # Clocks advance only once the states behind them are in the table.

@@ -162,10 +162,40 @@ def rss_mb(pid: int | None) -> float:
     return float("nan")
 
 
+BATCH_SERIES = {"batches": "churn_score_batch_size_count", "events": "churn_score_batch_size_sum",
+                "wait_ms": "churn_batch_wait_ms_sum", "processing_ms": "churn_batch_processing_ms_sum"}
+
+
+def batch_totals(procs) -> dict[str, float]:
+    """The workers' per-batch totals (see ``BATCH_SERIES``), summed over the workers."""
+    totals = dict.fromkeys(BATCH_SERIES, 0.0)
+    for worker in procs:
+        samples = worker.metrics()
+        for name, series in BATCH_SERIES.items():
+            totals[name] += samples.get(series, 0.0)
+    return totals
+
+
+def batch_breakdown(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per-batch means between two :func:`batch_totals`: where an event's latency goes.
+
+    >>> batch_breakdown(dict.fromkeys(BATCH_SERIES, 0.0),
+    ...                 {"batches": 4, "events": 100, "wait_ms": 80.0, "processing_ms": 40.0})
+    {'batches': 4, 'mean_batch_events': 25.0, 'mean_oldest_wait_ms': 20.0, 'mean_processing_ms': 10.0}
+    """
+    d = {k: after[k] - before[k] for k in BATCH_SERIES}
+    n = d["batches"]
+    if n <= 0:
+        return {"batches": 0}
+    return {"batches": int(n), "mean_batch_events": round(d["events"] / n, 1),
+            "mean_oldest_wait_ms": round(d["wait_ms"] / n, 2), "mean_processing_ms": round(d["processing_ms"] / n, 2)}
+
+
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
-               report, workers: int = 1) -> tuple[VariantResult, VariantResult, list[float]]:
+               report, workers: int = 1) -> tuple[VariantResult, VariantResult, list[float], dict[str, float]]:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
-    of one app; also each worker's resident memory after the backlog."""
+    of one app; also each worker's resident memory after the backlog, and the paced phase's
+    per-batch means (:func:`batch_breakdown`)."""
     from stream.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
@@ -191,12 +221,14 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         throughput = VariantResult(len(scores), stamps[-1] - stamps[0], [])
         rate = latency_rate or max(100.0, throughput.events_per_s / 2)
         report(f"latency phase: {len(paced):,} events at {rate:,.0f}/s")
+        before = batch_totals(procs)
         _produce(config, run_settings.topic("account-events"), paced, rate=rate)
         all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600)
+        breakdown = batch_breakdown(before, batch_totals(procs))
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
-        return throughput, latency, memory
+        return throughput, latency, memory, breakdown
     finally:
         for worker in procs:
             worker.stop()
@@ -301,7 +333,7 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
     try:
-        throughput, latency, memory = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report,
+        throughput, latency, memory, breakdown = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report,
                                                  workers)
         report("per-row pattern")
         per_row = run_per_row(model, backlog)
@@ -312,7 +344,8 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     stream_entry = {**throughput.as_dict(), "p50_ms": latency.as_dict()["p50_ms"],
                     "p95_ms": latency.as_dict()["p95_ms"], "p99_ms": latency.as_dict()["p99_ms"],
                     "latency_rate": round(latency.events / latency.seconds, 1) if latency.seconds else 0,
-                    "latency_events": latency.events, "workers": workers, "worker_rss_mb": memory,
+                    "latency_events": latency.events, "latency_batches": breakdown, "workers": workers,
+                    "worker_rss_mb": memory,
                     "store": settings.store}
     doc = {
         "model_version": model.version,

@@ -174,6 +174,11 @@ def bench(
     s = doc["variants"]["stream"]
     console.print(f"stream latency measured at {s['latency_rate']:,.0f} events/s; "
                   f"stream/raw = {doc['ratios']['stream_over_raw']:.3f}")
+    b = s["latency_batches"]
+    if b.get("batches"):
+        console.print(f"in that phase {b['batches']:,} batches of {b['mean_batch_events']:,.1f} events on average; "
+                      f"a batch's oldest event waited {b['mean_oldest_wait_ms']:.1f} ms from its append to the start "
+                      f"of processing, which took {b['mean_processing_ms']:.1f} ms")
     sizes = doc["state_bytes"]
     console.print(f"{s['workers']} worker(s), store {s['store']}, RSS after the backlog "
                   f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "

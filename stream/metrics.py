@@ -36,6 +36,8 @@ class StreamMetrics:
     retrains: Counter
     assigned_partitions: Gauge
     rebalance_skipped: Counter
+    batch_wait_ms: Histogram
+    batch_processing_ms: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -72,6 +74,18 @@ class StreamMetrics:
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(
                 "churn_assigned_partitions", "Partitions of account-events this worker owns.", registry=r
+            ),
+            batch_wait_ms=Histogram(
+                "churn_batch_wait_ms",
+                "Per batch: time from the append of its oldest event to the start of its processing (broker, fetch "
+                "and queueing), in milliseconds.",
+                buckets=LATENCY_BUCKETS_MS, registry=r,
+            ),
+            batch_processing_ms=Histogram(
+                "churn_batch_processing_ms",
+                "Per batch: time from the start of its processing to its outputs and table writes acknowledged, "
+                "in milliseconds.",
+                buckets=LATENCY_BUCKETS_MS, registry=r,
             ),
             rebalance_skipped=Counter(
                 "churn_rebalance_skipped",
