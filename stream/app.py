@@ -60,7 +60,7 @@ from stream.kafka_config import confluent_config, faust_broker_kwargs
 from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
 from stream.model_holder import ModelHolder
-from stream.scoring import SCORES, Scorer, columns_to_frame
+from stream.scoring import SCORES, Scorer
 from stream.settings import Settings
 from stream.state_cache import StateCache
 from stream.topics import TopicNames
@@ -478,7 +478,7 @@ def create_app(
         if not vectors:
             return view.json([])
         columns = {name: [v.model_input()[name] for v in vectors] for name in vectors[0].model_input()}
-        probabilities = model.predict(columns_to_frame(columns))
+        probabilities = model.predict_columns(columns)
         out = [
             {"customer_id": v.customer_id, "event_id": v.event_id, "probability": float(p),
              "risk_band": scorer_band(float(p)), "model_name": model.name, "model_version": model.version}

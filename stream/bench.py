@@ -36,7 +36,6 @@ from stream.features import Admission, CustomerState, admit, apply, event_time, 
 from stream.kafka_config import confluent_config
 from stream.model_holder import RegistrySource
 from stream.processes import WorkerProcess
-from stream.scoring import columns_to_frame
 from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
 
@@ -292,7 +291,7 @@ def run_raw(settings: Settings, bootstrap: str, backlog, model, batch: int, repo
             keys.append(m.key())
         if rows:
             columns = {name: [r[name] for r in rows] for name in FEATURE_NAMES}
-            probabilities = model.predict(columns_to_frame(columns))
+            probabilities = model.predict_columns(columns)
             for key, p in zip(keys, probabilities):
                 producer.produce(sink, key=key, value=orjson.dumps({"p": float(p)}))
             producer.poll(0)

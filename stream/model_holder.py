@@ -14,17 +14,26 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from schemas.features import FEATURE_NAMES
+from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from stream.errors import ChurnError, ModelLoadError
+from stream.linear_path import ColumnsPredictor, compile_pipeline, verified
 from stream.metrics import StreamMetrics
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+def columns_to_frame(columns: dict[str, list]) -> pd.DataFrame:
+    """The model-input frame, in contract order and dtypes."""
+    frame = pd.DataFrame({name: pd.Series(columns[name], dtype="float64") for name in NUMERIC_FEATURES})
+    for name in CATEGORICAL_FEATURES:
+        frame[name] = pd.Series(columns[name], dtype="object")
+    return frame
 
 
 @dataclass(frozen=True)
@@ -35,10 +44,26 @@ class LoadedModel:
     checksum: str = ""
     reference: dict | None = None
     run_id: str = ""
+    fast: ColumnsPredictor | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        fast = compile_pipeline(self.pipeline)
+        if fast is not None and verified(self.pipeline, fast, columns_to_frame) is None:
+            log.warning("%s version %s: the NumPy path disagrees with predict_proba; scoring with predict_proba",
+                        self.name, self.version)
+            fast = None
+        object.__setattr__(self, "fast", fast)
 
     def predict(self, frame: pd.DataFrame):
         """Churn probabilities for a frame of model inputs."""
         return self.pipeline.predict_proba(frame)[:, 1]
+
+    def predict_columns(self, columns: dict[str, list]):
+        """Churn probabilities for a batch given as columns (``FEATURE_NAMES`` to lists): the verified
+        NumPy path when the pipeline has one (see ``stream.linear_path``), else ``predict_proba``."""
+        if self.fast is not None:
+            return self.fast(columns)
+        return self.predict(columns_to_frame(columns))
 
 
 class RegistrySource:

@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass
 
 import orjson
-import pandas as pd
 
-from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
+from schemas.features import FEATURE_NAMES
 from schemas.outputs import risk_band
 from stream.messages import Outbound, Scorable
 from stream.metrics import StreamMetrics
@@ -27,14 +26,6 @@ class ScoredBatch:
     latencies_ms: list[float]
     scores: list[dict]
     rows: list[dict]
-
-
-def columns_to_frame(columns: dict[str, list]) -> pd.DataFrame:
-    """The model-input frame, in contract order and dtypes."""
-    frame = pd.DataFrame({name: pd.Series(columns[name], dtype="float64") for name in NUMERIC_FEATURES})
-    for name in CATEGORICAL_FEATURES:
-        frame[name] = pd.Series(columns[name], dtype="object")
-    return frame
 
 
 class Scorer:
@@ -52,7 +43,7 @@ class Scorer:
             return ScoredBatch([], [], [], [])
         rows = [item.row for item in batch]
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
-        probabilities = model.predict(columns_to_frame(columns))
+        probabilities = model.predict_columns(columns)
         scored_at = time.time() if now is None else now
         stamp = _iso(scored_at)
         now_ms = scored_at * 1000.0

@@ -14,7 +14,7 @@ from schemas.features import FEATURE_NAMES
 from schemas.outputs import DriftAlert
 from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.features import Admission, CustomerState, apply_checked, event_time, feature_values
-from stream.scoring import columns_to_frame
+from stream.model_holder import columns_to_frame
 
 
 @dataclass
