@@ -81,22 +81,7 @@ class DriftMonitor:
 
     def observe(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float]) -> list[DriftAlert]:
         """A scored batch: feature rows, their probabilities and event times (epoch s)."""
-        alerts: list[DriftAlert] = []
-        fired: set[str] = set()
-        for row, p, ts in zip(rows, probabilities, event_ts):
-            self.clock = max(self.clock, ts)
-            if self._seen < self.config.warmup_events:
-                # Histories are still filling (windows of 30-90 days): not yet comparable to training.
-                self._seen += 1
-                continue
-            report = self.window.update(row, p, ts)
-            if report is not None:
-                self.last_report = report
-                alerts.extend(self._alerts(self.data.update(report), report.start_ts, report.end_ts))
-            self._seen += 1
-            if self._seen % self.config.sample == 0:
-                fired.update(self.scores.update(p))
-            self.concept.add_score(str(row.get("customer_id", "")), ts, p)
+        alerts, fired = self._take(rows, probabilities, event_ts)
         if fired and self._score_shifted() and self.clock >= self._score_cooldown_until:
             self._score_cooldown_until = self.clock + self.config.cooldown_s
             stats = {"score_psi": self.last_report.psi.get("score", 0.0)}
@@ -113,6 +98,35 @@ class DriftMonitor:
                 self._concept_cooldown_until = self.clock + self.config.cooldown_s
                 alerts.extend(self._alerts([finding], self.clock - self.config.horizon_s, self.clock))
         return alerts
+
+    def _take(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float]
+              ) -> tuple[list[DriftAlert], set[str]]:
+        """Feed a batch's vectors to the windows and detectors: the data alerts of the windows it
+        closes, and the score detectors that flagged a change.
+
+        The same as taking the vectors one at a time (the unit tests compare the two); the
+        feature windows bin a whole batch at once.
+        """
+        alerts: list[DriftAlert] = []
+        fired: set[str] = set()
+        if len(event_ts):
+            self.clock = max(self.clock, max(event_ts))
+        # Histories are still filling (windows of 30-90 days): not yet comparable to training.
+        skip = min(len(rows), max(0, self.config.warmup_events - self._seen))
+        self._seen += skip
+        rows, probabilities, event_ts = rows[skip:], probabilities[skip:], event_ts[skip:]
+        for _, report in self.window.update_many(rows, probabilities, event_ts):
+            self.last_report = report
+            alerts.extend(self._alerts(self.data.update(report), report.start_ts, report.end_ts))
+        # The score detectors see every sample-th vector of the stream, counting from its first.
+        sample = self.config.sample
+        for i in range((-self._seen - 1) % sample, len(rows), sample):
+            fired.update(self.scores.update(probabilities[i]))
+        self._seen += len(rows)
+        add_score = self.concept.add_score
+        for row, p, ts in zip(rows, probabilities, event_ts):
+            add_score(str(row.get("customer_id", "")), ts, p)
+        return alerts, fired
 
     def label(self, customer_id: str, closed_ts: float) -> None:
         """Ground truth: the customer closed the account at ``closed_ts``."""

@@ -30,8 +30,10 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from stream.drift.psi import categorical_psi, psi
 
@@ -69,6 +71,11 @@ class _Numeric:
 
     def add(self, value: float) -> None:
         self.counts[bisect_right(self.edges, value)] += 1
+
+    def add_many(self, values: np.ndarray) -> None:
+        """:meth:`add` for every value (``searchsorted(side="right")`` is ``bisect_right``, NaN included)."""
+        binned = np.bincount(np.searchsorted(self.edges, values, side="right"), minlength=len(self.counts))
+        self.counts = [c + int(b) for c, b in zip(self.counts, binned)]
 
     def close(self) -> float:
         value = psi(self.shares, self.counts)
@@ -136,6 +143,47 @@ class FeatureWindow:
         if self.every_n is not None and self._count >= self.every_n:
             report = self.flush()
         return report
+
+    def update_many(self, rows: Sequence[Mapping], scores: Sequence[float], stamps: Sequence[float]
+                    ) -> list[tuple[int, WindowReport]]:
+        """:meth:`update` for a batch; each report comes with the index of the vector that closed it.
+
+        Count windows take the batch in slices up to each window's end, binning every
+        feature of a slice at once with NumPy; the reports are those of one update per
+        vector. Event-time windows go vector by vector.
+        """
+        reports: list[tuple[int, WindowReport]] = []
+        if self.every_n is None:
+            for i, (row, score, ts) in enumerate(zip(rows, scores, stamps)):
+                report = self.update(row, score, ts)
+                if report is not None:
+                    reports.append((i, report))
+            return reports
+        start, total = 0, len(rows)
+        while start < total:
+            end = min(total, start + self.every_n - self._count)
+            self._add_slice(rows[start:end], scores[start:end], stamps[start:end])
+            if self._count >= self.every_n:
+                report = self.flush()
+                if report is not None:
+                    reports.append((end - 1, report))
+            start = end
+        return reports
+
+    def _add_slice(self, rows: Sequence[Mapping], scores: Sequence[float], stamps: Sequence[float]) -> None:
+        n = len(rows)
+        for name, bins in self._numeric.items():
+            bins.add_many(np.fromiter((row[name] for row in rows), dtype=np.float64, count=n))
+        for name, (_, counter) in self._categorical.items():
+            counter.update(str(row[name]) for row in rows)
+        if self._score is not None:
+            present = [float(s) for s in scores if s is not None]
+            if present:
+                self._score.add_many(np.asarray(present, dtype=np.float64))
+                self._score_count += len(present)
+        self._count += n
+        self._min_ts = min(self._min_ts, min(stamps))
+        self._max_ts = max(self._max_ts, max(stamps))
 
     def flush(self) -> WindowReport | None:
         """Close the open window now (on shutdown or a timer); ``None`` when it is empty."""

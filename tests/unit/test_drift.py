@@ -22,6 +22,7 @@ from stream.drift.detectors import (
     roc_auc,
 )
 from stream.drift.psi import PSI_THRESHOLDS, categorical_psi, numeric_counts, psi, severity
+from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.drift.windows import FeatureWindow, WindowReport
 from training.reference import reference_distributions
 
@@ -156,6 +157,88 @@ def test_window_closes_by_count(reference):
     assert window.count == 50
     assert window.flush().count == 50
     assert window.flush() is None
+
+
+@pytest.mark.parametrize("every", [{"every_n": 97}, {"every_s": 40.0}])
+def test_a_batch_update_reports_what_updates_one_by_one_report(reference, every):
+    rng = np.random.default_rng(21)
+    n = 1000
+    values = rows(frame(rng, n, shift=0.5, plans=(*PLANS, "flex")))
+    for i in range(0, n, 37):  # values on and beyond the edges
+        values[i]["usage_trend"] = [math.nan, math.inf, -math.inf, 0.0][i % 4]
+    scores = [None if i % 11 == 0 else float(p) for i, p in enumerate(rng.beta(2, 8, n))]
+    stamps = (np.arange(n) + rng.integers(-5, 5, n)).astype(float).tolist()
+
+    one, many = FeatureWindow(reference, **every), FeatureWindow(reference, **every)
+    expected = []
+    for i, (row, score, ts) in enumerate(zip(values, scores, stamps)):
+        report = one.update(row, score, ts)
+        if report is not None:
+            expected.append((i, report))
+    got, start = [], 0
+    for size in rng.integers(1, 250, 100):
+        batch = slice(start, min(n, start + int(size)))
+        got += [(start + i, r) for i, r in many.update_many(values[batch], scores[batch], stamps[batch])]
+        start = batch.stop
+        if start >= n:
+            break
+    assert len(expected) >= 8
+    assert got == expected
+    assert many.flush() == one.flush()
+
+
+def test_the_monitor_fed_in_batches_alerts_as_fed_one_vector_at_a_time(reference):
+    rng = np.random.default_rng(22)
+    config = DriftConfig(window_events=300, warmup_events=450, min_count=100, cooldown_s=50.0, sample=7)
+    n = 6000
+    values = rows(pd.concat([frame(rng, n // 2), frame(rng, n // 2, shift=1.0, plans=("basic", "flex"))],
+                            ignore_index=True))
+    for i, row in enumerate(values):
+        row["customer_id"] = f"c{i % 300}"
+    scores = np.concatenate([rng.beta(2, 8, n // 2), rng.beta(5, 3, n // 2)]).tolist()
+    stamps = (np.arange(n) * 10.0).tolist()
+
+    def alerts(monitor, sizes):
+        out, start = [], 0
+        for size in sizes:
+            end = min(n, start + size)
+            out += [(a.detector, a.kind, a.features, a.window_start, a.window_end)
+                    for a in monitor.observe(values[start:end], scores[start:end], stamps[start:end])]
+            start = end
+        assert start == n
+        return out
+
+    class OneByOne(DriftMonitor):
+        """The monitor taking a batch's vectors one at a time, as it did before windows took batches."""
+
+        def _take(self, rows, probabilities, event_ts):
+            alerts, fired = [], set()
+            for row, p, ts in zip(rows, probabilities, event_ts):
+                self.clock = max(self.clock, ts)
+                if self._seen < self.config.warmup_events:
+                    self._seen += 1
+                    continue
+                report = self.window.update(row, p, ts)
+                if report is not None:
+                    self.last_report = report
+                    alerts.extend(self._alerts(self.data.update(report), report.start_ts, report.end_ts))
+                self._seen += 1
+                if self._seen % self.config.sample == 0:
+                    fired.update(self.scores.update(p))
+                self.concept.add_score(str(row.get("customer_id", "")), ts, p)
+            return alerts, fired
+
+    sizes = [int(s) for s in rng.integers(1, 700, 100)] + [n]
+    one, batched = OneByOne(reference, "1", config), DriftMonitor(reference, "1", config)
+    expected = alerts(one, sizes)
+    got = alerts(batched, sizes)
+    assert any(kind == "data" for _, kind, *_ in expected) and any(kind == "prediction" for _, kind, *_ in expected)
+    assert got == expected
+    assert batched._seen == one._seen == n and batched.clock == one.clock
+    # The same vectors reached the score detectors: KSWIN keeps the last 300 it saw.
+    assert batched.scores.n == one.scores.n == n // config.sample - config.warmup_events // config.sample
+    assert list(batched.scores.detectors["kswin"].window) == list(one.scores.detectors["kswin"].window)
+    assert batched.concept.pending == one.concept.pending > 0
 
 
 def test_window_closes_by_event_time(reference):
