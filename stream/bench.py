@@ -21,6 +21,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,21 @@ def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path
     return WorkerProcess(env, log_path)
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system, all threads) process ``pid`` has used, in seconds (Linux ``/proc``); NaN
+    when unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
+def events_in(procs) -> float:
+    """Valid events the workers have consumed so far (``churn_events_in_total``, every type)."""
+    return sum(v for worker in procs for k, v in worker.metrics().items() if k.startswith("churn_events_in_total"))
+
+
 def rss_mb(pid: int | None) -> float:
     """Resident memory of process ``pid`` in MiB (Linux ``/proc``); NaN when unknown."""
     try:
@@ -190,11 +206,18 @@ def batch_breakdown(before: dict[str, float], after: dict[str, float]) -> dict[s
             "mean_oldest_wait_ms": round(d["wait_ms"] / n, 2), "mean_processing_ms": round(d["processing_ms"] / n, 2)}
 
 
+class StreamRun(NamedTuple):
+    throughput: VariantResult
+    latency: VariantResult
+    rss_mb: list[float]  # each worker's, after the backlog
+    latency_batches: dict[str, float]  # the paced phase's per-batch means (:func:`batch_breakdown`)
+    cpu_us_per_event: float  # the workers' CPU per backlog event
+
+
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
-               report, workers: int = 1) -> tuple[VariantResult, VariantResult, list[float], dict[str, float]]:
+               report, workers: int = 1) -> StreamRun:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
-    of one app; also each worker's resident memory after the backlog, and the paced phase's
-    per-batch means (:func:`batch_breakdown`)."""
+    of one app."""
     from stream.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
@@ -211,7 +234,12 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
             procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name).start())
         for worker in procs:
             worker.wait_serving()
+        # The workers' own CPU per event on the backlog, from here on: steadier than events/s on
+        # a machine whose cores the broker and this process share with them.
+        cpu_start, events_start = sum(cpu_seconds(w.pid) for w in procs), events_in(procs)
         scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600)
+        cpu_used, events_done = sum(cpu_seconds(w.pid) for w in procs) - cpu_start, events_in(procs) - events_start
+        cpu_us = cpu_used / events_done * 1e6 if events_done >= len(backlog) / 2 else float("nan")
         memory = [round(rss_mb(worker.pid), 1) for worker in procs]
         ids = [s["event_id"] for s in scores]
         if len(set(ids)) != len(backlog) or len(ids) != len(backlog):
@@ -227,7 +255,7 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
-        return throughput, latency, memory, breakdown
+        return StreamRun(throughput, latency, memory, breakdown, round(cpu_us, 1))
     finally:
         for worker in procs:
             worker.stop()
@@ -332,19 +360,19 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
     try:
-        throughput, latency, memory, breakdown = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report,
-                                                 workers)
+        run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers)
         report("per-row pattern")
         per_row = run_per_row(model, backlog)
         raw, state_sizes = run_raw(settings, bootstrap, backlog, model, settings.score_batch_size, report)
     finally:
         if broker is not None:
             broker.stop()
+    throughput, latency = run.throughput, run.latency
     stream_entry = {**throughput.as_dict(), "p50_ms": latency.as_dict()["p50_ms"],
                     "p95_ms": latency.as_dict()["p95_ms"], "p99_ms": latency.as_dict()["p99_ms"],
                     "latency_rate": round(latency.events / latency.seconds, 1) if latency.seconds else 0,
-                    "latency_events": latency.events, "latency_batches": breakdown, "workers": workers,
-                    "worker_rss_mb": memory,
+                    "latency_events": latency.events, "latency_batches": run.latency_batches, "workers": workers,
+                    "worker_rss_mb": run.rss_mb, "worker_cpu_us_per_event": run.cpu_us_per_event,
                     "store": settings.store}
     doc = {
         "model_version": model.version,
