@@ -21,8 +21,8 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import NamedTuple
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import orjson
@@ -36,7 +36,7 @@ from stream.errors import ChurnError, ConfigError
 from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
 from stream.kafka_config import confluent_config
 from stream.model_holder import RegistrySource
-from stream.processes import WorkerProcess
+from stream.processes import WorkerProcess, metric_sum
 from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
 
@@ -163,7 +163,7 @@ def cpu_seconds(pid: int | None) -> float:
 
 def events_in(procs) -> float:
     """Valid events the workers have consumed so far (``churn_events_in_total``, every type)."""
-    return sum(v for worker in procs for k, v in worker.metrics().items() if k.startswith("churn_events_in_total"))
+    return sum(metric_sum(worker.metrics(), "churn_events_in_total") for worker in procs)
 
 
 def rss_mb(pid: int | None) -> float:

@@ -179,10 +179,10 @@ def bench(
         console.print(f"in that phase {b['batches']:,} batches of {b['mean_batch_events']:,.1f} events on average; "
                       f"a batch's oldest event waited {b['mean_oldest_wait_ms']:.1f} ms from its append to the start "
                       f"of processing, which took {b['mean_processing_ms']:.1f} ms")
-    sizes = doc["state_bytes"]
     if s["worker_cpu_us_per_event"] > 0:  # NaN when too few backlog events were left to measure
         console.print(f"worker CPU per backlog event: {s['worker_cpu_us_per_event']:,.1f} µs (all its threads; "
                       f"{1e6 / s['worker_cpu_us_per_event']:,.0f} events per CPU-second)")
+    sizes = doc["state_bytes"]
     console.print(f"{s['workers']} worker(s), store {s['store']}, RSS after the backlog "
                   f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
                   f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "

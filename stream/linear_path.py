@@ -31,13 +31,11 @@ ColumnsPredictor = Callable[[Columns], np.ndarray]
 
 def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
     """The NumPy equivalent of ``pipeline.predict_proba(frame)[:, 1]``, or ``None`` for any other shape."""
-    try:
-        from sklearn.compose import ColumnTransformer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import OneHotEncoder, StandardScaler
-    except ImportError:  # pragma: no cover - sklearn is a dependency
-        return None
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
     if type(pipeline) is not Pipeline or len(pipeline.steps) != 2:
         return None
     (_, features), (_, classifier) = pipeline.steps
@@ -45,10 +43,10 @@ def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
         return None
     if len(getattr(classifier, "classes_", ())) != 2 or classifier.coef_.shape[0] != 1:
         return None
-    fitted = [t for t in features.transformers_ if t[0] != "remainder"]
     remainder = [t for t in features.transformers_ if t[0] == "remainder"]
     if remainder and remainder[0][1] != "drop" and list(remainder[0][2]):
         return None
+    fitted = _fitted(features)
     if len(fitted) != 2:
         return None
     (_, scaler, numeric), (_, encoder, categorical) = fitted
@@ -90,15 +88,18 @@ def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
     return predict
 
 
+def _fitted(features) -> list[tuple]:
+    """A fitted ``ColumnTransformer``'s (name, transformer, columns), the remainder left out."""
+    return [t for t in features.transformers_ if t[0] != "remainder"]
+
+
 def probe_columns(pipeline: object, n: int = 256, seed: int = 0) -> dict[str, list]:
-    """Rows to check a compiled path on: numeric values around the fitted means, every known category
-    and one unknown."""
+    """Rows to check a compiled path on (a pipeline :func:`compile_pipeline` accepts): numeric values
+    around the fitted means, every known category and one unknown."""
     rng = np.random.default_rng(seed)
-    (_, features), _ = pipeline.steps
-    fitted = {t[0]: t[1] for t in features.transformers_ if t[0] != "remainder"}
-    scaler = next(t for t in fitted.values() if hasattr(t, "mean_"))
-    encoder = next(t for t in fitted.values() if hasattr(t, "categories_"))
-    values = rng.normal(scaler.mean_, np.where(scaler.scale_ > 0, scaler.scale_, 1.0) * 2.0, size=(n, len(scaler.mean_)))
+    (_, scaler, _), (_, encoder, _) = _fitted(pipeline.steps[0][1])
+    spread = np.where(scaler.scale_ > 0, scaler.scale_, 1.0) * 2.0
+    values = rng.normal(scaler.mean_, spread, size=(n, len(scaler.mean_)))
     columns: dict[str, list] = {name: values[:, i].tolist() for i, name in enumerate(NUMERIC_FEATURES)}
     for name, categories in zip(CATEGORICAL_FEATURES, encoder.categories_):
         choices = [*categories.tolist(), "an unknown category"]

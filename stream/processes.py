@@ -54,6 +54,16 @@ def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str
     return samples
 
 
+def metric_sum(samples: Mapping[str, float], name: str) -> float:
+    """The sum of every sample of ``name``, over all its labels.
+
+    >>> metric_sum({'events_total{type="a"}': 2.0, 'events_total{type="b"}': 3.0, 'events_total_x': 9.0},
+    ...            "events_total")
+    5.0
+    """
+    return sum(v for k, v in samples.items() if k == name or k.startswith(name + "{"))
+
+
 def labelled(samples: Mapping[str, float], name: str, label: str) -> dict[str, float]:
     """The samples of ``name`` by the value of ``label``.
 

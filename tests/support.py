@@ -17,7 +17,7 @@ from producers.simulator import SimConfig, Simulator
 from stream.broker import free_port  # noqa: F401 - re-exported for tests
 from stream.end_offsets import exact_end_offsets
 from stream.kafka_config import confluent_config
-from stream.processes import WorkerProcess, child_env, scrape  # noqa: F401 - re-exported for tests
+from stream.processes import WorkerProcess, child_env, metric_sum, scrape  # noqa: F401 - re-exported for tests
 from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
 
@@ -34,10 +34,6 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not met within {timeout:.0f}s")
         time.sleep(interval)
-
-
-def metric_sum(samples: dict[str, float], prefix: str) -> float:
-    return sum(v for k, v in samples.items() if k == prefix or k.startswith(prefix + "{"))
 
 
 def worker_env(base: dict[str, str], **over: str) -> dict[str, str]:
