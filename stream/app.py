@@ -28,6 +28,13 @@ recovers), and only then are the events acked. A crash can therefore repeat outp
 its output. Tables use ``use_partitioner=True``: the changelog key is the message
 key, so Kafka's murmur2 partitioner puts each changelog record on the partition of
 the event that produced it.
+
+That ordered end of a batch (two broker round trips) runs in the background
+(:mod:`stream.commit_chain`) while the agent processes the next batch, up to
+``CHURN_BATCHES_IN_FLIGHT`` batches deep, and batches finish in their order. A
+batch's states reach the table only in its finish, after its outputs are
+acknowledged; until then later batches read them from the agent's ``unwritten``
+states, so the table never holds a state whose outputs might still be lost.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
+from functools import partial
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,6 +58,7 @@ from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
 from stream.batch_producer import BatchProducer
 from stream.batching import batches
+from stream.commit_chain import CommitChain
 from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
 from stream.features import CustomerState, features
@@ -272,14 +281,14 @@ def create_app(
             if left:
                 log.warning("%d output records were not delivered before shutdown", left)
 
+    def outbound(out: list[Outbound]) -> list[tuple]:
+        return [(out_topics[o.topic], o.key, o.value, o.headers) for o in out]
+
     async def publish(out: list[Outbound]) -> None:
         """Send a batch's outputs and wait until the broker has acknowledged all of them."""
-        await producer().send([(out_topics[o.topic], o.key, o.value, o.headers) for o in out])
+        await producer().send(outbound(out))
 
     decoded = StateCache()
-
-    def load_state(key: bytes) -> CustomerState | None:
-        return decoded.take(key, state_table.get(key))
 
     async def serving_model():
         """The serving model, waiting for the first one to load."""
@@ -300,32 +309,75 @@ def create_app(
                      message.topic, message.partition, message.offset, message.generation_id,
                      app.consumer_generation_id)
 
+    # States of processed batches not yet written to the table (their outputs are not yet
+    # acknowledged), by key: the batch's sequence number and the state. Later batches read
+    # them from here; a batch's finish moves its states to the table and the decoded cache.
+    unwritten: dict[bytes, tuple[int, CustomerState]] = {}
+
+    def load_state(key: bytes) -> CustomerState | None:
+        entry = unwritten.get(key)
+        if entry is not None:
+            return entry[1]
+        return decoded.take(key, state_table.get(key))
+
     @app.agent(events_topic, name="featurize")
     async def featurize(stream):
         # Until a model is loaded the first batch waits, unacked; the consumer's queue
         # behind it fills and then pauses fetching (back pressure), nothing is lost.
-        async for events in batches(stream, settings.score_batch_size, batch_within, on_skip=skipped):
-            model = await serving_model()
-            began = time.time()
-            inbound = [_inbound(e) for e in events]
-            metrics.batch_wait_ms.observe(max(0.0, began * 1000.0 - min(m.timestamp_ms for m in inbound)))
-            result = featurizer.process(inbound, load_state)
-            scored = scorer.score(result.scorable, model)
-            await observe_drift(scored)
-            await publish(result.out + scored.out)
-            raws = {key: state.to_bytes() for key, state in result.dirty.items()}
-            await write_tables(producer(), [(state_table, raws), (score_table, latest_scores(scored))], events)
-            metrics.batch_processing_ms.observe((time.time() - began) * 1000.0)
-            for key, raw in raws.items():
-                decoded.put(key, raw, result.dirty[key])
-            # Clocks advance only once the states behind them are in the table.
-            dirty = result.dirty
-            for event in events:
-                state = dirty.get(event.message.key)
-                if state is not None and state.last_ts is not None:
-                    part = event.message.partition
-                    if state.last_ts > partition_clock.get(part, 0.0):
-                        partition_clock[part] = state.last_ts
+        chain = CommitChain(settings.batches_in_flight)
+        seq = 0
+        try:
+            async for events in batches(stream, settings.score_batch_size, batch_within, on_skip=skipped,
+                                        auto_ack=False):
+                model = await serving_model()
+                began = time.time()
+                inbound = [_inbound(e) for e in events]
+                metrics.batch_wait_ms.observe(max(0.0, began * 1000.0 - min(m.timestamp_ms for m in inbound)))
+                result = featurizer.process(inbound, load_state)
+                scored = scorer.score(result.scorable, model)
+                await observe_drift(scored)
+                sent = producer().submit(outbound(result.out + scored.out))
+                seq += 1
+                raws = {}
+                for key, state in result.dirty.items():
+                    raws[key] = state.to_bytes()
+                    unwritten[key] = (seq, state)
+                await chain.add(partial(finish, seq, events, sent, raws, result.dirty, latest_scores(scored),
+                                        batch_clocks(events, result.dirty), began))
+        except BaseException:
+            # States a failed batch half-changed must not reach the next batch.
+            unwritten.clear()
+            raise
+        finally:
+            await chain.settle(timeout=5.0)
+
+    def batch_clocks(events, dirty: dict[bytes, CustomerState]) -> dict[int, float]:
+        """The greatest event time per partition among a batch's states (read now: later batches change them)."""
+        clocks: dict[int, float] = {}
+        for event in events:
+            state = dirty.get(event.message.key)
+            if state is not None and state.last_ts is not None:
+                part = event.message.partition
+                if state.last_ts > clocks.get(part, 0.0):
+                    clocks[part] = state.last_ts
+        return clocks
+
+    async def finish(seq: int, events, sent, raws: dict[bytes, bytes], dirty: dict[bytes, CustomerState],
+                     scores: dict[bytes, bytes], clocks: dict[int, float], began: float) -> None:
+        """A batch's ordered end: outputs acknowledged, then state written and acknowledged, then events acked."""
+        await sent
+        await write_tables(producer(), [(state_table, raws), (score_table, scores)], events)
+        metrics.batch_processing_ms.observe((time.time() - began) * 1000.0)
+        for key, raw in raws.items():
+            entry = unwritten.get(key)
+            if entry is not None and entry[0] == seq:  # no later batch changed it since
+                del unwritten[key]
+                decoded.put(key, raw, dirty[key])
+        events.ack()
+        # Clocks advance only once the states behind them are in the table.
+        for part, clock in clocks.items():
+            if clock > partition_clock.get(part, 0.0):
+                partition_clock[part] = clock
 
     def latest_scores(scored) -> dict[bytes, bytes]:
         return {o.key: o.value for o in scored.out}

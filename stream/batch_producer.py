@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 
 from confluent_kafka import KafkaException, Producer
 
@@ -89,19 +89,38 @@ class BatchProducer:
 
     async def send(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
         """Send ``records`` (topic, key, value, headers) in order; the highest offset per partition."""
-        if not records:
-            return {}
+        return await self.submit(records)
+
+    def submit(self, records: Sequence[Record]) -> Awaitable[dict[tuple[str, int], int]]:
+        """Hand ``records`` to librdkafka now; await the result for their acknowledgement.
+
+        What :meth:`send` does, split so that the caller can go on working while the
+        broker acknowledges: records are produced before this returns, unless
+        librdkafka's queue is full, in which case the rest are produced when the result
+        is awaited, as deliveries make room.
+        """
         batch = _Batch(asyncio.get_running_loop(), len(records))
         produce = self._producer.produce
         callback = batch.on_delivery
-        for topic, key, value, headers in records:
+        for i, (topic, key, value, headers) in enumerate(records):
+            try:
+                produce(topic, value, key, headers=headers, on_delivery=callback)
+            except BufferError:
+                return self._finish(batch, records[i:])
+        return self._finish(batch, ())
+
+    async def _finish(self, batch: _Batch, rest: Sequence[Record]) -> dict[tuple[str, int], int]:
+        produce = self._producer.produce
+        callback = batch.on_delivery
+        for topic, key, value, headers in rest:
             while True:
                 try:
                     produce(topic, value, key, headers=headers, on_delivery=callback)
                     break
                 except BufferError:  # librdkafka's queue is full: let deliveries drain it
                     await asyncio.sleep(0.005)
-        await batch.future
+        if batch.remaining:
+            await batch.future
         if batch.error is not None:
             raise KafkaException(batch.error)
         return batch.offsets

@@ -30,6 +30,12 @@ only after it has been processed. A batch whose processing raised, or that was
 abandoned (the agent stopping), is not acked: its offsets are not committed and
 its events are delivered again after a restart or rebalance (at-least-once).
 ``take_events`` acks in a ``finally`` and would commit such a batch.
+
+With ``auto_ack=False`` the caller acks each batch itself, with :meth:`Batch.ack`,
+whenever its results are durable, possibly after later batches were taken: an
+agent can then process the next batch while the broker acknowledges the last
+one's outputs. Faust commits an offset only once every event before it is acked,
+so batches acked out of order still commit in order.
 """
 
 from __future__ import annotations
@@ -40,23 +46,42 @@ from collections.abc import AsyncGenerator, Callable
 from faust.types import EventT, StreamT
 
 
+class Batch(list):
+    """A batch of events; :meth:`ack` acks them all, once."""
+
+    __slots__ = ("_ack", "acked")
+
+    def __init__(self, ack: Callable[[EventT], None]) -> None:
+        super().__init__()
+        self._ack = ack
+        self.acked = False
+
+    def ack(self) -> None:
+        if not self.acked:
+            self.acked = True
+            for event in self:
+                self._ack(event)
+
+
 def batches(stream: StreamT, max_events: int, within: float,
-            on_skip: Callable[[EventT, str], None] | None = None) -> AsyncGenerator[list[EventT], None]:
+            on_skip: Callable[[EventT, str], None] | None = None,
+            auto_ack: bool = True) -> AsyncGenerator[Batch, None]:
     """Batches of at most ``max_events`` events, none waiting more than ``within`` seconds.
 
     ``on_skip(event, why)`` is called for each event skipped as Faust skips it, with
     ``why`` "suspended" (flow control is suspended: a rebalance is under way) or
-    "generation" (fetched in an older consumer generation).
+    "generation" (fetched in an older consumer generation). With ``auto_ack`` a
+    batch is acked when the next one is asked for; without, by its :meth:`Batch.ack`.
     """
     if max_events < 1 or within <= 0:
         raise ValueError(f"batches need max_events >= 1 and within > 0, not {max_events} and {within}")
-    agen = _batches(stream, max_events, within, on_skip)
+    agen = _batches(stream, max_events, within, on_skip, auto_ack)
     # Registered like take_events' generators so that Stream.on_stop closes it.
     stream._active_agens.add(agen)
     return agen
 
 
-async def _batches(stream, max_events: int, within: float, on_skip) -> AsyncGenerator[list[EventT], None]:
+async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bool) -> AsyncGenerator[Batch, None]:
     loop = asyncio.get_running_loop()
     app = stream.app
     channel = aiter(stream.channel)
@@ -94,7 +119,7 @@ async def _batches(stream, max_events: int, within: float, on_skip) -> AsyncGene
     started = await stream.maybe_start()
     try:
         while not stream.should_stop:
-            batch: list[EventT] = []
+            batch = Batch(ack)
             deadline = 0.0
             while len(batch) < max_events:
                 if not queue.empty():
@@ -117,8 +142,8 @@ async def _batches(stream, max_events: int, within: float, on_skip) -> AsyncGene
                 continue
             stream.events_total += len(batch)
             yield batch
-            for event in batch:
-                ack(event)
+            if auto_ack:
+                batch.ack()
     except StopAsyncIteration:
         # Faust ends a channel's iteration by throwing this into its queue.
         return

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         2, ge=1, le=60_000,
         description="CHURN_SCORE_BATCH_MS: longest the first event of a partial batch waits for more.",
     )
+    batches_in_flight: int = Field(
+        2, ge=1, le=64,
+        description="CHURN_BATCHES_IN_FLIGHT: processed batches whose outputs and state the broker has not yet "
+                    "acknowledged, while the next is processed; they finish in order and their events are acked only "
+                    "then. 1 still processes the next batch during the last one's round trips.",
+    )
     fetch_max_wait_ms: int = Field(
         1500, ge=1, le=60_000,
         description="CHURN_FETCH_MAX_WAIT_MS: longest a fetch may wait for data (Faust's own value is 1500). The "

@@ -57,3 +57,28 @@ def test_a_failed_delivery_raises_instead_of_resolving():
             asyncio.run(asyncio.wait_for(producer.send([("anywhere", b"k", b"v", None)]), 30))
     finally:
         producer.close(timeout_s=1)
+
+
+def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_room(kafka_bootstrap, unique_prefix):
+    topic = _topic(kafka_bootstrap, f"{unique_prefix}submit", 2)
+    records = [(topic, f"c{i % 11}".encode(), f"{i}".encode(), None) for i in range(300)]
+
+    async def run() -> tuple[int, dict]:
+        producer = BatchProducer({"bootstrap.servers": kafka_bootstrap, "queue.buffering.max.messages": "50"})
+        try:
+            early = producer.submit(records[:40])
+            # Not awaited yet, but already with librdkafka: a flush delivers all 40.
+            left = producer._producer.flush(30)
+            await early
+            # 260 records do not fit a 50-record queue: the rest go as deliveries make room.
+            return left, await asyncio.wait_for(producer.submit(records[40:]), 30)
+        finally:
+            assert producer.close() == 0
+
+    left, offsets = asyncio.run(run())
+    assert left == 0
+    reader = TopicReader(kafka_bootstrap, topic)
+    reader.read_until(lambda r: len(r) >= len(records), 30, "every submitted record on the broker")
+    reader.close()
+    assert sorted(int(r.value) for r in reader.records) == list(range(300))
+    assert offsets == {(topic, p): max(r.offset for r in reader.records if r.partition == p) for p in (0, 1)}

@@ -126,6 +126,22 @@ async def test_a_batch_is_acked_when_the_next_is_asked_for_not_before(stream):
     assert stream.stopped
 
 
+async def test_without_auto_ack_a_batch_is_acked_by_its_caller_in_any_order(stream):
+    events = [Event(i) for i in range(4)]
+    fill(stream, events)
+    agen = batches(stream, max_events=2, within=0.01, auto_ack=False)
+    first = await asyncio.wait_for(anext(agen), 2)
+    second = await asyncio.wait_for(anext(agen), 2)
+    assert [e.acked for e in events] == [0, 0, 0, 0]  # asking for the next batch acks nothing
+    second.ack()
+    second.ack()
+    assert [e.acked for e in events] == [0, 0, 1, 1]  # once, though asked twice
+    first.ack()
+    assert [e.acked for e in events] == [1, 1, 1, 1]
+    assert stream.sensed_out == [2, 3, 0, 1]
+    await agen.aclose()
+
+
 async def test_a_batch_whose_processing_raised_is_never_acked(stream):
     events = [Event(i) for i in range(4)]
     fill(stream, events)
