@@ -42,9 +42,9 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from functools import partial
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 import faust
 import orjson
@@ -60,9 +60,9 @@ from stream.batch_producer import BatchProducer
 from stream.batching import batches
 from stream.commit_chain import CommitChain
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
-from stream.features import CustomerState, features
 from stream.end_offsets import install as install_exact_end_offsets
+from stream.features import CustomerState, features
+from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
 from stream.fetch_wait import install as install_fetch_wait
 from stream.inline_delivery import install as install_inline_delivery
 from stream.kafka_config import confluent_config, faust_broker_kwargs
