@@ -38,7 +38,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
-from bisect import insort
+from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -57,6 +57,7 @@ USAGE_WINDOW_BUCKETS = 6
 UNKNOWN_PLAN = "unknown"
 
 _NEG_INF = float("-inf")
+STATE_FORMAT = 2  # the first element of an encoded state (format 1 was an object)
 
 
 class Admission(enum.Enum):
@@ -87,49 +88,49 @@ class CustomerState:
     closed_ts: float | None = None
     recent: list[tuple[int, int]] = field(default_factory=list)  # (event time in ms, id hash), sorted
     n_events: int = 0
+    # The id hashes in ``recent``, for the duplicate check; derived, not stored.
+    recent_ids: set[int] = field(default_factory=set, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.recent_ids = {h for _, h in self.recent}
 
     def to_bytes(self) -> bytes:
-        """Compact JSON for the state table: times as integer ms before ``last_ts``.
+        """Compact JSON for the state table: one array, led by :data:`STATE_FORMAT`.
 
-        Written out longhand (no helper per time): it runs once per changed customer
-        per batch, on the worker's hot path.
+        Every value is already JSON (times are epoch seconds rounded to the millisecond,
+        whose shortest repr orjson writes back exactly), so the encoding is one C call:
+        it runs once per new event, on the worker's hot path.
         """
-        last_ms = round((self.last_ts or 0.0) * 1000)
-        signup, first, prev, closed = self.signup_ts, self.first_ts, self.prev_ts, self.closed_ts
-        plan_at, plan_h = self.plan_key
-        autopay_at, autopay_h = self.autopay_key
-        recent = []
-        for t, h in self.recent:
-            recent.append(last_ms - t)
-            recent.append(h)
-        usage = []  # amounts are stored rounded to 3 places (see _fold)
-        for b in sorted(self.usage):
-            usage.append(b)
-            usage.append(self.usage[b])
+        plan_key = None if self.plan_key[0] == _NEG_INF else self.plan_key
+        autopay_key = None if self.autopay_key[0] == _NEG_INF else self.autopay_key
         return orjson.dumps(
-            {
-                "c": self.customer_id,
-                "l": last_ms,
-                "s": None if signup is None else last_ms - round(signup * 1000),
-                "f": None if first is None else last_ms - round(first * 1000),
-                "p": None if prev is None else last_ms - round(prev * 1000),
-                "x": None if closed is None else last_ms - round(closed * 1000),
-                "pl": self.plan,
-                "m": self.monthly_charges,
-                "pk": None if plan_at == _NEG_INF else [last_ms - round(plan_at * 1000), plan_h],
-                "a": int(self.has_autopay),
-                "ak": None if autopay_at == _NEG_INF else [last_ms - round(autopay_at * 1000), autopay_h],
-                "sc": [last_ms - round(t * 1000) for t in self.support_calls],
-                "fp": [last_ms - round(t * 1000) for t in self.failed_payments],
-                "u": usage,
-                "r": recent,
-                "n": self.n_events,
-            }
+            [STATE_FORMAT, self.customer_id, self.last_ts, self.signup_ts, self.first_ts, self.prev_ts,
+             self.closed_ts, self.plan, self.monthly_charges, plan_key, self.has_autopay, autopay_key,
+             self.support_calls, self.failed_payments, sorted(self.usage.items()), self.recent, self.n_events]
         )
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> CustomerState:
         d = orjson.loads(raw)
+        if isinstance(d, dict):
+            return cls._from_relative(d)
+        if d[0] != STATE_FORMAT:
+            raise ValueError(f"unknown customer-state format {d[0]!r} (this version reads {STATE_FORMAT})")
+        (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
+         support, failed, usage, recent, n) = d
+        return cls(
+            customer_id=customer_id, last_ts=last, signup_ts=signup, first_ts=first, prev_ts=prev,
+            closed_ts=closed, plan=plan, monthly_charges=charges,
+            plan_key=(_NEG_INF, 0) if plan_key is None else tuple(plan_key),
+            has_autopay=autopay,
+            autopay_key=(_NEG_INF, 0) if autopay_key is None else tuple(autopay_key),
+            support_calls=support, failed_payments=failed, usage=dict(usage),
+            recent=[tuple(r) for r in recent], n_events=n,
+        )
+
+    @classmethod
+    def _from_relative(cls, d: dict) -> CustomerState:
+        """The first table format: an object, times as integer ms before ``last_ts`` (still read)."""
         last_ms = d["l"]
         u, r, pk, ak = d["u"], d["r"], d["pk"], d["ak"]
 
@@ -172,10 +173,9 @@ def admit(state: CustomerState, event_id: str, ts: float) -> Admission:
 
 
 def _admit(state: CustomerState, h: int, ms: int) -> Admission:
+    if h in state.recent_ids:
+        return Admission.DUPLICATE
     recent = state.recent
-    for _, seen in recent:
-        if seen == h:
-            return Admission.DUPLICATE
     if len(recent) >= DEDUP_RING and (ms, h) < recent[0]:
         return Admission.TOO_LATE
     return Admission.NEW
@@ -199,8 +199,9 @@ def apply_checked(state: CustomerState, event: AccountEvent) -> Admission:
     if verdict is Admission.NEW:
         recent = state.recent
         insort(recent, (ms, h))
+        state.recent_ids.add(h)
         if len(recent) > DEDUP_RING:
-            del recent[0]
+            state.recent_ids.discard(recent.pop(0)[1])
         _fold(state, event, ts, (ts, h))
     return verdict
 
@@ -295,12 +296,14 @@ def feature_values(state: CustomerState, at: float) -> dict[str, float | int | s
     trend = math.log((recent_usage + 1.0) / (previous_usage + 1.0))
     support_cut = at - SUPPORT_WINDOW_DAYS * DAY
     failed_cut = at - FAILED_PAYMENT_WINDOW_DAYS * DAY
+    support, failed = state.support_calls, state.failed_payments
     return {
         "tenure_months": round(tenure, 4),
         "monthly_charges": state.monthly_charges,
         "has_autopay": int(state.has_autopay),
-        "support_calls_30d": sum(1 for t in state.support_calls if support_cut < t <= at),
-        "failed_payments_90d": sum(1 for t in state.failed_payments if failed_cut < t <= at),
+        # Both lists are sorted: the count of times t with cut < t <= at.
+        "support_calls_30d": bisect_right(support, at) - bisect_right(support, support_cut),
+        "failed_payments_90d": bisect_right(failed, at) - bisect_right(failed, failed_cut),
         "days_since_last_event": round(max(0.0, since) / DAY, 4),
         "usage_30d": round(recent_usage, 4),
         "usage_trend": round(max(-10.0, min(10.0, trend)), 4),

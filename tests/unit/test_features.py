@@ -139,6 +139,37 @@ def test_state_round_trips_through_bytes():
     assert CustomerState.from_bytes(state.to_bytes()) == state
 
 
+# ``replay(history())`` as the first table format wrote it: an object, times in ms before ``l``.
+FORMAT_1 = (
+    b'{"c":"c1","l":1773446400000,"s":6220800000,"f":6220800000,"p":172800000,"x":null,"pl":"premium","m":95.0,'
+    b'"pk":[1900800000,47431297323],"a":1,"ak":[3542400000,922434745981],"sc":[2332800000,172800000],'
+    b'"fp":[3628800000],"u":[4094,5.0,4101,2.0,4105,1.5],"r":[6220800000,263524550453,6134400000,848675351965,'
+    b'4492800000,248438765607,3628800000,552642741402,3542400000,922434745981,2332800000,805690514649,'
+    b'1900800000,47431297323,1468800000,784589843442,172800000,819514666979,0,651491813043],"n":10}'
+)
+
+
+def test_states_written_in_the_first_format_are_still_read():
+    state = replay(history())
+    old = CustomerState.from_bytes(FORMAT_1)
+    assert old == state
+    assert old.to_bytes() == state.to_bytes()
+    assert admit(old, "e05", at(31).timestamp()) is Admission.DUPLICATE
+
+
+def test_a_decoded_state_still_recognizes_its_events():
+    events = history()
+    state = CustomerState.from_bytes(replay(events).to_bytes())
+    for ev in events:
+        assert admit(state, ev.event_id, ev.ts.timestamp()) is Admission.DUPLICATE
+    assert admit(state, "new", at(73).timestamp()) is Admission.NEW
+
+
+def test_an_unknown_state_format_is_refused():
+    with pytest.raises(ValueError, match="unknown customer-state format 9"):
+        CustomerState.from_bytes(b'[9,"c1"]')
+
+
 def test_closure_is_recorded():
     state = replay([*history(), AccountClosed(event_id="z", customer_id="c1", ts=at(80))])
     assert state.closed_ts == at(80).timestamp()
