@@ -338,11 +338,9 @@ def create_app(
                 await observe_drift(scored)
                 sent = producer().submit(outbound(result.out + scored.out))
                 seq += 1
-                raws = {}
                 for key, state in result.dirty.items():
-                    raws[key] = state.to_bytes()
                     unwritten[key] = (seq, state)
-                await chain.add(partial(finish, seq, events, sent, raws, result.dirty, latest_scores(scored),
+                await chain.add(partial(finish, seq, events, sent, result.encoded, result.dirty, latest_scores(scored),
                                         batch_clocks(events, result.dirty), began))
         except BaseException:
             # States a failed batch half-changed must not reach the next batch.

@@ -1,0 +1,46 @@
+"""The featurize step on its own: table bytes, duplicates and the dead-letter path."""
+
+import pytest
+
+from producers.simulator import SimConfig, Simulator
+from schemas.events import dump_event
+from stream.features import CustomerState
+from stream.featurize import DLQ, FEATURES, Featurizer
+from stream.messages import Inbound
+from stream.metrics import StreamMetrics
+
+pytestmark = pytest.mark.unit
+
+
+def messages(n: int) -> list[Inbound]:
+    events = Simulator(SimConfig(n_customers=20, days=120, seed=2)).events()
+    out = []
+    for i, event in enumerate(events):
+        if i >= n:
+            break
+        out.append(Inbound(event.customer_id.encode(), dump_event(event), "account-events", 0, i, 1_000 + i))
+    return out
+
+
+def test_each_changed_state_comes_with_the_bytes_of_its_final_value():
+    featurizer = Featurizer(StreamMetrics.create(), 10_000)
+    batch = messages(400)
+    result = featurizer.process(batch, lambda key: None)
+    assert len(result.scorable) == 400
+    assert result.encoded.keys() == result.dirty.keys()
+    assert len(result.dirty) < 400  # several events per customer: the bytes are of the last change
+    for key, state in result.dirty.items():
+        assert result.encoded[key] == state.to_bytes()
+        assert CustomerState.from_bytes(result.encoded[key]) == state
+
+
+def test_a_repeated_batch_changes_nothing_and_bad_payloads_are_dead_lettered():
+    featurizer = Featurizer(StreamMetrics.create(), 10_000)
+    batch = messages(100)
+    first = featurizer.process(batch, lambda key: None)
+    states = {key: CustomerState.from_bytes(raw) for key, raw in first.encoded.items()}
+    bad = Inbound(b"c1", b'{"event_type": "usage"}', "account-events", 0, 100, 2_000)
+    again = featurizer.process([*batch, bad], states.get)
+    assert again.dirty == {} and again.encoded == {} and again.scorable == []
+    assert [o.topic for o in again.out] == [DLQ]
+    assert {o.topic for o in first.out} == {FEATURES}
