@@ -6,12 +6,65 @@ registry on ``/metrics``. Every metric name starts with ``churn_``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 15, 25, 50, 75, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
 BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
+
+
+class BatchHistogram(Collector):
+    """A histogram observed a batch at a time: one NumPy binning per batch.
+
+    ``Histogram.observe`` takes a lock and bisects per value; for a value per event
+    that was over a microsecond of a busy worker's time per event. Exposed exactly as
+    a ``Histogram`` of the same name and buckets is (``_bucket``, ``_count``,
+    ``_sum``), without ``_created``.
+    """
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float],
+                 registry: CollectorRegistry | None = None) -> None:
+        self.name = name
+        self.documentation = documentation
+        self._bounds = np.asarray(sorted(float(b) for b in buckets))
+        self._counts = np.zeros(len(self._bounds) + 1, dtype=np.int64)  # the last is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        """Count every value of ``values`` (a value equal to a bound falls in that bound's bucket)."""
+        if not len(values):
+            return
+        array = np.asarray(values, dtype=float)
+        counts = np.bincount(np.searchsorted(self._bounds, array, side="left"), minlength=len(self._counts))
+        total = float(array.sum())
+        with self._lock:
+            self._counts += counts
+            self._sum += total
+
+    def observe(self, value: float) -> None:
+        self.observe_many((value,))
+
+    def collect(self) -> Iterable[HistogramMetricFamily]:
+        with self._lock:
+            cumulative = np.cumsum(self._counts).tolist()
+            total = self._sum
+        bounds = [_bound(b) for b in self._bounds] + ["+Inf"]
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(bounds, cumulative)),
+                                    sum_value=total)
+
+
+def _bound(value: float) -> str:
+    """A bucket bound as Prometheus' own histogram writes it (``10.0``, ``2.5``)."""
+    return repr(float(value))
 
 
 @dataclass(frozen=True)
@@ -25,7 +78,7 @@ class StreamMetrics:
     labels_out: Counter
     scores_out: Counter
     batch_size: Histogram
-    latency_ms: Histogram
+    latency_ms: BatchHistogram
     model_info: Info
     model_version: Gauge
     model_swaps: Counter
@@ -55,7 +108,7 @@ class StreamMetrics:
             scores_out=Counter("churn_scores_out", "Scores published, by model version.", ["model_version"], registry=r),
             batch_size=Histogram("churn_score_batch_size", "Feature vectors per scoring batch.", buckets=BATCH_BUCKETS,
                                  registry=r),
-            latency_ms=Histogram(
+            latency_ms=BatchHistogram(
                 "churn_event_to_score_latency_ms",
                 "Time from an event's append to account-events to its score, in milliseconds.",
                 buckets=LATENCY_BUCKETS_MS,

@@ -75,9 +75,7 @@ class Scorer:
             counter = self._by_version[version] = self.metrics.scores_out.labels(version)
         counter.inc(len(latencies))
         self.metrics.batch_size.observe(len(latencies))
-        observe = self.metrics.latency_ms.observe
-        for latency in latencies:
-            observe(latency)
+        self.metrics.latency_ms.observe_many(latencies)
 
 
 def _iso(ts: float) -> str:
