@@ -38,6 +38,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+from array import array
 from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -86,13 +87,26 @@ class CustomerState:
     failed_payments: list[float] = field(default_factory=list)
     usage: dict[int, float] = field(default_factory=dict)
     closed_ts: float | None = None
-    recent: list[tuple[int, int]] = field(default_factory=list)  # (event time in ms, id hash), sorted
+    # The de-duplication ring: event times in ms and id hashes, sorted by (time, hash).
+    # Arrays of machine integers: two contiguous blocks to read, where a list of
+    # tuples was 48 objects scattered over the heap (encoding waited on memory).
+    ring_ms: array = field(default_factory=lambda: array("q"))
+    ring_ids: array = field(default_factory=lambda: array("q"))
     n_events: int = 0
-    # The id hashes in ``recent``, for the duplicate check; derived, not stored.
+    # The id hashes in the ring, for the duplicate check; derived, not stored.
     recent_ids: set[int] = field(default_factory=set, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.recent_ids = {h for _, h in self.recent}
+        if not isinstance(self.ring_ms, array):
+            self.ring_ms = array("q", self.ring_ms)
+        if not isinstance(self.ring_ids, array):
+            self.ring_ids = array("q", self.ring_ids)
+        self.recent_ids = set(self.ring_ids)
+
+    @property
+    def recent(self) -> list[tuple[int, int]]:
+        """The ring as ``(event time in ms, id hash)`` pairs, oldest first."""
+        return list(zip(self.ring_ms, self.ring_ids))
 
     def to_bytes(self) -> bytes:
         """Compact JSON for the state table: one array, led by :data:`STATE_FORMAT`.
@@ -106,7 +120,8 @@ class CustomerState:
         return orjson.dumps(
             [STATE_FORMAT, self.customer_id, self.last_ts, self.signup_ts, self.first_ts, self.prev_ts,
              self.closed_ts, self.plan, self.monthly_charges, plan_key, self.has_autopay, autopay_key,
-             self.support_calls, self.failed_payments, sorted(self.usage.items()), self.recent, self.n_events]
+             self.support_calls, self.failed_payments, sorted(self.usage.items()), self.ring_ms.tolist(), self.ring_ids.tolist(),
+             self.n_events]
         )
 
     @classmethod
@@ -117,7 +132,7 @@ class CustomerState:
         if d[0] != STATE_FORMAT:
             raise ValueError(f"unknown customer-state format {d[0]!r} (this version reads {STATE_FORMAT})")
         (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
-         support, failed, usage, recent, n) = d
+         support, failed, usage, ring_ms, ring_ids, n) = d
         return cls(
             customer_id=customer_id, last_ts=last, signup_ts=signup, first_ts=first, prev_ts=prev,
             closed_ts=closed, plan=plan, monthly_charges=charges,
@@ -125,7 +140,7 @@ class CustomerState:
             has_autopay=autopay,
             autopay_key=(_NEG_INF, 0) if autopay_key is None else tuple(autopay_key),
             support_calls=support, failed_payments=failed, usage=dict(usage),
-            recent=[tuple(r) for r in recent], n_events=n,
+            ring_ms=array("q", ring_ms), ring_ids=array("q", ring_ids), n_events=n,
         )
 
     @classmethod
@@ -152,7 +167,8 @@ class CustomerState:
             support_calls=[(last_ms - t) / 1000.0 for t in d["sc"]],
             failed_payments=[(last_ms - t) / 1000.0 for t in d["fp"]],
             usage={u[i]: u[i + 1] for i in range(0, len(u), 2)},
-            recent=[(last_ms - r[i], r[i + 1]) for i in range(0, len(r), 2)],
+            ring_ms=[last_ms - r[i] for i in range(0, len(r), 2)],
+            ring_ids=[r[i] for i in range(1, len(r), 2)],
             n_events=d["n"],
         )
 
@@ -175,8 +191,8 @@ def admit(state: CustomerState, event_id: str, ts: float) -> Admission:
 def _admit(state: CustomerState, h: int, ms: int) -> Admission:
     if h in state.recent_ids:
         return Admission.DUPLICATE
-    recent = state.recent
-    if len(recent) >= DEDUP_RING and (ms, h) < recent[0]:
+    ring_ms = state.ring_ms
+    if len(ring_ms) >= DEDUP_RING and (ms, h) < (ring_ms[0], state.ring_ids[0]):
         return Admission.TOO_LATE
     return Admission.NEW
 
@@ -197,13 +213,23 @@ def apply_checked(state: CustomerState, event: AccountEvent) -> Admission:
     ms = round(ts * 1000)
     verdict = _admit(state, h, ms)
     if verdict is Admission.NEW:
-        recent = state.recent
-        insort(recent, (ms, h))
-        state.recent_ids.add(h)
-        if len(recent) > DEDUP_RING:
-            state.recent_ids.discard(recent.pop(0)[1])
+        _remember(state, ms, h)
         _fold(state, event, ts, (ts, h))
     return verdict
+
+
+def _remember(state: CustomerState, ms: int, h: int) -> None:
+    """Put a new event into the ring in (time, hash) order; forget the oldest beyond ``DEDUP_RING``."""
+    ring_ms, ring_ids = state.ring_ms, state.ring_ids
+    i = bisect_right(ring_ms, ms)
+    while i and ring_ms[i - 1] == ms and ring_ids[i - 1] > h:
+        i -= 1
+    ring_ms.insert(i, ms)
+    ring_ids.insert(i, h)
+    state.recent_ids.add(h)
+    if len(ring_ms) > DEDUP_RING:
+        del ring_ms[0]
+        state.recent_ids.discard(ring_ids.pop(0))
 
 
 def _fold(state: CustomerState, event: AccountEvent, ts: float, key: tuple[float, int]) -> None:

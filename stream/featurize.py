@@ -116,9 +116,9 @@ class Featurizer:
                 self.metrics.duplicates.labels(verdict.value).inc()
                 continue
             dirty[key] = state
-            encoded[key] = state.to_bytes()
             kinds[event.event_type] += 1
             values = feature_values(state, state.last_ts)
+            encoded[key] = state.to_bytes()
             values["customer_id"] = event.customer_id
             values["event_id"] = event.event_id
             values["event_ts"] = event.ts

@@ -170,6 +170,22 @@ def test_an_unknown_state_format_is_refused():
         CustomerState.from_bytes(b'[9,"c1"]')
 
 
+def test_the_ring_orders_events_of_the_same_millisecond_by_id_hash_in_any_arrival_order():
+    from stream.features import event_hash
+
+    same_time = [Usage(event_id=f"u{i}", customer_id="c1", ts=at(80), amount=1.0) for i in range(10)]
+    events = [*history(), *same_time]
+    expected = replay(events)
+    ms = round(at(80).timestamp() * 1000)
+    assert sorted(expected.recent) == expected.recent
+    assert {(ms, event_hash(e.event_id)) for e in same_time} <= set(expected.recent)
+    rng = random.Random(3)
+    for _ in range(20):
+        shuffled = same_time[:]
+        rng.shuffle(shuffled)
+        assert replay([*history(), *shuffled]).to_bytes() == expected.to_bytes()
+
+
 def test_closure_is_recorded():
     state = replay([*history(), AccountClosed(event_id="z", customer_id="c1", ts=at(80))])
     assert state.closed_ts == at(80).timestamp()
