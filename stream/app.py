@@ -340,8 +340,12 @@ def create_app(
                 seq += 1
                 for key, state in result.dirty.items():
                     unwritten[key] = (seq, state)
-                await chain.add(partial(finish, seq, events, sent, result.encoded, result.dirty, latest_scores(scored),
-                                        batch_clocks(events, result.dirty), began))
+                try:
+                    await chain.add(partial(finish, seq, events, sent, result.encoded, result.dirty,
+                                            latest_scores(scored), batch_clocks(events, result.dirty), began))
+                except BaseException:
+                    sent.close()  # its records are produced; unawaited, the batch's events stay unacked
+                    raise
         except BaseException:
             # States a failed batch half-changed must not reach the next batch.
             unwritten.clear()

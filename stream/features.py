@@ -120,8 +120,8 @@ class CustomerState:
         return orjson.dumps(
             [STATE_FORMAT, self.customer_id, self.last_ts, self.signup_ts, self.first_ts, self.prev_ts,
              self.closed_ts, self.plan, self.monthly_charges, plan_key, self.has_autopay, autopay_key,
-             self.support_calls, self.failed_payments, sorted(self.usage.items()), self.ring_ms.tolist(), self.ring_ids.tolist(),
-             self.n_events]
+             self.support_calls, self.failed_payments, sorted(self.usage.items()),
+             self.ring_ms.tolist(), self.ring_ids.tolist(), self.n_events]
         )
 
     @classmethod
