@@ -524,24 +524,71 @@ def test_drift_modules_import_no_faust_and_no_kafka():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
-def test_fast_kswin_decides_exactly_as_rivers_kswin():
-    """Same draws, same p-values, same detections, on a stream that shifts twice."""
+class RiverDrawsKSWIN:
+    """FastKSWIN with river's own sampler swapped in: ``random.sample`` on river's seeded RNG."""
+
+    @staticmethod
+    def make(**kwargs):
+        from stream.drift.detectors import FastKSWIN
+
+        class _RiverDraws(FastKSWIN):
+            def _subsample(self):
+                return np.array(self._rng.sample(range(self.window_size - self.stat_size), self.stat_size))
+
+        return _RiverDraws(**kwargs)
+
+
+def test_fast_kswin_decides_exactly_as_rivers_kswin_on_the_same_draws():
+    """Same subsets, same p-values, same detections, on a stream that shifts twice."""
     import random
 
     from river import drift
-
-    from stream.drift.detectors import FastKSWIN
 
     rng = random.Random(5)
     values = ([rng.betavariate(2, 8) for _ in range(1500)] + [rng.betavariate(4, 6) for _ in range(1500)]
               + [rng.betavariate(2, 8) for _ in range(1000)])
     river_kswin = drift.KSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
-    fast = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    fast = RiverDrawsKSWIN.make(alpha=1e-5, window_size=300, stat_size=100, seed=3)
     detections = 0
     for value in values:
         river_kswin.update(value)
         fast.update(value)
         assert fast.drift_detected == river_kswin.drift_detected
         assert fast.p_value == pytest.approx(river_kswin.p_value, rel=1e-9, abs=1e-15)
+        assert list(fast.window) == list(river_kswin.window)
         detections += fast.drift_detected
     assert detections >= 2  # both shifts were seen, so the comparison covered detections and resets
+
+
+def test_fast_kswin_subsets_are_uniform_distinct_and_seeded():
+    from stream.drift.detectors import FastKSWIN
+
+    def draws(seed, n):
+        kswin = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=seed)
+        return [kswin._subsample() for _ in range(n)]
+
+    subsets = draws(3, 4000)
+    for positions in subsets[:50]:
+        assert len(set(positions.tolist())) == 100
+        assert positions.min() >= 0 and positions.max() < 200
+    # Each of the 200 older positions is in half the subsets: 2000 of 4000, sd ~32.
+    counts = np.bincount(np.concatenate(subsets), minlength=200)
+    assert counts.min() > 2000 - 5 * 32 and counts.max() < 2000 + 5 * 32
+    assert all((a == b).all() for a, b in zip(subsets[:20], draws(3, 20)))
+    assert any((a != b).any() for a, b in zip(subsets[:20], draws(4, 20)))
+
+
+def test_fast_kswin_detects_a_shift_and_resets_after_it():
+    """With its own draws: quiet before a shift, a detection within 150 values of it, then a fresh window."""
+    from stream.drift.detectors import FastKSWIN
+
+    rng = np.random.default_rng(5)
+    values = np.concatenate([rng.beta(2, 8, 1500), rng.beta(4, 6, 500)])
+    kswin = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    fired = []
+    for i, value in enumerate(values):
+        kswin.update(float(value))
+        if kswin.drift_detected:
+            fired.append(i)
+            assert len(kswin.window) == 100  # the window keeps only the newest values
+    assert fired and 1500 <= fired[0] < 1650
