@@ -286,7 +286,7 @@ def create_app(
 
     async def publish(out: list[Outbound]) -> None:
         """Send a batch's outputs and wait until the broker has acknowledged all of them."""
-        await producer().send(outbound(out))
+        await producer().submit(outbound(out), offsets=False)
 
     decoded = StateCache()
 
@@ -336,7 +336,7 @@ def create_app(
                 result = featurizer.process(inbound, load_state)
                 scored = scorer.score(result.scorable, model)
                 await observe_drift(scored)
-                sent = producer().submit(outbound(result.out + scored.out))
+                sent = producer().submit(outbound(result.out + scored.out), offsets=False)
                 seq += 1
                 for key, state in result.dirty.items():
                     unwritten[key] = (seq, state)

@@ -65,6 +65,14 @@ class _Batch:
         if self.remaining == 0:
             self.loop.call_soon_threadsafe(self._resolve)
 
+    def on_counted(self, err, msg) -> None:
+        """:meth:`on_delivery` without the offsets: for records whose offsets nobody reads."""
+        if err is not None and self.error is None:
+            self.error = err
+        self.remaining -= 1
+        if self.remaining == 0:
+            self.loop.call_soon_threadsafe(self._resolve)
+
     def _resolve(self) -> None:
         if not self.future.done():
             self.future.set_result(None)
@@ -91,27 +99,28 @@ class BatchProducer:
         """Send ``records`` (topic, key, value, headers) in order; the highest offset per partition."""
         return await self.submit(records)
 
-    def submit(self, records: Sequence[Record]) -> Awaitable[dict[tuple[str, int], int]]:
+    def submit(self, records: Sequence[Record], offsets: bool = True) -> Awaitable[dict[tuple[str, int], int]]:
         """Hand ``records`` to librdkafka now; await the result for their acknowledgement.
 
         What :meth:`send` does, split so that the caller can go on working while the
         broker acknowledges: records are produced before this returns, unless
         librdkafka's queue is full, in which case the rest are produced when the result
-        is awaited, as deliveries make room.
+        is awaited, as deliveries make room. With ``offsets=False`` the result is an
+        empty mapping: the delivery reports (one per record, in the poll thread, holding
+        the GIL) are only counted, not read.
         """
         batch = _Batch(asyncio.get_running_loop(), len(records))
         produce = self._producer.produce
-        callback = batch.on_delivery
+        callback = batch.on_delivery if offsets else batch.on_counted
         for i, (topic, key, value, headers) in enumerate(records):
             try:
                 produce(topic, value, key, headers=headers, on_delivery=callback)
             except BufferError:
-                return self._finish(batch, records[i:])
-        return self._finish(batch, ())
+                return self._finish(batch, records[i:], callback)
+        return self._finish(batch, (), callback)
 
-    async def _finish(self, batch: _Batch, rest: Sequence[Record]) -> dict[tuple[str, int], int]:
+    async def _finish(self, batch: _Batch, rest: Sequence[Record], callback) -> dict[tuple[str, int], int]:
         produce = self._producer.produce
-        callback = batch.on_delivery
         for topic, key, value, headers in rest:
             while True:
                 try:

@@ -49,18 +49,25 @@ def test_a_batch_resolves_when_every_record_is_on_the_broker(kafka_bootstrap, un
     assert offsets == highest
 
 
-def test_a_failed_delivery_raises_instead_of_resolving():
+@pytest.mark.parametrize("offsets", [True, False], ids=["offsets", "counted"])
+def test_a_failed_delivery_raises_instead_of_resolving(offsets):
     """No broker answers: delivery times out, and the batch raises rather than resolving."""
     producer = BatchProducer({"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": "2000"})
+
+    async def deliver():
+        return await asyncio.wait_for(producer.submit([("anywhere", b"k", b"v", None)], offsets=offsets), 30)
+
     try:
         with pytest.raises(KafkaException, match="timed out"):
-            asyncio.run(asyncio.wait_for(producer.send([("anywhere", b"k", b"v", None)]), 30))
+            asyncio.run(deliver())
     finally:
         producer.close(timeout_s=1)
 
 
-def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_room(kafka_bootstrap, unique_prefix):
-    topic = _topic(kafka_bootstrap, f"{unique_prefix}submit", 2)
+@pytest.mark.parametrize("offsets", [True, False], ids=["offsets", "counted"])
+def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_room(kafka_bootstrap, unique_prefix,
+                                                                                 offsets):
+    topic = _topic(kafka_bootstrap, f"{unique_prefix}submit{int(offsets)}", 2)
     records = [(topic, f"c{i % 11}".encode(), f"{i}".encode(), None) for i in range(300)]
 
     async def run() -> tuple[int, dict]:
@@ -71,14 +78,15 @@ def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_ro
             left = producer._producer.flush(30)
             await early
             # 260 records do not fit a 50-record queue: the rest go as deliveries make room.
-            return left, await asyncio.wait_for(producer.submit(records[40:]), 30)
+            return left, await asyncio.wait_for(producer.submit(records[40:], offsets=offsets), 30)
         finally:
             assert producer.close() == 0
 
-    left, offsets = asyncio.run(run())
+    left, result = asyncio.run(run())
     assert left == 0
     reader = TopicReader(kafka_bootstrap, topic)
     reader.read_until(lambda r: len(r) >= len(records), 30, "every submitted record on the broker")
     reader.close()
     assert sorted(int(r.value) for r in reader.records) == list(range(300))
-    assert offsets == {(topic, p): max(r.offset for r in reader.records if r.partition == p) for p in (0, 1)}
+    highest = {(topic, p): max(r.offset for r in reader.records if r.partition == p) for p in (0, 1)}
+    assert result == (highest if offsets else {})
