@@ -48,6 +48,7 @@ from functools import partial
 
 import faust
 import orjson
+from faust.stores.memory import Store as MemoryStore
 from faust.streams import _current_event
 from faust.types import TP
 from prometheus_client import generate_latest
@@ -143,26 +144,31 @@ async def write_tables(producer: BatchProducer, writes: list[tuple[faust.Table, 
     changelog partition as Faust's own changelog callback does
     (``set_persisted_offset``); recovery reads the changelog as it always does.
 
-    Each key is written to the store in the context of the last event of that key:
-    after a batch no event is current, and Faust's RocksDB store files a key under
-    the partition of the current event (the memory store does not look). The
-    changelog record goes where the partitioner puts the key (``use_partitioner``),
-    which is the event's partition too.
+    Each key is written to the RocksDB store in the context of the last event of that
+    key: after a batch no event is current, and that store files a key under the
+    partition of the current event. The memory store does not look (a write is a dict
+    assignment), so it takes a batch's values in one update. The changelog record goes
+    where the partitioner puts the key (``use_partitioner``), which is the event's
+    partition too.
     """
     writes = [(table, values) for table, values in writes if values]
     if not writes:
         return
-    last = {e.message.key: e for e in events}
-    fallback = events[-1]
-    token = _current_event.set(None)
-    try:
-        for table, values in writes:
-            store = table.data
-            for key, value in values.items():
-                _current_event.set(weakref.ref(last.get(key, fallback)))
-                store[key] = value
-    finally:
-        _current_event.reset(token)
+    by_event = [(table.data, values) for table, values in writes if not isinstance(table.data, MemoryStore)]
+    for table, values in writes:
+        if isinstance(table.data, MemoryStore):
+            table.data.update(values)
+    if by_event:
+        last = {e.message.key: e for e in events}
+        fallback = events[-1]
+        token = _current_event.set(None)
+        try:
+            for store, values in by_event:
+                for key, value in values.items():
+                    _current_event.set(weakref.ref(last.get(key, fallback)))
+                    store[key] = value
+        finally:
+            _current_event.reset(token)
     records, stores = [], {}
     for table, values in writes:
         topic = table.changelog_topic.get_topic_name()
