@@ -43,7 +43,6 @@ import logging
 import time
 import weakref
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 
 import faust
@@ -96,10 +95,6 @@ class ChurnApp:
     scorer: Scorer
     state_table: faust.Table
     score_table: faust.Table
-
-
-def _epoch(value) -> float:
-    return value.timestamp() if isinstance(value, datetime) else datetime.fromisoformat(value).timestamp()
 
 
 def _parse(contract, raw: bytes):
@@ -406,9 +401,7 @@ def create_app(
         monitor = drift_monitor()
         if monitor is None or not scored.scores:
             return
-        rows = scored.rows
-        stamps = [_epoch(s["event_ts"]) for s in scored.scores]
-        alerts = monitor.observe(rows, [s["probability"] for s in scored.scores], stamps)
+        alerts = monitor.observe(scored.rows, scored.probabilities, scored.event_s)
         if monitor.last_report is not None:
             for name, value in monitor.last_report.psi.items():
                 metrics.psi.labels(name).set(value)
@@ -457,7 +450,7 @@ def create_app(
             silence_sent[key] = at
             row = features(state, at, event_id=f"{state.customer_id}@{int(at)}").model_dump(mode="json")
             out.append(Outbound(FEATURES, key, orjson.dumps(row)))
-            vectors.append(Scorable(key, row, now_ms))
+            vectors.append(Scorable(key, row, now_ms, at))
         if not out:
             return
         # Silence re-scores are not events: the drift baseline holds event-time vectors only.

@@ -206,9 +206,13 @@ def apply(state: CustomerState, event: AccountEvent) -> CustomerState:
     return state
 
 
-def apply_checked(state: CustomerState, event: AccountEvent) -> Admission:
-    """:func:`admit` and :func:`apply` in one: fold the event in if it is new; say which case it was."""
-    ts = event_time(event.ts)
+def apply_checked(state: CustomerState, event: AccountEvent, ts: float | None = None) -> Admission:
+    """:func:`admit` and :func:`apply` in one: fold the event in if it is new; say which case it was.
+
+    ``ts`` is the event's :func:`event_time`, when the caller has it already.
+    """
+    if ts is None:
+        ts = event_time(event.ts)
     h = event_hash(event.event_id)
     ms = round(ts * 1000)
     verdict = _admit(state, h, ms)

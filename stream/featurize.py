@@ -30,7 +30,7 @@ import orjson
 from pydantic import ValidationError
 
 from schemas.events import account_event_adapter
-from stream.features import Admission, CustomerState, apply_checked, feature_values
+from stream.features import Admission, CustomerState, apply_checked, event_time, feature_values
 from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
 
@@ -111,7 +111,8 @@ class Featurizer:
             state = dirty.get(key)
             if state is None:
                 state = load(key) or CustomerState(customer_id=event.customer_id)
-            verdict = apply_checked(state, event)
+            ts = event_time(event.ts)
+            verdict = apply_checked(state, event, ts)
             if verdict is not Admission.NEW:
                 self.metrics.duplicates.labels(verdict.value).inc()
                 continue
@@ -124,7 +125,7 @@ class Featurizer:
             values["event_ts"] = event.ts
             values["feature_set_version"] = 1
             out.append(Outbound(FEATURES, key, orjson.dumps(values)))
-            scorable.append(Scorable(key, values, msg.timestamp_ms))
+            scorable.append(Scorable(key, values, msg.timestamp_ms, ts))
             if event.event_type == "account_closed":
                 label = {
                     "customer_id": event.customer_id,
