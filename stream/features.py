@@ -35,9 +35,11 @@ Rules
 
 from __future__ import annotations
 
+import binascii
 import enum
 import hashlib
 import math
+import sys
 from array import array
 from bisect import bisect_right, insort
 from dataclasses import dataclass, field
@@ -58,7 +60,8 @@ USAGE_WINDOW_BUCKETS = 6
 UNKNOWN_PLAN = "unknown"
 
 _NEG_INF = float("-inf")
-STATE_FORMAT = 2  # the first element of an encoded state (format 1 was an object)
+STATE_FORMAT = 3  # the first element of an encoded state (1 was an object, 2 wrote the ring as numbers)
+_BIG_ENDIAN = sys.byteorder == "big"
 
 
 class Admission(enum.Enum):
@@ -113,7 +116,10 @@ class CustomerState:
 
         Every value is already JSON (times are epoch seconds rounded to the millisecond,
         whose shortest repr orjson writes back exactly), so the encoding is one C call:
-        it runs once per new event, on the worker's hot path.
+        it runs once per new event, on the worker's hot path. The de-duplication ring
+        is one base64 string of its 64-bit integers (times, then id hashes, little
+        endian): writing its 32 large integers as decimals was two thirds of the
+        encoding's time, and the string is shorter.
         """
         plan_key = None if self.plan_key[0] == _NEG_INF else self.plan_key
         autopay_key = None if self.autopay_key[0] == _NEG_INF else self.autopay_key
@@ -121,7 +127,7 @@ class CustomerState:
             [STATE_FORMAT, self.customer_id, self.last_ts, self.signup_ts, self.first_ts, self.prev_ts,
              self.closed_ts, self.plan, self.monthly_charges, plan_key, self.has_autopay, autopay_key,
              self.support_calls, self.failed_payments, sorted(self.usage.items()),
-             self.ring_ms.tolist(), self.ring_ids.tolist(), self.n_events]
+             _ring_text(self.ring_ms, self.ring_ids), self.n_events]
         )
 
     @classmethod
@@ -129,10 +135,16 @@ class CustomerState:
         d = orjson.loads(raw)
         if isinstance(d, dict):
             return cls._from_relative(d)
-        if d[0] != STATE_FORMAT:
-            raise ValueError(f"unknown customer-state format {d[0]!r} (this version reads {STATE_FORMAT})")
-        (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
-         support, failed, usage, ring_ms, ring_ids, n) = d
+        if d[0] == STATE_FORMAT:
+            (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
+             support, failed, usage, ring, n) = d
+            ring_ms, ring_ids = _ring_arrays(ring)
+        elif d[0] == 2:
+            (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
+             support, failed, usage, ring_ms, ring_ids, n) = d
+            ring_ms, ring_ids = array("q", ring_ms), array("q", ring_ids)
+        else:
+            raise ValueError(f"unknown customer-state format {d[0]!r} (this version reads 1 to {STATE_FORMAT})")
         return cls(
             customer_id=customer_id, last_ts=last, signup_ts=signup, first_ts=first, prev_ts=prev,
             closed_ts=closed, plan=plan, monthly_charges=charges,
@@ -140,7 +152,7 @@ class CustomerState:
             has_autopay=autopay,
             autopay_key=(_NEG_INF, 0) if autopay_key is None else tuple(autopay_key),
             support_calls=support, failed_payments=failed, usage=dict(usage),
-            ring_ms=array("q", ring_ms), ring_ids=array("q", ring_ids), n_events=n,
+            ring_ms=ring_ms, ring_ids=ring_ids, n_events=n,
         )
 
     @classmethod
@@ -171,6 +183,30 @@ class CustomerState:
             ring_ids=[r[i] for i in range(1, len(r), 2)],
             n_events=d["n"],
         )
+
+
+def _ring_text(ring_ms: array, ring_ids: array) -> str:
+    """The ring as base64 of its times, then its id hashes, each a little-endian int64."""
+    if _BIG_ENDIAN:
+        ring_ms, ring_ids = array("q", ring_ms), array("q", ring_ids)
+        ring_ms.byteswap()
+        ring_ids.byteswap()
+    return binascii.b2a_base64(ring_ms.tobytes() + ring_ids.tobytes(), newline=False).decode("ascii")
+
+
+def _ring_arrays(text: str) -> tuple[array, array]:
+    """:func:`_ring_text` read back."""
+    raw = binascii.a2b_base64(text)
+    if len(raw) % 16:
+        raise ValueError(f"a customer-state ring of {len(raw)} bytes: not pairs of 64-bit integers")
+    half = len(raw) // 2
+    ring_ms, ring_ids = array("q"), array("q")
+    ring_ms.frombytes(raw[:half])
+    ring_ids.frombytes(raw[half:])
+    if _BIG_ENDIAN:
+        ring_ms.byteswap()
+        ring_ids.byteswap()
+    return ring_ms, ring_ids
 
 
 def event_hash(event_id: str) -> int:

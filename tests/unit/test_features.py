@@ -157,6 +157,49 @@ def test_states_written_in_the_first_format_are_still_read():
     assert admit(old, "e05", at(31).timestamp()) is Admission.DUPLICATE
 
 
+# ``replay(history())`` as the second format wrote it: an array, the ring as two lists of integers.
+FORMAT_2 = (
+    b'[2,"c1",1773446400.0,1767225600.0,1767225600.0,1773273600.0,null,"premium",95.0,[1771545600.0,47431297323],'
+    b'true,[1769904000.0,922434745981],[1771113600.0,1773273600.0],[1769817600.0],[[4094,5.0],[4101,2.0],'
+    b'[4105,1.5]],[1767225600000,1767312000000,1768953600000,1769817600000,1769904000000,1771113600000,'
+    b'1771545600000,1771977600000,1773273600000,1773446400000],[263524550453,848675351965,248438765607,'
+    b'552642741402,922434745981,805690514649,47431297323,784589843442,819514666979,651491813043],10]'
+)
+
+
+def test_states_written_in_the_second_format_are_still_read():
+    state = replay(history())
+    old = CustomerState.from_bytes(FORMAT_2)
+    assert old == state
+    assert old.to_bytes() == state.to_bytes()
+    assert admit(old, "e05", at(31).timestamp()) is Admission.DUPLICATE
+
+
+def test_the_ring_is_encoded_as_little_endian_64_bit_integers():
+    import base64
+
+    import orjson
+
+    state = replay(history())
+    encoded = orjson.loads(state.to_bytes())
+    assert encoded[0] == 3
+    raw = base64.b64decode(encoded[-2])
+    values = [int.from_bytes(raw[i:i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
+    assert values == list(state.ring_ms) + list(state.ring_ids)
+    assert len(state.to_bytes()) < len(FORMAT_2)
+
+
+def test_a_ring_of_the_wrong_length_is_refused():
+    import base64
+
+    import orjson
+
+    encoded = orjson.loads(replay(history()).to_bytes())
+    encoded[-2] = base64.b64encode(b"\0" * 24).decode()
+    with pytest.raises(ValueError, match="ring of 24 bytes"):
+        CustomerState.from_bytes(orjson.dumps(encoded))
+
+
 def test_a_decoded_state_still_recognizes_its_events():
     events = history()
     state = CustomerState.from_bytes(replay(events).to_bytes())
