@@ -149,10 +149,12 @@ async def write_tables(producer: BatchProducer, writes: list[tuple[faust.Table, 
     writes = [(table, values) for table, values in writes if values]
     if not writes:
         return
-    by_event = [(table.data, values) for table, values in writes if not isinstance(table.data, MemoryStore)]
+    by_event = []
     for table, values in writes:
         if isinstance(table.data, MemoryStore):
             table.data.update(values)
+        else:
+            by_event.append((table.data, values))
     if by_event:
         last = {e.message.key: e for e in events}
         fallback = events[-1]

@@ -53,17 +53,12 @@ class _Batch:
         self.offsets: dict[tuple[str, int], int] = {}
 
     def on_delivery(self, err, msg) -> None:
-        if err is not None:
-            if self.error is None:
-                self.error = err
-        else:
+        if err is None:
             tp = (msg.topic(), msg.partition())
             offset = msg.offset()
             if offset > self.offsets.get(tp, -1):
                 self.offsets[tp] = offset
-        self.remaining -= 1
-        if self.remaining == 0:
-            self.loop.call_soon_threadsafe(self._resolve)
+        self.on_counted(err, msg)
 
     def on_counted(self, err, msg) -> None:
         """:meth:`on_delivery` without the offsets: for records whose offsets nobody reads."""

@@ -135,16 +135,16 @@ class CustomerState:
         d = orjson.loads(raw)
         if isinstance(d, dict):
             return cls._from_relative(d)
+        # Formats 2 and 3 differ only in the ring, between the usage and the event count.
         if d[0] == STATE_FORMAT:
-            (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
-             support, failed, usage, ring, n) = d
-            ring_ms, ring_ids = _ring_arrays(ring)
+            ring_ms, ring_ids = _ring_arrays(d[15])
         elif d[0] == 2:
-            (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
-             support, failed, usage, ring_ms, ring_ids, n) = d
-            ring_ms, ring_ids = array("q", ring_ms), array("q", ring_ids)
+            ring_ms, ring_ids = array("q", d[15]), array("q", d[16])
         else:
             raise ValueError(f"unknown customer-state format {d[0]!r} (this version reads 1 to {STATE_FORMAT})")
+        (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
+         support, failed, usage) = d[:15]
+        n = d[-1]
         return cls(
             customer_id=customer_id, last_ts=last, signup_ts=signup, first_ts=first, prev_ts=prev,
             closed_ts=closed, plan=plan, monthly_charges=charges,

@@ -37,4 +37,4 @@ class Scorable:
     key: bytes
     row: dict
     start_ms: int  # where event-to-score latency starts: the source message's append time
-    event_s: float = 0.0  # the vector's event time in epoch seconds (what the drift windows order by)
+    event_s: float  # the vector's event time in epoch seconds (what the drift windows order by)

@@ -524,18 +524,15 @@ def test_drift_modules_import_no_faust_and_no_kafka():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
 
 
-class RiverDrawsKSWIN:
+def river_draws_kswin(**kwargs):
     """FastKSWIN with river's own sampler swapped in: ``random.sample`` on river's seeded RNG."""
+    from stream.drift.detectors import FastKSWIN
 
-    @staticmethod
-    def make(**kwargs):
-        from stream.drift.detectors import FastKSWIN
+    class RiverDraws(FastKSWIN):
+        def _subsample(self):
+            return np.array(self._rng.sample(range(self.window_size - self.stat_size), self.stat_size))
 
-        class _RiverDraws(FastKSWIN):
-            def _subsample(self):
-                return np.array(self._rng.sample(range(self.window_size - self.stat_size), self.stat_size))
-
-        return _RiverDraws(**kwargs)
+    return RiverDraws(**kwargs)
 
 
 def test_fast_kswin_decides_exactly_as_rivers_kswin_on_the_same_draws():
@@ -548,7 +545,7 @@ def test_fast_kswin_decides_exactly_as_rivers_kswin_on_the_same_draws():
     values = ([rng.betavariate(2, 8) for _ in range(1500)] + [rng.betavariate(4, 6) for _ in range(1500)]
               + [rng.betavariate(2, 8) for _ in range(1000)])
     river_kswin = drift.KSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
-    fast = RiverDrawsKSWIN.make(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    fast = river_draws_kswin(alpha=1e-5, window_size=300, stat_size=100, seed=3)
     detections = 0
     for value in values:
         river_kswin.update(value)

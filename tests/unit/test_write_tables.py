@@ -37,10 +37,6 @@ class Event:
         self.message = SimpleNamespace(key=key, topic="events", partition=partition)
 
 
-def _event(key: bytes, partition: int) -> Event:
-    return Event(key, partition)
-
-
 def _table(store: str, tmp_path):
     app = faust.App("write-tables", broker="kafka://127.0.0.1:1", store=store, datadir=str(tmp_path))
     return app.Table("states", partitions=4, key_type=bytes, value_type=bytes, use_partitioner=True)
@@ -51,7 +47,7 @@ def test_values_are_readable_and_the_changelog_offsets_recorded(store, tmp_path)
     table = _table(store, tmp_path)
     topic = table.changelog_topic.get_topic_name()
     # k1's last event is on partition 1, k2's on partition 3 (k1 first came on 2).
-    events = [_event(b"k1", 2), _event(b"k2", 3), _event(b"k1", 1)]
+    events = [Event(b"k1", 2), Event(b"k2", 3), Event(b"k1", 1)]
     values = {b"k1": b"v1", b"k2": b"v2"}
     producer = Producer({(topic, 1): 40, (topic, 3): 7})
 
@@ -71,6 +67,6 @@ def test_values_are_readable_and_the_changelog_offsets_recorded(store, tmp_path)
 def test_nothing_to_write_sends_nothing(tmp_path):
     table = _table("memory://", tmp_path)
     producer = Producer({})
-    asyncio.run(write_tables(producer, [(table, {})], [_event(b"k", 0)]))
+    asyncio.run(write_tables(producer, [(table, {})], [Event(b"k", 0)]))
     assert producer.sent == []
     assert not table.data
