@@ -65,6 +65,7 @@ from stream.features import CustomerState, features
 from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
 from stream.fetch_wait import install as install_fetch_wait
 from stream.inline_delivery import install as install_inline_delivery
+from stream.json_bytes import json_bytes
 from stream.kafka_config import confluent_config, faust_broker_kwargs
 from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
@@ -451,7 +452,7 @@ def create_app(
                 continue
             silence_sent[key] = at
             row = features(state, at, event_id=f"{state.customer_id}@{int(at)}").model_dump(mode="json")
-            out.append(Outbound(FEATURES, key, orjson.dumps(row)))
+            out.append(Outbound(FEATURES, key, json_bytes(row)))
             vectors.append(Scorable(key, row, now_ms, at))
         if not out:
             return

@@ -26,11 +26,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-import orjson
 from pydantic import ValidationError
 
 from schemas.events import account_event_adapter
 from stream.features import Admission, CustomerState, apply_checked, event_time, feature_values
+from stream.json_bytes import json_bytes
 from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
 
@@ -124,7 +124,7 @@ class Featurizer:
             values["event_id"] = event.event_id
             values["event_ts"] = event.ts
             values["feature_set_version"] = 1
-            out.append(Outbound(FEATURES, key, orjson.dumps(values)))
+            out.append(Outbound(FEATURES, key, json_bytes(values)))
             scorable.append(Scorable(key, values, msg.timestamp_ms, ts))
             if event.event_type == "account_closed":
                 label = {
@@ -134,7 +134,7 @@ class Featurizer:
                     "churned": True,
                     "reason": event.reason,
                 }
-                out.append(Outbound(LABELS, key, orjson.dumps(label)))
+                out.append(Outbound(LABELS, key, json_bytes(label)))
                 labels += 1
         # Counted once per batch: a Prometheus increment takes a lock.
         for kind, n in kinds.items():

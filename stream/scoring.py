@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import orjson
-
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import risk_band
+from stream.json_bytes import json_bytes
 from stream.messages import Outbound, Scorable
 from stream.metrics import StreamMetrics
 from stream.model_holder import LoadedModel
@@ -68,7 +67,7 @@ class Scorer:
             }
             scores.append(score)
             latencies.append(latency)
-            out.append(Outbound(SCORES, item.key, orjson.dumps(score)))
+            out.append(Outbound(SCORES, item.key, json_bytes(score)))
         self._record(version, latencies)
         return ScoredBatch(out, latencies, scores, rows, floats, [item.event_s for item in batch])
 
