@@ -7,11 +7,11 @@ holds 4 KiB for as long as it lives. The worker keeps one state and one latest
 score per customer in its tables (and the decoded-state cache), where that is
 4 KiB per value instead of a few hundred bytes, and every buffer past 512 bytes is
 a ``malloc`` of its own rather than a block from Python's small-object allocator:
-keeping a batch's outputs for its round trip to the broker cost about a
-microsecond and a half per record.
+with 1,500 results kept (a batch's outputs, until the broker acknowledges them)
+each ``dumps`` took 1.6 µs instead of 0.2 µs.
 
 :func:`json_bytes` copies the document into a bytes object of its exact size
-(about 0.1 µs for a state) and lets orjson's buffer go at once, so the next call
+(about 0.15 µs for a 250-byte record) and lets orjson's buffer go at once, so the next call
 reuses it.
 """
 
