@@ -402,7 +402,7 @@ def create_app(
 
     async def observe_drift(scored) -> None:
         monitor = drift_monitor()
-        if monitor is None or not scored.scores:
+        if monitor is None or not scored.probabilities:
             return
         alerts = monitor.observe(scored.rows, scored.probabilities, scored.event_s)
         if monitor.last_report is not None:

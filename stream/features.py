@@ -117,11 +117,11 @@ class CustomerState:
 
         Every value is already JSON (times are epoch seconds rounded to the millisecond,
         whose shortest repr orjson writes back exactly), so the encoding is one C call
-        (and a copy to the document's size, :mod:`stream.json_bytes`): it runs once per
-        new event, on the worker's hot path. The de-duplication ring
-        is one base64 string of its 64-bit integers (times, then id hashes, little
-        endian): writing its 32 large integers as decimals was two thirds of the
-        encoding's time, and the string is shorter.
+        and a copy to the document's size (:mod:`stream.json_bytes`): it runs once per
+        new event, on the worker's hot path. The de-duplication ring is one base64
+        string of its 64-bit integers (times, then id hashes, little endian): writing
+        its 32 large integers as decimals was two thirds of the encoding's time, and
+        the string is shorter.
         """
         plan_key = None if self.plan_key[0] == _NEG_INF else self.plan_key
         autopay_key = None if self.autopay_key[0] == _NEG_INF else self.autopay_key

@@ -11,8 +11,8 @@ with 1,500 results kept (a batch's outputs, until the broker acknowledges them)
 each ``dumps`` took 1.6 µs instead of 0.2 µs.
 
 :func:`json_bytes` copies the document into a bytes object of its exact size
-(about 0.15 µs for a 250-byte record) and lets orjson's buffer go at once, so the next call
-reuses it.
+(about 0.15 µs for a 250-byte record) and lets orjson's buffer go at once, so the
+next call reuses it.
 """
 
 from __future__ import annotations

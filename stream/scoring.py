@@ -23,7 +23,6 @@ SCORES = "scores"
 class ScoredBatch:
     out: list[Outbound]
     latencies_ms: list[float]
-    scores: list[dict]
     rows: list[dict]
     probabilities: list[float]
     event_s: list[float]  # each vector's event time, epoch seconds
@@ -41,14 +40,14 @@ class Scorer:
     def score(self, batch: list[Scorable], model: LoadedModel, now: float | None = None) -> ScoredBatch:
         """One ``ChurnScore`` record per vector, from one ``predict_proba`` call."""
         if not batch:
-            return ScoredBatch([], [], [], [], [], [])
+            return ScoredBatch([], [], [], [], [])
         rows = [item.row for item in batch]
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
         probabilities = model.predict_columns(columns)
         scored_at = time.time() if now is None else now
         stamp = _iso(scored_at)
         now_ms = scored_at * 1000.0
-        out, latencies, scores, floats = [], [], [], []
+        out, latencies, floats = [], [], []
         name, version, medium, high = model.name, model.version, self.medium, self.high
         for item, row, p in zip(batch, rows, probabilities):
             latency = max(0.0, now_ms - item.start_ms)
@@ -65,11 +64,10 @@ class Scorer:
                 "scored_at": stamp,
                 "latency_ms": round(latency, 3),
             }
-            scores.append(score)
             latencies.append(latency)
             out.append(Outbound(SCORES, item.key, json_bytes(score)))
         self._record(version, latencies)
-        return ScoredBatch(out, latencies, scores, rows, floats, [item.event_s for item in batch])
+        return ScoredBatch(out, latencies, rows, floats, [item.event_s for item in batch])
 
     def _record(self, version: str, latencies: list[float]) -> None:
         counter = self._by_version.get(version)
