@@ -71,6 +71,7 @@ from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
 from stream.model_holder import ModelHolder
 from stream.scoring import SCORES, Scorer
+from stream.seek_guard import install as install_seek_guard
 from stream.settings import Settings
 from stream.state_cache import StateCache
 from stream.topics import TopicNames
@@ -237,6 +238,7 @@ def create_app(
     install_exact_end_offsets(app, confluent_config(settings, bootstrap))
     install_fetch_wait(app, settings.fetch_max_wait_ms)
     install_inline_delivery(app)
+    install_seek_guard(app)
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, schema=RawSchema(key_type=bytes, value_type=bytes),
                              partitions=partitions, internal=False)
