@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import urllib.request
@@ -22,6 +23,7 @@ from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
 
 CHURN = str(Path(sys.executable).parent / "churn")
+FAULTS = Path(__file__).parent / "faults"
 
 
 def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.2, what: str = "condition"):
@@ -34,6 +36,12 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
         if time.monotonic() >= deadline:
             raise TimeoutError(f"{what} not met within {timeout:.0f}s")
         time.sleep(interval)
+
+
+def with_faults(env: dict[str, str], **faults: str) -> dict[str, str]:
+    """``env`` for a worker process that runs with ``faults`` (see ``tests/faults/sitecustomize.py``)."""
+    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
+    return {**env, "PYTHONPATH": path, **faults}
 
 
 def worker_env(base: dict[str, str], **over: str) -> dict[str, str]:

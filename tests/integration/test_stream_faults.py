@@ -12,7 +12,7 @@ import pytest
 from producers.partitioning import partition_for
 from schemas.events import dump_event
 from stream.features import CustomerState, apply, feature_values
-from support import TopicReader, WorkerProcess, free_port, lookup, metric_sum, produce, provision, simulated, wait_caught_up, wait_for, consumer_lag
+from support import TopicReader, WorkerProcess, free_port, lookup, metric_sum, produce, provision, simulated, wait_caught_up, wait_for, with_faults, consumer_lag
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,9 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
     events = simulated(12_000, 200, seed=32, prefix="w")
     first_half, second_half = events[:6000], events[6000:]
     env_b = dict(stream_env, CHURN_WEB_PORT=str(free_port()))
-    a = WorkerProcess(stream_env, tmp_path / "a.log").start()
+    # Worker a pauses after each seek to committed offsets, before its recovery resumes
+    # the agents' flow: messages fetched in that window used to be dropped.
+    a = WorkerProcess(with_faults(stream_env, FAULT_SEEK_PAUSE_S="1.5"), tmp_path / "a.log").start()
     b = WorkerProcess(env_b, tmp_path / "b.log").start()
     scores = TopicReader(bootstrap, settings.topic("churn-scores"))
     try:
@@ -109,10 +111,11 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
         assert sum(processed) >= len(first_half)
 
         b.stop()
-        wait_for(lambda: a.metrics().get("churn_assigned_partitions", 0) == settings.topic_partitions, 60, 0.5,
-                 "the remaining worker owns every partition")
+        # Producers do not wait for the group: the second half arrives while worker a takes over.
         produce(bootstrap, settings.topic("account-events"),
                 [(e.customer_id.encode(), dump_event(e)) for e in second_half])
+        wait_for(lambda: a.metrics().get("churn_assigned_partitions", 0) == settings.topic_partitions, 60, 0.5,
+                 "the remaining worker owns every partition")
         ids = {e.event_id for e in events}
         try:
             scores.read_until(lambda r: distinct_scored(r) >= ids, 120, "every event scored")
@@ -123,8 +126,11 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
             lag = consumer_lag(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"))
             shown = ("churn_assigned", "churn_events_in", "churn_rebalance")
             counts = {k: v for k, v in a.metrics().items() if k.startswith(shown)}
+            log_tail = "\n".join(line[:300] for line in a.log_tail(60).splitlines())
             pytest.fail(f"{len(missing)} events unscored after the takeover, by partition {dict(by_partition)}; "
-                        f"account-events lag {lag}; worker a metrics {counts}\nworker a log:\n{a.log_tail(80)}")
+                        f"account-events lag {lag}; worker a metrics {counts}\nworker a log:\n{log_tail}")
+        # Every offset is committed: no gap left behind stalls a partition's commits.
+        wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"), timeout=60)
     finally:
         a.stop()
         b.stop()
