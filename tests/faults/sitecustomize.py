@@ -11,6 +11,7 @@ test to hit every time.
 """
 
 import os
+import sys
 
 _seek_pause_s = float(os.environ.get("FAULT_SEEK_PAUSE_S") or 0)
 
@@ -26,3 +27,5 @@ if _seek_pause_s > 0:
         await asyncio.sleep(_seek_pause_s)
 
     Consumer.perform_seek = _perform_seek_then_pause
+    print(f"fault injected: a {_seek_pause_s:g} s pause after each seek to committed offsets", file=sys.stderr,
+          flush=True)

@@ -98,6 +98,7 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
     try:
         a.wait_serving()
         b.wait_serving()
+        assert "fault injected: a 1.5 s pause" in a.log_path.read_text(errors="replace"), "worker a has no fault"
 
         def both_assigned():
             return all(w.metrics().get("churn_assigned_partitions", 0) > 0 for w in (a, b))
