@@ -20,6 +20,8 @@ from collections.abc import Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 
+from stream.consumer_hooks import adapt_consumers
+
 log = logging.getLogger(__name__)
 
 
@@ -61,10 +63,8 @@ def exact_end_offsets(config: Mapping[str, str], reported: Mapping, idle_s: floa
 
 def install(app, config: Mapping[str, str]) -> None:
     """Make ``app``'s consumer report exact end offsets (used by table recovery)."""
-    new_consumer = app._new_consumer
 
-    def _new_consumer():
-        consumer = new_consumer()
+    def adapt(consumer) -> None:
         reported_highwaters = consumer.highwaters
 
         async def highwaters(*partitions):
@@ -73,6 +73,5 @@ def install(app, config: Mapping[str, str]) -> None:
             return await loop.run_in_executor(None, exact_end_offsets, config, reported)
 
         consumer.highwaters = highwaters
-        return consumer
 
-    app._new_consumer = _new_consumer
+    adapt_consumers(app, adapt)

@@ -19,20 +19,20 @@ from __future__ import annotations
 
 import logging
 
+from stream.consumer_hooks import adapt_consumers
+
 log = logging.getLogger(__name__)
 
 
 def install(app, fetch_max_wait_ms: int) -> None:
     """Make ``app``'s worker consumer ask the broker for ``fetch_max_wait_ms`` fetches."""
-    new_consumer = app._new_consumer
 
-    def _new_consumer():
-        consumer = new_consumer()
+    def adapt(consumer) -> None:
         thread = getattr(consumer, "_thread", None)
         create = getattr(thread, "_create_worker_consumer", None)
         if create is None:
             log.warning("cannot set the fetch max wait: %s has no aiokafka consumer thread", type(consumer).__name__)
-            return consumer
+            return
 
         def _create_worker_consumer(transport):
             client = create(transport)
@@ -43,6 +43,5 @@ def install(app, fetch_max_wait_ms: int) -> None:
             return client
 
         thread._create_worker_consumer = _create_worker_consumer
-        return consumer
 
-    app._new_consumer = _new_consumer
+    adapt_consumers(app, adapt)

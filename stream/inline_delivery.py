@@ -30,6 +30,8 @@ from typing import Any
 from mode import Service
 from mode.services import WaitResults
 
+from stream.consumer_hooks import adapt_consumers
+
 log = logging.getLogger(__name__)
 
 
@@ -61,14 +63,12 @@ def _is_flow_wait(coro: Any) -> bool:
 
 def install(app) -> None:
     """Make ``app``'s consumer deliver each message inline when it need not wait."""
-    new_consumer = app._new_consumer
 
-    def _new_consumer():
-        consumer = new_consumer()
+    def adapt(consumer) -> None:
         suspend_flow = getattr(consumer, "suspend_flow", None)
         if suspend_flow is None:
             log.warning("inline delivery not installed: %s has no suspend_flow", type(consumer).__name__)
-            return consumer
+            return
 
         async def wait_first(self, *coros, timeout=None):
             # Only the drain loop's call has this shape: a delivery and the flow event's wait.
@@ -86,6 +86,5 @@ def install(app) -> None:
             return await Service.wait_first(self, _rest(delivery, yielded), flow_wait)
 
         consumer.wait_first = types.MethodType(wait_first, consumer)
-        return consumer
 
-    app._new_consumer = _new_consumer
+    adapt_consumers(app, adapt)

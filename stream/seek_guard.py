@@ -42,6 +42,8 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
+from stream.consumer_hooks import adapt_consumers
+
 log = logging.getLogger(__name__)
 
 
@@ -76,8 +78,8 @@ class SeekGuard:
 
     async def perform_seek(self) -> None:
         consumer = self.consumer
-        stopped = consumer.flow_active
-        if stopped:
+        stopped_here = consumer.flow_active
+        if stopped_here:
             consumer.stop_flow()
         try:
             if not self.idle.is_set():
@@ -88,25 +90,22 @@ class SeekGuard:
                                 self.idle_timeout_s)
             await self._perform_seek()
         except BaseException:
-            if stopped:
+            if stopped_here:
                 consumer.resume_flow()
             raise
 
 
 def install(app) -> None:
     """Make ``app``'s consumer seek with its flow stopped (see the module's text)."""
-    new_consumer = app._new_consumer
 
-    def _new_consumer():
-        consumer = new_consumer()
+    def adapt(consumer) -> None:
         missing = [a for a in ("getmany", "perform_seek", "stop_flow", "resume_flow", "flow_active")
                    if not hasattr(consumer, a)]
         if missing:
             log.warning("seek guard not installed: %s has no %s", type(consumer).__name__, ", ".join(missing))
-            return consumer
+            return
         guard = SeekGuard(consumer)
         consumer.getmany = guard.getmany
         consumer.perform_seek = guard.perform_seek
-        return consumer
 
-    app._new_consumer = _new_consumer
+    adapt_consumers(app, adapt)

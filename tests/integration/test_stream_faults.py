@@ -8,11 +8,24 @@ from collections import Counter
 
 import orjson
 import pytest
+from support import (
+    TopicReader,
+    WorkerProcess,
+    consumer_lag,
+    free_port,
+    lookup,
+    metric_sum,
+    produce,
+    provision,
+    simulated,
+    wait_caught_up,
+    wait_for,
+    with_faults,
+)
 
 from producers.partitioning import partition_for
 from schemas.events import dump_event
 from stream.features import CustomerState, apply, feature_values
-from support import TopicReader, WorkerProcess, free_port, lookup, metric_sum, produce, provision, simulated, wait_caught_up, wait_for, with_faults, consumer_lag
 
 pytestmark = pytest.mark.integration
 
