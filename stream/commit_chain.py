@@ -52,7 +52,8 @@ class CommitChain:
             await asyncio.wait({self._tasks[0]})
             self._reap()
         previous = self._tasks[-1] if self._tasks else None
-        self._tasks.append(asyncio.ensure_future(_after(previous, finish)))
+        gate = None if previous is None else _gate(previous)
+        self._tasks.append(asyncio.ensure_future(_after(previous, gate, finish)))
 
     def _reap(self) -> None:
         """Drop completed finishes from the front; raise the first error among them."""
@@ -91,9 +92,30 @@ class CommitChain:
         return len(failed) + len(pending)
 
 
-async def _after(previous: asyncio.Task | None, finish: Finish) -> None:
+def _gate(previous: asyncio.Task) -> asyncio.Future:
+    """A future that completes with ``previous``, through a callback registered now.
+
+    A finish waits on its gate, not on ``previous`` itself: the gate's callback is
+    registered when the finish is added, before the agent registers its own wait on
+    ``previous`` at a later :meth:`CommitChain.add`. Callbacks run in the order they
+    were registered, so when ``previous`` completes the next finish is woken before
+    the agent and has sent its table records by the time the agent goes on to its
+    next batch. Woken after the agent (as with ``asyncio.wait`` on ``previous``), it
+    began only at the agent's next wait, a whole batch later.
+    """
+    gate = asyncio.get_running_loop().create_future()
+
+    def open_gate(_: asyncio.Task) -> None:
+        if not gate.done():  # a finish cancelled while it waited cancelled its gate
+            gate.set_result(None)
+
+    previous.add_done_callback(open_gate)
+    return gate
+
+
+async def _after(previous: asyncio.Task | None, gate: asyncio.Future | None, finish: Finish) -> None:
     if previous is not None:
-        await asyncio.wait({previous})
+        await gate
         if previous.cancelled():
             raise asyncio.CancelledError("an earlier batch's finish was cancelled")
         if previous.exception() is not None:

@@ -67,6 +67,23 @@ async def test_add_waits_while_depth_finishes_are_unfinished():
     assert await chain.settle(timeout=1) == 0
 
 
+async def test_the_next_finish_begins_before_the_agent_goes_on():
+    # The agent adds batch 3 straight after batch 2, without yielding, and waits for 1 to end. When
+    # it goes on, 2 must have begun: otherwise 2 begins only when the agent next waits, and its
+    # round trips to the broker add to that wait instead of overlapping the agent's next batch.
+    chain, f = CommitChain(depth=2), Finishes()
+    await chain.add(f(1))
+    await wait_until(lambda: f.started == [1])
+    await chain.add(f(2))
+    asyncio.get_running_loop().call_later(0.01, f.release, 1)
+    await chain.add(f(3))
+    assert f.started == [1, 2]
+    f.release(2)
+    f.release(3)
+    await wait_until(lambda: f.ended == [1, 2, 3])
+    assert await chain.settle(timeout=1) == 0
+
+
 async def test_a_failed_finish_stops_the_ones_after_it_and_is_raised_at_the_next_add():
     chain, f = CommitChain(depth=4), Finishes()
     await chain.add(f(1, error=RuntimeError("outputs not delivered")))
