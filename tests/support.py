@@ -40,7 +40,7 @@ def wait_for(condition: Callable[[], object], timeout: float, interval: float = 
 
 def with_faults(env: dict[str, str], **faults: str) -> dict[str, str]:
     """``env`` for a worker process that runs with ``faults`` (see ``tests/faults/sitecustomize.py``)."""
-    path = os.pathsep.join(p for p in (str(FAULTS), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(FAULTS), env.get("PYTHONPATH", "")) if p)
     return {**env, "PYTHONPATH": path, **faults}
 
 
