@@ -8,18 +8,26 @@ C, in its own threads, for a few microseconds per record.
 
 :meth:`BatchProducer.send` hands a batch of records to librdkafka and resolves
 when the broker has acknowledged every one of them (or raises the first delivery
-error). Delivery reports are served by a poll thread, which wakes the event loop
-once per batch. The producer is idempotent with ``acks=all`` and partitions keys
-with ``murmur2_random``, the Java client's partitioner, which is also what Faust's
+error). The producer is idempotent with ``acks=all`` and partitions keys with
+``murmur2_random``, the Java client's partitioner, which is also what Faust's
 aiokafka producer uses for keyed records: a changelog record lands on the same
 partition as before, and the same partition as the event that produced it.
+
+Delivery reports are served on the event loop's thread, by the batches that await
+them: a batch polls the producer when it is submitted and, while it is waiting,
+every ``poll_interval_s``. confluent-kafka takes the GIL once per delivery report,
+whichever thread polls. A thread of its own polling beside a busy event loop
+therefore waited for the GIL at every report, up to the interpreter's switch
+interval (5 ms) each: reports were served only while the loop sat idle, so a batch
+was acknowledged only after the agent stopped to wait for it, and a busy worker
+spent about a fifth of its time waiting. Polled on the loop's own thread, the GIL
+is there to take.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Awaitable, Mapping, Sequence
 
 from confluent_kafka import KafkaException, Producer
@@ -41,7 +49,7 @@ Record = tuple[str, bytes, bytes, Headers | None]
 
 
 class _Batch:
-    """Delivery state of one awaited batch; its callback runs in the poll thread."""
+    """Delivery state of one awaited batch; its callbacks run where the producer is polled: the loop's thread."""
 
     __slots__ = ("loop", "future", "remaining", "error", "offsets")
 
@@ -65,30 +73,19 @@ class _Batch:
         if err is not None and self.error is None:
             self.error = err
         self.remaining -= 1
-        if self.remaining == 0:
-            self.loop.call_soon_threadsafe(self._resolve)
-
-    def _resolve(self) -> None:
-        if not self.future.done():
+        if self.remaining == 0 and not self.future.done() and not self.loop.is_closed():
             self.future.set_result(None)
 
 
 class BatchProducer:
     """Sends batches of records and awaits their acknowledgement."""
 
-    def __init__(self, client_config: Mapping[str, str], poll_interval_s: float = 0.05) -> None:
+    def __init__(self, client_config: Mapping[str, str], poll_interval_s: float = 0.001) -> None:
         try:
             self._producer = Producer({**client_config, **PRODUCER_CONFIG})
         except KafkaException as exc:
             raise BrokerError(f"cannot create a Kafka producer: {exc}") from exc
         self._interval = poll_interval_s
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="batch-producer-poll", daemon=True)
-        self._thread.start()
-
-    def _serve(self) -> None:
-        while not self._stopping.is_set():
-            self._producer.poll(self._interval)
 
     async def send(self, records: Sequence[Record]) -> dict[tuple[str, int], int]:
         """Send ``records`` (topic, key, value, headers) in order; the highest offset per partition."""
@@ -101,8 +98,8 @@ class BatchProducer:
         broker acknowledges: records are produced before this returns, unless
         librdkafka's queue is full, in which case the rest are produced when the result
         is awaited, as deliveries make room. With ``offsets=False`` the result is an
-        empty mapping: the delivery reports (one per record, in the poll thread, holding
-        the GIL) are only counted, not read.
+        empty mapping: the delivery reports are only counted, not read. Reports that
+        have arrived for earlier batches are served here too.
         """
         batch = _Batch(asyncio.get_running_loop(), len(records))
         produce = self._producer.produce
@@ -112,6 +109,7 @@ class BatchProducer:
                 produce(topic, value, key, headers=headers, on_delivery=callback)
             except BufferError:
                 return self._finish(batch, records[i:], callback)
+        self._producer.poll(0)
         return self._finish(batch, (), callback)
 
     async def _finish(self, batch: _Batch, rest: Sequence[Record], callback) -> dict[tuple[str, int], int]:
@@ -121,17 +119,19 @@ class BatchProducer:
                 try:
                     produce(topic, value, key, headers=headers, on_delivery=callback)
                     break
-                except BufferError:  # librdkafka's queue is full: let deliveries drain it
-                    await asyncio.sleep(0.005)
-        if batch.remaining:
-            await batch.future
+                except BufferError:  # librdkafka's queue is full: serve deliveries to drain it
+                    self._producer.poll(0)
+                    await asyncio.sleep(self._interval)
+        poll = self._producer.poll
+        while batch.remaining:
+            poll(0)
+            if batch.remaining:
+                # Woken by whichever comes first: another batch's poll serving this one, or the interval.
+                await asyncio.wait((batch.future,), timeout=self._interval)
         if batch.error is not None:
             raise KafkaException(batch.error)
         return batch.offsets
 
     def close(self, timeout_s: float = 10.0) -> int:
-        """Deliver what is queued (up to ``timeout_s``), stop polling; the records left undelivered."""
-        left = self._producer.flush(timeout_s)
-        self._stopping.set()
-        self._thread.join(timeout=timeout_s)
-        return left
+        """Deliver what is queued (up to ``timeout_s``); the records left undelivered."""
+        return self._producer.flush(timeout_s)

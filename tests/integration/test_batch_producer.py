@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from producers.partitioning import partition_for
-from stream.batch_producer import BatchProducer
+from stream.batch_producer import BatchProducer, _Batch
 from support import TopicReader, free_port
 
 pytestmark = pytest.mark.integration
@@ -90,3 +91,30 @@ def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_ro
     assert sorted(int(r.value) for r in reader.records) == list(range(300))
     highest = {(topic, p): max(r.offset for r in reader.records if r.partition == p) for p in (0, 1)}
     assert result == (highest if offsets else {})
+
+
+def test_delivery_reports_are_served_on_the_event_loop_thread(kafka_bootstrap, unique_prefix, monkeypatch):
+    """No thread of its own: a poll thread beside a busy loop waited for the GIL at every report."""
+    topic = _topic(kafka_bootstrap, f"{unique_prefix}thread", 2)
+    served_on: set[int] = set()
+    count = _Batch.on_counted
+
+    def on_counted(self, err, msg):
+        served_on.add(threading.get_ident())
+        count(self, err, msg)
+
+    monkeypatch.setattr(_Batch, "on_counted", on_counted)
+    threads_before = threading.active_count()
+    producer = BatchProducer({"bootstrap.servers": kafka_bootstrap})
+    try:
+        assert threading.active_count() == threads_before
+
+        async def run() -> int:
+            await asyncio.wait_for(producer.submit([(topic, b"k", b"v", None)] * 50, offsets=False), 30)
+            await asyncio.wait_for(producer.send([(topic, b"k", b"w", None)] * 50), 30)
+            return threading.get_ident()
+
+        loop_thread = asyncio.run(run())
+    finally:
+        assert producer.close() == 0
+    assert served_on == {loop_thread}
