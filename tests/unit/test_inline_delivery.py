@@ -3,28 +3,68 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
+from faust.types import TP
 from mode import Service
+from mode.utils.queues import FlowControlEvent
 
-from stream.inline_delivery import install
+from stream.inline_delivery import READY, install
 
 pytestmark = pytest.mark.unit
 
 
-class Consumer(Service):
+class Conductor:
+    """What the adaptation reads of Faust's conductor: its handler table, the lock around it, on_message."""
+
     def __init__(self) -> None:
-        super().__init__()
-        self.suspend_flow = asyncio.Event()
+        self._tp_to_callback_lock = asyncio.Lock()
+        self._tp_to_callback = {}
+        self.through_conductor = []
+
+    async def on_message(self, message):
+        self.through_conductor.append(message)
+        async with self._tp_to_callback_lock:
+            handler = self._tp_to_callback[message.tp]
+        return await handler(message)
+
+
+class Buffer:
+    """Faust's producer buffer as its ebb check sees it."""
+
+    max_messages = 2
+
+    def __init__(self) -> None:
+        self.pending = asyncio.Queue()
+        self.flushes = 0
+
+    async def wait_until_ebb(self) -> None:
+        self.flushes += 1
+        while self.pending.qsize() > self.max_messages:
+            self.pending.get_nowait()
 
 
 class App:
     def __init__(self) -> None:
-        self._new_consumer = Consumer
+        self.topics = Conductor()
+        self.flow_control = FlowControlEvent(initially_suspended=False)
+        self.conf = SimpleNamespace(producer_threaded=False)
+        self.producer = SimpleNamespace(buffer=Buffer())
+
+    def _new_consumer(self):
+        return Consumer(self.topics.on_message)
 
 
-def consumer() -> Consumer:
-    app = App()
+class Consumer(Service):
+    def __init__(self, callback) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+        self.callback = callback
+
+
+def consumer(app: App | None = None) -> Consumer:
+    app = app or App()
     install(app)
     return app._new_consumer()
 
@@ -89,3 +129,61 @@ async def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended():
         await asyncio.wait_for(cancelled.wait(), 5)
     finally:
         await c.stop()
+
+
+async def test_a_partition_handler_is_called_directly_while_the_conductor_lock_is_free():
+    app = App()
+    c = consumer(app)
+    conductor = app.topics
+    handled = []
+
+    async def handler(message):
+        handled.append(message)
+        return "queued"
+
+    tp = TP("events", 0)
+    conductor._tp_to_callback[tp] = handler
+    free = SimpleNamespace(tp=tp)
+    assert await c.callback(free) == "queued"
+    assert handled == [free] and conductor.through_conductor == []
+
+    # While a resubscription holds the lock, delivery waits for it, as Faust's on_message does.
+    await conductor._tp_to_callback_lock.acquire()
+    held = SimpleNamespace(tp=tp)
+    delivery = asyncio.ensure_future(c.callback(held))
+    await asyncio.sleep(0.01)
+    assert not delivery.done() and conductor.through_conductor == [held]
+    conductor._tp_to_callback_lock.release()
+    assert await asyncio.wait_for(delivery, 5) == "queued"
+    assert handled == [free, held]
+
+    # A partition without a handler fails as it does in Faust.
+    with pytest.raises(KeyError):
+        await c.callback(SimpleNamespace(tp=TP("events", 9)))
+
+
+async def test_flow_control_and_the_producer_buffer_are_awaited_only_when_they_would_wait():
+    app = App()
+    flow, buffer = app.flow_control, app.producer.buffer
+    consumer(app)
+    assert flow.acquire() is READY and buffer.wait_until_ebb() is READY
+    await flow.acquire()
+    await buffer.wait_until_ebb()
+    assert buffer.flushes == 0
+
+    for i in range(3):
+        buffer.pending.put_nowait(i)
+    await buffer.wait_until_ebb()  # over the high-water mark: Faust's flush runs
+    assert buffer.flushes == 1 and buffer.pending.qsize() == 2
+
+    flow.suspend()
+    acquired = asyncio.ensure_future(flow.acquire())
+    await asyncio.sleep(0.01)
+    assert not acquired.done()  # suspended: it waits for the resume
+    flow.resume()
+    await asyncio.wait_for(acquired, 5)
+
+    # A second consumer of the same app does not wrap them again.
+    acquire, ebb = flow.acquire, buffer.wait_until_ebb
+    app._new_consumer()
+    assert flow.acquire is acquire and buffer.wait_until_ebb is ebb
