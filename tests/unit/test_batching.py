@@ -10,6 +10,7 @@ import asyncio
 from types import SimpleNamespace
 
 import pytest
+from faust.sensors import Monitor, Sensor, SensorDelegate
 
 from stream.batching import batches
 
@@ -194,3 +195,96 @@ async def test_events_while_flow_control_is_suspended_are_skipped_and_acked(stre
 async def test_batches_need_a_size_and_a_wait():
     with pytest.raises(ValueError, match="max_events >= 1"):
         batches(Stream(), max_events=0, within=0.01)
+
+
+class Owner:
+    """Stands in for the agent's task: the monitor keeps it in a weak-key dictionary."""
+
+    def __str__(self) -> str:
+        return "task:featurize"
+
+
+class MonitoredStream(Stream):
+    """A stream whose app has Faust's sensor delegate, holding Faust's monitor, and maybe more."""
+
+    def __init__(self, *extra_sensors) -> None:
+        super().__init__()
+        self.task_owner = Owner()
+        self.app.monitor = Monitor()
+        self.app.beacon = SimpleNamespace(new=lambda sensor: None)
+        self.app.sensors = SensorDelegate(self.app)
+        for sensor in (self.app.monitor, *extra_sensors):
+            self.app.sensors.add(sensor)
+        self._on_stream_event_in = self.app.sensors.on_stream_event_in
+        self._on_stream_event_out = self.app.sensors.on_stream_event_out
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __str__(self) -> str:
+        return "stream:events"
+
+
+def monitor_counts(monitor: Monitor) -> dict:
+    return {
+        "total": monitor.events_total, "active": monitor.events_active,
+        "by_stream": dict(monitor.events_by_stream), "by_task": dict(monitor.events_by_task),
+        "partitions": set(monitor.stream_inbound_time), "runtimes": len(monitor.events_runtime),
+    }
+
+
+async def test_the_monitor_counts_a_batch_as_it_counts_its_events_one_by_one():
+    per_event, batched = MonitoredStream(), MonitoredStream()
+    per_event.task_owner = batched.task_owner  # one agent task, looked up by both monitors
+
+    def events() -> list[Event]:
+        out = [Event(i) for i in range(6)]
+        for e in out[3:]:
+            e.message.tp = ("events", 1)
+        return out
+
+    one_by_one, together = events(), events()
+    for e in one_by_one:
+        per_event.queue.put_nowait(e)
+    for e in together:
+        batched.queue.put_nowait(e)
+    per_event_monitor, batched_monitor = per_event.app.monitor, batched.app.monitor
+
+    # The per-event path: what Faust's stream iteration calls, by hand.
+    states = [per_event._on_stream_event_in(e.message.tp, e.message.offset, per_event, e) for e in one_by_one]
+    agen = batches(batched, max_events=6, within=0.01, auto_ack=False)
+    batch = await asyncio.wait_for(anext(agen), 2)
+    assert batch.sensed is not None  # the monitor alone: told of the batch at once
+    assert monitor_counts(batched_monitor) == monitor_counts(per_event_monitor)
+    assert monitor_counts(batched_monitor)["active"] == 6
+
+    for e, state in zip(one_by_one, states):
+        per_event._on_stream_event_out(e.message.tp, e.message.offset, per_event, e, state)
+    batch.ack()
+    assert monitor_counts(batched_monitor) == monitor_counts(per_event_monitor)
+    assert monitor_counts(batched_monitor)["active"] == 0 and monitor_counts(batched_monitor)["runtimes"] == 6
+    assert all(e.acked == 1 for e in together)
+    await agen.aclose()
+
+
+async def test_another_sensor_gets_every_event_one_by_one():
+    seen_in, seen_out = [], []
+
+    class Counting(Sensor):
+        def on_stream_event_in(self, tp, offset, stream, event):
+            seen_in.append(offset)
+            return offset
+
+        def on_stream_event_out(self, tp, offset, stream, event, state=None):
+            seen_out.append(state)
+
+    stream = MonitoredStream(Counting())
+    for e in [Event(i) for i in range(3)]:
+        stream.queue.put_nowait(e)
+    agen = batches(stream, max_events=3, within=0.01, auto_ack=False)
+    batch = await asyncio.wait_for(anext(agen), 2)
+    assert batch.sensed is None and seen_in == [0, 1, 2]
+    assert stream.app.monitor.events_total == 3  # the monitor too, per event
+    batch.ack()
+    assert seen_out == [0, 1, 2] and stream.app.monitor.events_active == 0
+    await agen.aclose()
