@@ -39,6 +39,7 @@ def test_a_batch_resolves_when_every_record_is_on_the_broker(kafka_bootstrap, un
     assert len(reader.records) == len(records)
     for record in reader.records:
         assert record.partition == partition_for(record.key, 4), "not where the Java partitioner puts the key"
+        assert record.headers == {"n": record.value}
     # Per key, records keep the order they were sent in (what a changelog needs).
     by_key: dict[bytes, list[int]] = {}
     for record in sorted(reader.records, key=lambda r: (r.partition, r.offset)):
