@@ -430,8 +430,11 @@ class ConceptDriftMonitor:
         return roc_auc(np.array(probabilities), np.array(labels))
 
     def _closed_within(self, customer_id: str, event_ts: float) -> bool:
-        closes = self._closes.get(customer_id, ())
-        return any(event_ts < c <= event_ts + self.horizon_s for c in closes)
+        closes = self._closes.get(customer_id)
+        if not closes:  # most customers: no generator to build per matured score
+            return False
+        end = event_ts + self.horizon_s
+        return any(event_ts < c <= end for c in closes)
 
     def _forget_closes(self, before: float) -> None:
         while self._close_heap and self._close_heap[0][0] <= before:
