@@ -217,8 +217,21 @@ def event_hash(event_id: str) -> int:
 
 
 def event_time(ts: datetime) -> float:
-    """Event time in epoch seconds, kept to the millisecond."""
-    return round(ts.timestamp(), 3)
+    """Event time in epoch seconds, kept to the millisecond: ``round(ts.timestamp(), 3)``.
+
+    When ``ts`` is a whole number of milliseconds (events with second or millisecond
+    times, nearly all of them) ``ts.timestamp()`` is that already: it is the float
+    nearest to an exact multiple of 1 ms (an integer division, correctly rounded), so
+    rounding it to three decimals gives that same float back. Skipping ``round``, which
+    works through the float's decimal digits, takes a third off the cost (2.7-3.0 µs
+    down to 1.9-2.0 µs per event, most of the rest being ``timestamp`` asking
+    pydantic's ``TzInfo`` for its offset).
+
+    >>> event_time(datetime(2024, 5, 1, 12, 0, 0, 123_456, tzinfo=timezone.utc))
+    1714564800.123
+    """
+    seconds = ts.timestamp()
+    return round(seconds, 3) if ts.microsecond % 1000 else seconds
 
 
 def admit(state: CustomerState, event_id: str, ts: float) -> Admission:

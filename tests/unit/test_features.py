@@ -13,6 +13,7 @@ from stream.features import (
     CustomerState,
     admit,
     apply,
+    event_time,
     feature_values,
     features,
 )
@@ -250,3 +251,15 @@ def test_simulated_states_round_trip_and_apply_checked_agrees_with_admit_then_ap
         raw = state.to_bytes()
         assert CustomerState.from_bytes(raw) == state
         assert CustomerState.from_bytes(raw).to_bytes() == raw
+
+
+def test_event_time_is_the_timestamp_rounded_to_the_millisecond_for_any_time():
+    rng = random.Random(11)
+    zones = [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    checked = 0
+    for _ in range(20_000):
+        micro = rng.choice([0, 1000 * rng.randrange(1000), 500 + 1000 * rng.randrange(1000), rng.randrange(1_000_000)])
+        ts = datetime.fromtimestamp(rng.randrange(0, 4_000_000_000), tz=rng.choice(zones)).replace(microsecond=micro)
+        assert event_time(ts) == round(ts.timestamp(), 3), ts
+        checked += micro % 1000 == 0
+    assert checked > 5_000  # the whole-millisecond path was taken, not only the rounding one
