@@ -230,7 +230,7 @@ def test_closure_is_recorded():
 
 def test_simulated_states_round_trip_and_apply_checked_agrees_with_admit_then_apply():
     from producers.simulator import SimConfig, Simulator
-    from stream.features import apply_checked, event_time
+    from stream.features import apply_checked
 
     checked: dict[str, CustomerState] = {}
     stepwise: dict[str, CustomerState] = {}
