@@ -196,7 +196,7 @@ def demo(
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 1000,
     onset_day: Annotated[int, typer.Option(help="Stream day the drift starts.")] = 90,
     max_days: Annotated[int, typer.Option(help="Simulated days at most (the demo ends once the new version "
-                                               "has scored enough).")] = 240,
+                                               "has scored enough).")] = 400,
     seconds_per_day: Annotated[float, typer.Option(help="Wall seconds per simulated day.")] = 0.5,
     window_days: Annotated[float, typer.Option(help="Days since the drift the retraining learns from.")] = 25.0,
     after_swap_events: Annotated[int, typer.Option(help="Events the new version scores before the demo "

@@ -68,7 +68,9 @@ class DemoOptions:
     scenario: str = "support_surge"
     customers: int = 1000
     onset_day: int = 90
-    max_days: int = 240
+    # A cap, not the plan: the demo stops once the new version has scored enough, usually
+    # near day 200-230. The room after that is for machines that train the new model slowly.
+    max_days: int = 400
     seconds_per_day: float = 0.5
     window_days: float = 25.0
     after_swap_events: int = 5000
