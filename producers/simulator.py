@@ -78,7 +78,7 @@ from __future__ import annotations
 import calendar
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -170,9 +170,9 @@ class Hazard:
     flex: float = 0.6
     frailty_sd: float = 0.5
 
-    def logit(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, flipped: bool) -> np.ndarray:
-        """The logit for columns as built by :func:`_columns` (vectorized)."""
-        autopay = -self.autopay if flipped else self.autopay
+    def logit(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, flipped: bool | np.ndarray) -> np.ndarray:
+        """The logit for columns as built by :func:`_columns` (vectorized; ``flipped`` per row or for all)."""
+        autopay = np.where(flipped, -self.autopay, self.autopay)
         return (
             self.base
             + self.short_tenure * np.exp(-cols["tenure_months"] / self.tenure_scale)
@@ -334,17 +334,37 @@ class Simulator:
         created gets the population mean (0). Scenario effects apply when
         ``at >= onset_ts``.
         """
-        idx = self._index.get(customer_id)
-        frailty = np.array([0.0 if idx is None else self._traits.frailty[idx]])
-        return float(self._hazards(_columns([values]), frailty, at)[0])
+        return float(self.true_hazards([customer_id], [values], np.array([at]))[0])
+
+    def true_hazards(
+        self, customer_ids: Sequence[str], values: Sequence[Mapping[str, float | int | str]], at: np.ndarray
+    ) -> np.ndarray:
+        """:meth:`true_hazard` of many (customer, feature values, time) rows at once."""
+        frailty = self._traits.frailty
+        index = self._index
+        rows = np.array([index.get(c, -1) for c in customer_ids], dtype=np.int64)
+        known = rows >= 0
+        f = np.zeros(rows.size)
+        f[known] = frailty[rows[known]]
+        return self._hazards(_columns(values), f, at)
 
     def oracle_probability(
         self, customer_id: str, values: Mapping[str, float | int | str], at: float, horizon_days: int
     ) -> float:
         """``1 - (1 - true_hazard)**horizon_days``: churn within the horizon at constant hazard."""
+        return float(self.oracle_probabilities([customer_id], [values], np.array([at]), horizon_days)[0])
+
+    def oracle_probabilities(
+        self,
+        customer_ids: Sequence[str],
+        values: Sequence[Mapping[str, float | int | str]],
+        at: np.ndarray,
+        horizon_days: int,
+    ) -> np.ndarray:
+        """:meth:`oracle_probability` of many rows at once (one numpy pass instead of one per row)."""
         if horizon_days < 0:
             raise ValueError(f"horizon_days must be >= 0, got {horizon_days}")
-        return 1.0 - (1.0 - self.true_hazard(customer_id, values, at)) ** horizon_days
+        return 1.0 - (1.0 - self.true_hazards(customer_ids, values, at)) ** horizon_days
 
     # --- state --------------------------------------------------------------------
 
@@ -371,9 +391,9 @@ class Simulator:
         self._active = np.concatenate([self._active, np.ones(k, dtype=bool)])
         return np.arange(first, first + k)
 
-    def _hazards(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, at: float) -> np.ndarray:
+    def _hazards(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, at: float | np.ndarray) -> np.ndarray:
         onset = self.onset_ts
-        flipped = self.config.scenario == "concept_flip" and onset is not None and at >= onset
+        flipped = (self.config.scenario == "concept_flip" and onset is not None) & (np.asarray(at) >= (onset or 0.0))
         return _sigmoid(HAZARD.logit(cols, frailty, flipped))
 
     # --- generation -----------------------------------------------------------------

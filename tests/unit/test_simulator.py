@@ -280,6 +280,30 @@ def test_oracle_is_the_horizon_probability_of_the_hazard():
     assert sim.oracle_probability("someone", BASE_VALUES, at, 0) == 0.0
 
 
+def test_oracle_of_many_rows_is_each_rows_own_oracle_across_the_flip():
+    """The vectorized oracle flips per row at the onset and gives unknown ids the mean frailty."""
+    sim = Simulator(scenario("concept_flip"))
+    events = list(sim.events())  # creates the customers and their frailties
+    known = sorted({e.customer_id for e in events})[:3]
+    onset = sim.onset_ts
+    rows = [(c, {**BASE_VALUES, "has_autopay": autopay, "support_calls_30d": calls}, at)
+            for c in [*known, "stranger"] for autopay in (0, 1) for calls in (0, 2)
+            for at in (onset - DAY, onset, onset + 3 * DAY)]
+    ids, values, at = zip(*rows, strict=True)
+    many = sim.oracle_probabilities(ids, values, np.array(at), 30)
+    one = [sim.oracle_probability(c, v, t, 30) for c, v, t in rows]
+    np.testing.assert_allclose(many, one, rtol=1e-12)
+    # Autopay protects before the onset only, and customers differ by their frailty.
+    before = {(c, v["has_autopay"]): p for (c, v, t), p in zip(rows, one, strict=True)
+              if t < onset and v["support_calls_30d"] == 0}
+    after = {(c, v["has_autopay"]): p for (c, v, t), p in zip(rows, one, strict=True)
+             if t == onset and v["support_calls_30d"] == 0}
+    assert all(before[c, 1] < before[c, 0] and after[c, 1] > after[c, 0] for c in [*known, "stranger"])
+    assert len({before[c, 0] for c in [*known, "stranger"]}) == 4
+    with pytest.raises(ValueError, match="horizon_days"):
+        sim.oracle_probabilities(ids, values, np.array(at), -1)
+
+
 def snapshots(config: SimConfig, days: list[int], horizon: int = 30):
     """Point-in-time snapshots replayed through the shared feature logic: (label, oracle score)."""
     sim, events = run(config)
