@@ -319,11 +319,26 @@ class Simulator:
         """Ids of every customer created so far in the current iteration."""
         return list(self._ids)
 
-    def events(self) -> Iterator[AccountEvent]:
-        """All events in non-decreasing ``ts`` order, backdated signups first."""
+    def events(self, until_day: int | None = None) -> Iterator[AccountEvent]:
+        """All events in non-decreasing ``ts`` order, backdated signups first.
+
+        With ``until_day`` the stream stops before that day; :meth:`resume` goes on from there.
+        """
         self._reset()
         yield from self._emit(self._prelude())
-        for day in range(self.config.days):
+        yield from self.resume(until_day)
+
+    def resume(self, until_day: int | None = None) -> Iterator[AccountEvent]:
+        """The days after the last one generated, up to ``until_day`` (default: to ``config.days``).
+
+        ``config`` may be replaced before resuming by one with the same seed, customers, start
+        and onset day: the stream then branches at that day boundary, into the new config's
+        scenario from its onset, exactly as the new config's own :meth:`events` would run.
+        """
+        end = self.config.days if until_day is None else min(until_day, self.config.days)
+        while self._next_day < end:
+            day = self._next_day
+            self._next_day += 1
             yield from self._emit(self._day(day))
 
     def true_hazard(self, customer_id: str, values: Mapping[str, float | int | str], at: float) -> float:
@@ -376,6 +391,7 @@ class Simulator:
         self._states: list[CustomerState] = []
         self._active = np.zeros(0, dtype=bool)
         self._next_event = 0
+        self._next_day = 0
 
     def _new_customers(self, k: int, signup_ts: np.ndarray) -> np.ndarray:
         """Create ``k`` customers signing up at ``signup_ts``; returns their indices."""

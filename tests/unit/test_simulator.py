@@ -234,6 +234,21 @@ def test_concept_flip_reverses_autopay():
     assert plain.true_hazard("c000001", autopay, late) < plain.true_hazard("c000001", values, late)
 
 
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_resumed_stream_branches_into_the_new_configs_own_stream(name):
+    """Stopped at the onset day and resumed under a scenario's config, the stream is that config's stream."""
+    stable = scenario(None)
+    sim = Simulator(stable)
+    before = list(sim.events(until_day=stable.onset_day))
+    assert before and before[-1].ts.timestamp() < stable.start.timestamp() + stable.onset_day * DAY
+    sim.config = scenario(name)
+    branched = [*before, *sim.resume()]
+    whole = list(Simulator(scenario(name)).events())
+    assert [e.model_dump() for e in branched] == [e.model_dump() for e in whole]
+    # The stable stream differs after the onset: the branch is not the stable stream again.
+    assert [e.model_dump() for e in whole] != [e.model_dump() for e in run(stable)[1]]
+
+
 # --- the hazard and the oracle -------------------------------------------------------------
 
 BASE_VALUES = {
