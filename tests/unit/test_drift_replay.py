@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from producers.simulator import SCENARIOS, SimConfig
+from producers.simulator import SCENARIOS, SimConfig, Simulator
 from stream.drift.monitor import DriftConfig
-from stream.drift.replay import replay
+from stream.drift.replay import Replay, replay
 from training.dataset import SNAPSHOT, model_inputs
 from training.reference import reference_distributions
 
@@ -22,29 +21,47 @@ MAX_DELAY = 40_000  # events after onset
 
 
 SCENARIO_DAYS = 200
-_MODEL: tuple | None = None  # (predict, reference) for the replay processes, inherited by fork
+STABLE_DAYS = 240
+_PREFIX: tuple | None = None  # (simulator, replay) at the onset day, inherited by the forked branches
 
 
-def _replay(scenario: str | None, days: int):
-    predict, reference = _MODEL
-    config = SimConfig(n_customers=2000, days=days, seed=11, scenario=scenario, onset_day=ONSET_DAY)
+def _config(scenario: str | None, days: int) -> SimConfig:
+    return SimConfig(n_customers=2000, days=days, seed=11, scenario=scenario, onset_day=ONSET_DAY)
+
+
+def _branch(scenario: str | None, days: int):
+    """The replay's continuation from the onset day into ``scenario`` (in a fresh fork of the prefix)."""
+    sim, run = _PREFIX
+    sim.config = _config(scenario, days)
+    run.onset_ts = sim.onset_ts
     # A scenario's replay ends at its first alert after the onset; the stable one runs to the end.
-    return replay(config, predict, reference, drift=WARMUP, until_detected=scenario is not None)
+    if run.feed(sim.resume(), until_detected=scenario is not None):
+        return run.result
+    return run.finish()
 
 
 @pytest.fixture(scope="module")
 def replays(bootstrap_result):
-    """Every replay of this module, run on all cores (each is independent and CPU-bound)."""
-    global _MODEL
+    """Every replay of this module: the stable stream's days before the onset replayed once,
+    then each continuation (the stable one and a scenario each) in its own fork of it.
+
+    The streams are the same up to the onset day (same seed, customers and draws), which
+    ``test_a_branch_replays_like_the_whole_scenario_stream`` checks on a small world.
+    """
+    global _PREFIX
     result = bootstrap_result
     events = result.split.train[result.split.train[SNAPSHOT] == "event"]
     x = model_inputs(events)
     reference = reference_distributions(x, result.pipeline.predict_proba(x)[:, 1])
-    _MODEL = (lambda frame: result.pipeline.predict_proba(frame)[:, 1]), reference
-    jobs = {None: 240, **{scenario: SCENARIO_DAYS for scenario in SCENARIOS}}
-    with ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=multiprocessing.get_context("fork")) as pool:
-        futures = {scenario: pool.submit(_replay, scenario, days) for scenario, days in jobs.items()}
-        return {scenario: future.result() for scenario, future in futures.items()}
+    sim = Simulator(_config(None, STABLE_DAYS))
+    run = Replay(lambda frame: result.pipeline.predict_proba(frame)[:, 1], reference, drift=WARMUP)
+    assert not run.feed(sim.events(until_day=ONSET_DAY))
+    _PREFIX = sim, run
+    jobs = {None: STABLE_DAYS, **{scenario: SCENARIO_DAYS for scenario in SCENARIOS}}
+    # One task per process, forked from this one: each branch starts from the untouched prefix.
+    with multiprocessing.get_context("fork").Pool(os.cpu_count() or 1, maxtasksperchild=1) as pool:
+        pending = {scenario: pool.apply_async(_branch, (scenario, days)) for scenario, days in jobs.items()}
+        return {scenario: job.get(timeout=900) for scenario, job in pending.items()}
 
 
 def test_a_stable_stream_raises_no_alert(replays):
@@ -75,3 +92,32 @@ def test_each_scenario_raises_the_right_alert_soon_after_onset(replays, scenario
     record_property("detection_delay_events", delay)
     print(f"{scenario}: {alert.detector} ({alert.kind}) {delay} events after onset; stats {alert.features}")
     assert delay <= MAX_DELAY
+
+
+def test_a_branch_replays_like_the_whole_scenario_stream(bootstrap_result):
+    """A replay fed the stable days before the onset, then resumed into a scenario, finds what the
+    scenario's own replay finds, at the same events (the fixture above relies on it)."""
+    result = bootstrap_result
+    x = model_inputs(result.split.train[result.split.train[SNAPSHOT] == "event"])
+    reference = reference_distributions(x, result.pipeline.predict_proba(x)[:, 1])
+
+    def predict(frame):
+        return result.pipeline.predict_proba(frame)[:, 1]
+
+    small = DriftConfig(warmup_events=15_000, window_events=1000)
+    world = {"n_customers": 400, "days": 110, "seed": 5, "onset_day": 70}
+    whole = replay(SimConfig(scenario="price_hike", **world), predict, reference, drift=small, batch=300)
+    sim = Simulator(SimConfig(scenario=None, **world))
+    run = Replay(predict, reference, drift=small, batch=300)
+    assert not run.feed(sim.events(until_day=world["onset_day"]))
+    sim.config = SimConfig(scenario="price_hike", **world)
+    run.onset_ts = sim.onset_ts
+    branched = run.finish() if not run.feed(sim.resume()) else run.result
+
+    def found(r):
+        return [(i, a.detector, a.kind, a.window_start, a.window_end, a.features) for i, a in r.alerts]
+
+    assert whole.onset_index is not None and any(i >= whole.onset_index for i, _ in whole.alerts), \
+        "the scenario raised no alert after its onset: nothing to compare"
+    assert (branched.events, branched.onset_index) == (whole.events, whole.onset_index)
+    assert found(branched) == found(whole)
