@@ -334,6 +334,7 @@ class Simulator:
         ``config`` may be replaced before resuming by one with the same seed, customers, start
         and onset day: the stream then branches at that day boundary, into the new config's
         scenario from its onset, exactly as the new config's own :meth:`events` would run.
+        A day left part-way is not resumed: stop at days, with ``until_day``.
         """
         end = self.config.days if until_day is None else min(until_day, self.config.days)
         while self._next_day < end:
@@ -409,7 +410,7 @@ class Simulator:
 
     def _hazards(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, at: float | np.ndarray) -> np.ndarray:
         onset = self.onset_ts
-        flipped = (self.config.scenario == "concept_flip" and onset is not None) & (np.asarray(at) >= (onset or 0.0))
+        flipped = self.config.scenario == "concept_flip" and onset is not None and np.asarray(at) >= onset
         return _sigmoid(HAZARD.logit(cols, frailty, flipped))
 
     # --- generation -----------------------------------------------------------------

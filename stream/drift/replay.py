@@ -56,9 +56,7 @@ def replay(
     """
     sim = Simulator(sim_config)
     run = Replay(predict, reference, model_version, drift, batch, onset_ts=sim.onset_ts)
-    if run.feed(sim.events(), until_detected=until_detected, max_events=max_events):
-        return run.result
-    return run.finish()
+    return run.play(sim.events(), until_detected=until_detected, max_events=max_events)
 
 
 class Replay:
@@ -114,6 +112,13 @@ class Replay:
             if max_events is not None and result.events >= max_events:
                 break
         return False
+
+    def play(self, events: Iterable[AccountEvent], until_detected: bool = False,
+             max_events: int | None = None) -> ReplayResult:
+        """:meth:`feed` the rest of a stream, then :meth:`finish` it (unless an alert ended it): the result."""
+        if self.feed(events, until_detected=until_detected, max_events=max_events):
+            return self.result
+        return self.finish()
 
     def finish(self) -> ReplayResult:
         """Score the last, unfinished batch; the result."""

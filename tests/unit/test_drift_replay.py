@@ -35,9 +35,7 @@ def _branch(scenario: str | None, days: int):
     sim.config = _config(scenario, days)
     run.onset_ts = sim.onset_ts
     # A scenario's replay ends at its first alert after the onset; the stable one runs to the end.
-    if run.feed(sim.resume(), until_detected=scenario is not None):
-        return run.result
-    return run.finish()
+    return run.play(sim.resume(), until_detected=scenario is not None)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +110,7 @@ def test_a_branch_replays_like_the_whole_scenario_stream(bootstrap_result):
     assert not run.feed(sim.events(until_day=world["onset_day"]))
     sim.config = SimConfig(scenario="price_hike", **world)
     run.onset_ts = sim.onset_ts
-    branched = run.finish() if not run.feed(sim.resume()) else run.result
+    branched = run.play(sim.resume())
 
     def found(r):
         return [(i, a.detector, a.kind, a.window_start, a.window_end, a.features) for i, a in r.alerts]
