@@ -165,13 +165,18 @@ class FastKSWIN(drift.KSWIN):
     - computes the statistic D with NumPy, as SciPy does. For two samples of equal size
       n, D is a multiple of 1/n and SciPy's exact p-value depends on n and D alone (it
       rounds D * n to an integer first), so the p-value is read from a table of the
-      n + 1 possible values that SciPy computes once;
+      n + 1 possible values that SciPy computes once. D is taken from the difference of
+      the two samples' counts, in integers, and divided once;
     - draws the subset with NumPy's generator (a permutation of the older positions),
       seeded with ``seed``: the same test on an equally uniform subset, a few
       microseconds per update. Its draws differ from river's ``random.Random`` draws
       for the same seed, so single decisions can differ from river's; given the same
       subset they are river's exactly (:meth:`_subsample` is the one difference, and
-      the unit tests swap river's sampler in to check it).
+      the unit tests swap river's sampler in to check it);
+    - keeps the window in a NumPy ring written twice (at ``i`` and ``i + window_size``),
+      so that the window in order is a view of the ring, not a copy of a deque made
+      for every update (a third of the update's time). ``window`` reads as river's
+      deque and can be assigned as river assigns it.
 
     The window handling, ``p_value`` and ``drift_detected`` are river's.
     """
@@ -181,6 +186,25 @@ class FastKSWIN(drift.KSWIN):
     def _reset(self):
         super()._reset()
         self._draws = np.random.default_rng(self.seed)
+
+    @property
+    def window(self) -> deque:
+        """The window, oldest first, as river keeps it."""
+        return deque(self._ordered().tolist(), maxlen=self.window_size)
+
+    @window.setter
+    def window(self, values) -> None:
+        size = self.window_size
+        kept = [float(v) for v in values][-size:]
+        self._ring = np.empty(2 * size, dtype=np.float64)
+        self._ring[:len(kept)] = kept
+        self._filled = len(kept)
+        self._next = len(kept) % size  # where the next value goes; the oldest value once the ring is full
+
+    def _ordered(self) -> np.ndarray:
+        if self._filled < self.window_size:
+            return self._ring[:self._filled]
+        return self._ring[self._next:self._next + self.window_size]
 
     def _p_value(self, statistic: float) -> float:
         n = self.stat_size
@@ -202,20 +226,24 @@ class FastKSWIN(drift.KSWIN):
         if self.drift_detected:
             self._reset()
         self.n += 1
-        self.window.append(x)
-        if len(self.window) < self.window_size:
-            self._drift_detected = False
-            return
         size, stat = self.window_size, self.stat_size
-        values = np.fromiter(self.window, float, size)
+        ring, i = self._ring, self._next
+        ring[i] = ring[i + size] = x
+        self._next = i + 1 if i + 1 < size else 0
+        if self._filled < size:
+            self._filled += 1
+            if self._filled < size:
+                self._drift_detected = False
+                return
+        values = ring[self._next:self._next + size]
         a, b = np.sort(values[self._subsample()]), np.sort(values[size - stat:])
-        both = np.concatenate([a, b])
-        diffs = np.searchsorted(a, both, side="right") / stat - np.searchsorted(b, both, side="right") / stat
-        statistic = float(max(diffs.max(), -diffs.min()))
+        both = np.concatenate((a, b))
+        counts = np.searchsorted(a, both, side="right") - np.searchsorted(b, both, side="right")
+        statistic = max(int(counts.max()), -int(counts.min())) / stat
         self.p_value = self._p_value(statistic)
         if self.p_value <= self.alpha and statistic > 0.1:
             self._drift_detected = True
-            self.window = deque(values[size - stat:].tolist(), maxlen=size)
+            self.window = values[size - stat:].tolist()
         else:
             self._drift_detected = False
 
