@@ -37,58 +37,79 @@ agent can then process the next batch while the broker acknowledges the last
 one's outputs. Faust commits an offset only once every event before it is acked,
 so batches acked out of order still commit in order.
 
-The stream sensors are told of a batch at once when Faust's own ``Monitor`` is the
-app's only sensor (the default). Per event, its ``on_stream_event_in`` looked the
-stream and its task up in two weak-key dictionaries, each lookup making a weak
-reference, and the sensor delegate built a dict of states: together with
+The sensors are told of a batch at once when Faust's own ``Monitor`` is the app's
+only sensor (the default). Per event, its ``on_stream_event_in`` looked the stream
+and its task up in two weak-key dictionaries, each lookup making a weak reference,
+and the sensor delegate built a dict of states: together with
 ``on_stream_event_out`` about 6 % of a busy worker. :class:`MonitorBatch` makes the
-same changes to the monitor's counts for a whole batch (events total, by stream, by
-task, active, the partitions' inbound times, one runtime per event), with one clock
-reading on the way in and one on the way out. Any other sensor set gets the
-per-event calls, as Faust makes them.
+same changes to the monitor's counts for a whole batch, with one clock reading on
+the way in and one on the way out:
+
+- of its events: events total, by stream, by task, active, the partitions' inbound
+  times, one runtime per event;
+- of its messages (``on_message_in`` / ``on_message_out``): received, by topic,
+  active, the partitions' read offsets, each message's time in, out and total.
+
+Any other sensor set gets the per-event calls, as Faust makes them.
+
+Such a batch is also acked in one pass (:meth:`Batch.ack`): for each event, what
+``Event.ack`` decides (``Message.ack``: drop the event's reference to its message;
+the last one hands the message to the consumer's ``ack``, which marks its offset
+committable), under Faust's ``ack_lock`` taken once for the batch rather than
+three times per event. The consumer's ``ack`` itself is Faust's, per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncGenerator, Callable
+from contextlib import nullcontext
 
 from faust.sensors.monitor import Monitor
 from faust.types import EventT, StreamT
+from faust.types import tuples as faust_tuples
+
+# Faust's lock around an ack's decisions (a reentrant threading lock); none in versions without it.
+ACK_LOCK = getattr(faust_tuples, "ack_lock", None) or nullcontext()
 
 
 class Batch(list):
     """A batch of events; :meth:`ack` acks them all, once."""
 
-    __slots__ = ("_ack", "acked", "sensed")
+    __slots__ = ("_ack", "_ack_all", "acked", "sensed")
 
-    def __init__(self, ack: Callable[[EventT, bool], None]) -> None:
+    def __init__(self, ack: Callable[[EventT, bool], None], ack_all: Callable[[Batch], None]) -> None:
         super().__init__()
         self._ack = ack
+        self._ack_all = ack_all
         self.acked = False
         self.sensed: MonitorBatch | None = None  # the monitor, told of the batch at once
 
     def ack(self) -> None:
         if not self.acked:
             self.acked = True
-            sensed = self.sensed
-            for event in self:
-                self._ack(event, sensed is None)
-            if sensed is not None:
-                sensed.out()
+            if self.sensed is None:
+                for event in self:
+                    self._ack(event, True)
+            else:
+                self._ack_all(self)
 
 
 class MonitorBatch:
-    """What ``Monitor.on_stream_event_in`` and ``on_stream_event_out`` record per event, for a batch.
+    """What the monitor's ``on_stream_event_in`` / ``on_message_in`` record per event, and their
+    ``_out`` counterparts, for a batch.
 
     The monitor's runtime of an event is the time from its ``in`` to its ``out``; here
-    every event of the batch has the batch's.
+    every event of the batch has the batch's, and every message the batch's times in
+    and out. ``fresh`` are the batch's messages that were not tracked before it (Faust
+    calls ``on_message_in`` once per message, when it starts tracking it).
     """
 
     __slots__ = ("monitor", "n", "time_in")
 
-    def __init__(self, monitor: Monitor, stream: StreamT, events: list[EventT]) -> None:
+    def __init__(self, monitor: Monitor, stream: StreamT, events: list[EventT], fresh: list) -> None:
         self.monitor = monitor
         self.n = n = len(events)
         monitor.events_total += n
@@ -99,13 +120,32 @@ class MonitorBatch:
         monitor.events_by_stream[_lookup(monitor.stream_lookup, stream)] += n
         monitor.events_by_task[_lookup(monitor.task_lookup, stream.task_owner)] += n
         monitor.events_active += n
-        self.time_in = monitor.time()
+        self.time_in = time_in = monitor.time()
+        if fresh:
+            monitor.messages_received_total += len(fresh)
+            monitor.messages_active += len(fresh)
+            by_topic = Counter()
+            read = monitor.tp_read_offsets
+            for message in fresh:
+                by_topic[message.tp.topic] += 1
+                read[message.tp] = message.offset
+                message.time_in = time_in
+            received = monitor.messages_received_by_topic
+            for topic, count in by_topic.items():
+                received[topic] += count
 
-    def out(self) -> None:
+    def out(self, final: list) -> None:
+        """The batch's events are done; ``final`` are the messages whose last reference that was."""
         monitor = self.monitor
-        runtime = monitor.time() - self.time_in
+        time_out = monitor.time()
+        runtime = time_out - self.time_in
         monitor.events_active -= self.n
         monitor.events_runtime.extend([runtime] * self.n)
+        monitor.messages_active -= len(final)
+        for message in final:
+            message.time_out = time_out
+            if message.time_in is not None:
+                message.time_total = time_out - message.time_in
 
 
 def _lookup(names, key) -> str:
@@ -124,7 +164,11 @@ def monitor_alone(stream: StreamT) -> Monitor | None:
     monitor = getattr(app, "monitor", None)
     if sensors is None or type(monitor) is not Monitor:
         return None
-    if stream._on_stream_event_in != sensors.on_stream_event_in or list(sensors) != [monitor]:
+    if list(sensors) != [monitor]:
+        return None
+    hooks = (("_on_stream_event_in", "on_stream_event_in"), ("_on_stream_event_out", "on_stream_event_out"),
+             ("_on_message_in", "on_message_in"), ("_on_message_out", "on_message_out"))
+    if any(getattr(stream, ours) != getattr(sensors, theirs) for ours, theirs in hooks):
         return None
     return monitor
 
@@ -161,6 +205,7 @@ async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bo
     on_event_out = stream._on_stream_event_out
     sensor_states: dict[int, object] = {}
     monitor: Monitor | None = None
+    fresh: list = []  # the batch's newly tracked messages, when the monitor is told of it at once
 
     def ack(event: EventT, sense: bool = True) -> None:
         message = event.message
@@ -169,6 +214,19 @@ async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bo
             on_event_out(message.tp, message.offset, stream, event, sensor_states.pop(id(event), None))
         if last:
             on_message_out(message.tp, message.offset, message)
+
+    def ack_all(batch: Batch) -> None:
+        """``Event.ack`` of every event of a batch the monitor was told of at once, under one lock."""
+        consumer = app.consumer
+        final = []
+        with ACK_LOCK:
+            for event in batch:
+                message = event.message
+                if not message.acked:
+                    refcount = message.refcount = max(message.refcount - 1, 0)
+                    if not refcount and message.on_final_ack(consumer):
+                        final.append(message)
+        batch.sensed.out(final)
 
     def admit(event: EventT) -> bool:
         message = event.message
@@ -180,7 +238,10 @@ async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bo
         if message.topic in acking_topics and not message.tracked:
             message.tracked = True
             track(message)
-            on_message_in(message.tp, message.offset, message)
+            if monitor is None:
+                on_message_in(message.tp, message.offset, message)
+            else:
+                fresh.append(message)
         if monitor is None:
             sensor_states[id(event)] = on_event_in(message.tp, message.offset, stream, event)
         return True
@@ -188,8 +249,9 @@ async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bo
     started = await stream.maybe_start()
     try:
         while not stream.should_stop:
-            batch = Batch(ack)
+            batch = Batch(ack, ack_all)
             monitor = monitor_alone(stream)
+            fresh = []
             deadline = 0.0
             while len(batch) < max_events:
                 if not queue.empty():
@@ -212,7 +274,7 @@ async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bo
                 continue
             stream.events_total += len(batch)
             if monitor is not None:
-                batch.sensed = MonitorBatch(monitor, stream, batch)
+                batch.sensed = MonitorBatch(monitor, stream, batch, fresh)
             yield batch
             if auto_ack:
                 batch.ack()

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 from faust.sensors import Monitor, Sensor, SensorDelegate
+from faust.types import TP
 
 from stream.batching import batches
 
@@ -18,22 +19,56 @@ pytestmark = pytest.mark.unit
 
 
 class Message:
+    """Faust's message as far as acking goes: a reference per stream, the last ack goes to the consumer."""
+
     def __init__(self, offset: int, generation: int = 1) -> None:
         self.topic = "events"
-        self.tp = ("events", 0)
+        self.tp = TP("events", 0)
         self.offset = offset
         self.generation_id = generation
         self.tracked = False
+        self.acked = False
+        self.refcount = 1
+        self.final_acks = 0
+        self.time_in = self.time_out = self.time_total = None
+
+    def ack(self, consumer) -> bool:  # Message.ack
+        if not self.acked:
+            self.refcount = max(self.refcount - 1, 0)
+            if not self.refcount:
+                return self.on_final_ack(consumer)
+        return False
+
+    def on_final_ack(self, consumer) -> bool:  # ConsumerMessage.on_final_ack
+        return consumer.ack(self)
+
+
+class Consumer:
+    """The consumer's side of an ack: the message is no longer unacked, its offset committable."""
+
+    def __init__(self) -> None:
+        self.unacked: set = set()
+        self.acked: list[int] = []
+
+    def ack(self, message: Message) -> bool:
+        if message.acked:
+            return False
+        message.acked = True
+        message.final_acks += 1
+        self.unacked.discard(message)
+        self.acked.append(message.offset)
+        return True
 
 
 class Event:
-    def __init__(self, offset: int, generation: int = 1) -> None:
+    def __init__(self, offset: int, generation: int = 1, consumer: Consumer | None = None) -> None:
         self.message = Message(offset, generation)
         self.acked = 0
+        self.consumer = consumer or Consumer()
 
-    def ack(self) -> bool:
+    def ack(self) -> bool:  # Event.ack: counted here, decided by the message
         self.acked += 1
-        return True
+        return self.message.ack(self.consumer)
 
 
 class Channel:
@@ -54,14 +89,15 @@ class Stream:
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.unacked: set = set()
+        self.consumer = Consumer()
+        self.unacked: set = self.consumer.unacked
         self.sensed_in: list[int] = []
         self.sensed_out: list[int] = []
         self.app = SimpleNamespace(
             flow_control=SimpleNamespace(is_active=lambda: True),
             consumer_generation_id=1,
             topics=SimpleNamespace(acking_topics={"events"}),
-            consumer=SimpleNamespace(unacked=self.unacked),
+            consumer=self.consumer,
         )
         self.channel = Channel(self.queue)
         self.should_stop = False
@@ -73,7 +109,7 @@ class Stream:
         pass
 
     def _on_message_out(self, tp, offset, message) -> None:
-        self.unacked.discard(message)
+        assert message not in self.unacked  # the consumer's ack went first
 
     def _on_stream_event_in(self, tp, offset, stream, event):
         self.sensed_in.append(offset)
@@ -98,6 +134,7 @@ def stream():
 
 def fill(stream: Stream, events: list[Event]) -> None:
     for e in events:
+        e.consumer = stream.consumer
         stream.queue.put_nowait(e)
 
 
@@ -217,6 +254,8 @@ class MonitoredStream(Stream):
             self.app.sensors.add(sensor)
         self._on_stream_event_in = self.app.sensors.on_stream_event_in
         self._on_stream_event_out = self.app.sensors.on_stream_event_out
+        self._on_message_in = self.app.sensors.on_message_in
+        self._on_message_out = self.app.sensors.on_message_out
 
     def __hash__(self) -> int:
         return id(self)
@@ -230,6 +269,8 @@ def monitor_counts(monitor: Monitor) -> dict:
         "total": monitor.events_total, "active": monitor.events_active,
         "by_stream": dict(monitor.events_by_stream), "by_task": dict(monitor.events_by_task),
         "partitions": set(monitor.stream_inbound_time), "runtimes": len(monitor.events_runtime),
+        "messages": monitor.messages_received_total, "messages_active": monitor.messages_active,
+        "messages_by_topic": dict(monitor.messages_received_by_topic), "read": dict(monitor.tp_read_offsets),
     }
 
 
@@ -240,30 +281,43 @@ async def test_the_monitor_counts_a_batch_as_it_counts_its_events_one_by_one():
     def events() -> list[Event]:
         out = [Event(i) for i in range(6)]
         for e in out[3:]:
-            e.message.tp = ("events", 1)
+            e.message.tp = TP("events", 1)
+        out[0].message.refcount = 2  # another stream holds it too
         return out
 
     one_by_one, together = events(), events()
-    for e in one_by_one:
-        per_event.queue.put_nowait(e)
-    for e in together:
-        batched.queue.put_nowait(e)
+    fill(per_event, one_by_one)
+    fill(batched, together)
     per_event_monitor, batched_monitor = per_event.app.monitor, batched.app.monitor
 
     # The per-event path: what Faust's stream iteration calls, by hand.
+    for e in one_by_one:
+        e.message.tracked = True
+        per_event.unacked.add(e.message)
+        per_event._on_message_in(e.message.tp, e.message.offset, e.message)
     states = [per_event._on_stream_event_in(e.message.tp, e.message.offset, per_event, e) for e in one_by_one]
     agen = batches(batched, max_events=6, within=0.01, auto_ack=False)
     batch = await asyncio.wait_for(anext(agen), 2)
     assert batch.sensed is not None  # the monitor alone: told of the batch at once
     assert monitor_counts(batched_monitor) == monitor_counts(per_event_monitor)
-    assert monitor_counts(batched_monitor)["active"] == 6
+    assert monitor_counts(batched_monitor)["active"] == 6 and monitor_counts(batched_monitor)["messages_active"] == 6
+    assert all(e.message.time_in is not None for e in together)
 
     for e, state in zip(one_by_one, states):
         per_event._on_stream_event_out(e.message.tp, e.message.offset, per_event, e, state)
+        if e.ack():
+            per_event._on_message_out(e.message.tp, e.message.offset, e.message)
     batch.ack()
     assert monitor_counts(batched_monitor) == monitor_counts(per_event_monitor)
     assert monitor_counts(batched_monitor)["active"] == 0 and monitor_counts(batched_monitor)["runtimes"] == 6
-    assert all(e.acked == 1 for e in together)
+    # The message the other stream still holds is not the consumer's to commit yet; the rest are.
+    assert batched.consumer.acked == per_event.consumer.acked == [1, 2, 3, 4, 5]
+    assert batched.unacked == {together[0].message} and together[0].message.refcount == 1
+    assert monitor_counts(batched_monitor)["messages_active"] == 1
+    assert all(e.message.time_total is not None for e in together[1:]) and together[0].message.time_out is None
+    assert all(e.acked == 0 for e in together)  # acked in one pass, not through Event.ack
+    batch.ack()
+    assert batched.consumer.acked == [1, 2, 3, 4, 5] and together[0].message.refcount == 1  # once
     await agen.aclose()
 
 
@@ -279,8 +333,7 @@ async def test_another_sensor_gets_every_event_one_by_one():
             seen_out.append(state)
 
     stream = MonitoredStream(Counting())
-    for e in [Event(i) for i in range(3)]:
-        stream.queue.put_nowait(e)
+    fill(stream, [Event(i) for i in range(3)])
     agen = batches(stream, max_events=3, within=0.01, auto_ack=False)
     batch = await asyncio.wait_for(anext(agen), 2)
     assert batch.sensed is None and seen_in == [0, 1, 2]
