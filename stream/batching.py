@@ -80,7 +80,7 @@ class Batch(list):
 
     __slots__ = ("_ack", "_ack_all", "acked", "sensed")
 
-    def __init__(self, ack: Callable[[EventT, bool], None], ack_all: Callable[[Batch], None]) -> None:
+    def __init__(self, ack: Callable[[EventT], None], ack_all: Callable[[Batch], None]) -> None:
         super().__init__()
         self._ack = ack
         self._ack_all = ack_all
@@ -92,7 +92,7 @@ class Batch(list):
             self.acked = True
             if self.sensed is None:
                 for event in self:
-                    self._ack(event, True)
+                    self._ack(event)
             else:
                 self._ack_all(self)
 
@@ -207,11 +207,10 @@ async def _batches(stream, max_events: int, within: float, on_skip, auto_ack: bo
     monitor: Monitor | None = None
     fresh: list = []  # the batch's newly tracked messages, when the monitor is told of it at once
 
-    def ack(event: EventT, sense: bool = True) -> None:
+    def ack(event: EventT) -> None:
         message = event.message
         last = event.ack()
-        if sense:
-            on_event_out(message.tp, message.offset, stream, event, sensor_states.pop(id(event), None))
+        on_event_out(message.tp, message.offset, stream, event, sensor_states.pop(id(event), None))
         if last:
             on_message_out(message.tp, message.offset, message)
 

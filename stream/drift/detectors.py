@@ -189,7 +189,7 @@ class FastKSWIN(drift.KSWIN):
 
     @property
     def window(self) -> deque:
-        """The window, oldest first, as river keeps it."""
+        """A copy of the window, oldest first, as river keeps it (assign to change it)."""
         return deque(self._ordered().tolist(), maxlen=self.window_size)
 
     @window.setter
