@@ -44,6 +44,7 @@ from array import array
 from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from math import floor
 
 import orjson
 
@@ -61,6 +62,7 @@ USAGE_WINDOW_BUCKETS = 6
 UNKNOWN_PLAN = "unknown"
 
 _NEG_INF = float("-inf")
+_BUCKET_S = USAGE_BUCKET_DAYS * DAY
 STATE_FORMAT = 3  # the first element of an encoded state (1 was an object, 2 wrote the ring as numbers)
 _BIG_ENDIAN = sys.byteorder == "big"
 
@@ -211,6 +213,41 @@ def _ring_arrays(text: str) -> tuple[array, array]:
     return ring_ms, ring_ids
 
 
+def _rounder(digits: int):
+    """``round(x, digits)``, the same float for every ``x``, in half the time.
+
+    ``round`` formats the float's exact decimal expansion and parses the rounded digits
+    back (the features round five values per event). Here ``y = x * 10**digits`` is
+    rounded to the nearest integer ``r`` and ``r / 10**digits`` returned: a correctly
+    rounded division of two exact values, so the float nearest the decimal that ``round``
+    picks whenever ``r`` is that decimal's digits. It is: rounding the exact product to
+    the float ``y`` is monotonic and every half-integer below 2**52 is a float, so ``y``
+    lies on the same side of a half as the exact product, or on the half itself. Halves
+    (which ``round`` breaks to even on the exact value), results of zero (whose sign
+    ``round`` keeps), huge and non-finite values go to ``round`` itself.
+    """
+    scale = 10.0 ** digits
+
+    def rounded(x: float) -> float:
+        y = x * scale
+        if -1e15 < y < 1e15:
+            r = floor(y)
+            d = y - r
+            if d > 0.5:
+                r += 1
+            elif d == 0.5:
+                return round(x, digits)
+            if r:
+                return r / scale
+        return round(x, digits)
+
+    return rounded
+
+
+_round3 = _rounder(3)
+_round4 = _rounder(4)
+
+
 def event_hash(event_id: str) -> int:
     """40-bit hash of an event id: what the de-duplication ring remembers."""
     return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=5).digest(), "big")
@@ -292,12 +329,23 @@ def _fold(state: CustomerState, event: AccountEvent, ts: float, key: tuple[float
     if not state.customer_id:
         state.customer_id = event.customer_id
     state.n_events += 1
-    _advance_clock(state, ts)
+    # The clock: first and latest event times, and the latest before the latest.
+    first = state.first_ts
+    if first is None or ts < first:
+        state.first_ts = ts
+    last = state.last_ts
+    if last is None:
+        state.last_ts = ts
+    elif ts > last:
+        state.prev_ts = last
+        state.last_ts = ts
+    elif ts < last and (state.prev_ts is None or ts > state.prev_ts):
+        state.prev_ts = ts
 
     kind = event.event_type
     if kind == "usage":
-        bucket = _bucket(ts)
-        state.usage[bucket] = round(state.usage.get(bucket, 0.0) + event.amount, 3)
+        bucket = int(ts // _BUCKET_S)
+        state.usage[bucket] = _round3(state.usage.get(bucket, 0.0) + event.amount)
     elif kind == "payment":
         if event.status == "failed":
             insort(state.failed_payments, ts)
@@ -322,19 +370,6 @@ def _fold(state: CustomerState, event: AccountEvent, ts: float, key: tuple[float
     _prune(state)
 
 
-def _advance_clock(state: CustomerState, ts: float) -> None:
-    if state.first_ts is None or ts < state.first_ts:
-        state.first_ts = ts
-    last = state.last_ts
-    if last is None:
-        state.last_ts = ts
-    elif ts > last:
-        state.prev_ts = last
-        state.last_ts = ts
-    elif ts < last and (state.prev_ts is None or ts > state.prev_ts):
-        state.prev_ts = ts
-
-
 def _prune(state: CustomerState) -> None:
     now = state.last_ts
     assert now is not None
@@ -345,13 +380,9 @@ def _prune(state: CustomerState) -> None:
     cut = now - FAILED_PAYMENT_WINDOW_DAYS * DAY
     if state.failed_payments and state.failed_payments[0] <= cut:
         state.failed_payments = sorted(t for t in state.failed_payments if t > cut)
-    oldest = _bucket(now) - 2 * USAGE_WINDOW_BUCKETS
+    oldest = int(now // _BUCKET_S) - 2 * USAGE_WINDOW_BUCKETS
     if state.usage and min(state.usage) <= oldest:
         state.usage = {b: v for b, v in state.usage.items() if b > oldest}
-
-
-def _bucket(ts: float) -> int:
-    return int(ts // (USAGE_BUCKET_DAYS * DAY))
 
 
 def feature_values(state: CustomerState, at: float) -> dict[str, float | int | str]:
@@ -365,7 +396,7 @@ def feature_values(state: CustomerState, at: float) -> dict[str, float | int | s
         since = 0.0
     start = state.signup_ts if state.signup_ts is not None else state.first_ts
     tenure = max(0.0, at - start) / (MONTH_DAYS * DAY) if start is not None else 0.0
-    current = _bucket(at)
+    current = int(at // _BUCKET_S)
     recent_usage = 0.0
     previous_usage = 0.0
     for bucket, amount in state.usage.items():
@@ -379,15 +410,15 @@ def feature_values(state: CustomerState, at: float) -> dict[str, float | int | s
     failed_cut = at - FAILED_PAYMENT_WINDOW_DAYS * DAY
     support, failed = state.support_calls, state.failed_payments
     return {
-        "tenure_months": round(tenure, 4),
+        "tenure_months": _round4(tenure),
         "monthly_charges": state.monthly_charges,
         "has_autopay": int(state.has_autopay),
         # Both lists are sorted: the count of times t with cut < t <= at.
         "support_calls_30d": bisect_right(support, at) - bisect_right(support, support_cut),
         "failed_payments_90d": bisect_right(failed, at) - bisect_right(failed, failed_cut),
-        "days_since_last_event": round(max(0.0, since) / DAY, 4),
-        "usage_30d": round(recent_usage, 4),
-        "usage_trend": round(max(-10.0, min(10.0, trend)), 4),
+        "days_since_last_event": _round4(max(0.0, since) / DAY),
+        "usage_30d": _round4(recent_usage),
+        "usage_trend": _round4(max(-10.0, min(10.0, trend))),
         "plan": state.plan,
     }
 
