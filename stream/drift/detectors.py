@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from river import drift
 from river.base import DriftDetector
 
@@ -179,6 +180,8 @@ class FastKSWIN(drift.KSWIN):
       deque and can be assigned as river assigns it.
 
     The window handling, ``p_value`` and ``drift_detected`` are river's.
+
+    :meth:`update_many` makes the updates of a run of values at once (see there).
     """
 
     _tables: dict[int, list[float]] = {}
@@ -222,6 +225,15 @@ class FastKSWIN(drift.KSWIN):
         older = self.window_size - self.stat_size
         return self._draws.permutation(older)[:self.stat_size]
 
+    def _subsamples(self, k: int) -> np.ndarray:
+        """:meth:`_subsample` for the next ``k`` updates, one per row: the same draws, in one call.
+
+        ``permuted`` shuffles each row of a ``k``-row array of positions as ``permutation``
+        shuffles one, row after row, from the same generator.
+        """
+        older = self.window_size - self.stat_size
+        return self._draws.permuted(np.broadcast_to(np.arange(older), (k, older)), axis=1)[:, :self.stat_size]
+
     def update(self, x):
         if self.drift_detected:
             self._reset()
@@ -247,12 +259,69 @@ class FastKSWIN(drift.KSWIN):
         else:
             self._drift_detected = False
 
+    def update_many(self, values) -> bool:
+        """:meth:`update` with each of ``values`` in turn; whether any of them was a detection.
+
+        Afterwards the detector is exactly as those updates leave it (window, ``n``,
+        ``p_value``, ``drift_detected``, the generator's draws). While the window is
+        full and nothing was detected, the updates run at once, one row each:
+
+        - the window after each update is a row of a sliding view over the window and the
+          new values, with every value replaced by its rank among them (equal values,
+          equal ranks), so that the test sees the same order and the same ties;
+        - the subsets are drawn in one call (:meth:`_subsamples`);
+        - each row counts its two samples per rank; the largest gap between the two
+          running counts is D times ``stat_size``: the counts :meth:`update` compares,
+          at every value, and between values they do not change.
+
+        The run stops at its first detection. The update after it resets the detector,
+        as in river, so the draws past it that the batch made are never used.
+        """
+        values = np.asarray(values, dtype=np.float64)
+        size, stat = self.window_size, self.stat_size
+        detected = False
+        start = 0
+        while start < len(values):
+            if self.drift_detected or self._filled < size:  # the reset after a detection, or filling
+                self.update(float(values[start]))
+                detected = detected or self.drift_detected
+                start += 1
+                continue
+            run = values[start:]
+            k = len(run)
+            seen = np.concatenate((self._ordered(), run))
+            distinct, ranks = np.unique(seen, return_inverse=True)
+            windows = sliding_window_view(ranks, size)[1:]
+            older = np.take_along_axis(windows[:, :size - stat], self._subsamples(k), axis=1)
+            width = len(distinct)
+            rows = (np.arange(k) * width)[:, None]
+            counts = (np.bincount((older + rows).ravel(), minlength=k * width)
+                      - np.bincount((windows[:, size - stat:] + rows).ravel(), minlength=k * width))
+            gaps = np.abs(np.cumsum(counts.reshape(k, width), axis=1)).max(axis=1)
+            statistics = gaps / stat
+            self._p_value(0.0)  # the table, made once
+            p_values = np.asarray(self._tables[stat])[gaps]
+            hits = (p_values <= self.alpha) & (statistics > 0.1)
+            j = int(hits.argmax()) if hits.any() else k - 1
+            self.n += j + 1
+            self.p_value = float(p_values[j])
+            window = seen[j + 1:j + 1 + size]
+            self._ring[:size] = window
+            self._filled, self._next = size, 0
+            self._drift_detected = bool(hits[j])
+            if self._drift_detected:
+                self.window = window[size - stat:].tolist()
+                detected = True
+            start += j + 1
+        return detected
+
 
 def default_score_detectors(seed: int = 0) -> dict[str, DriftDetector]:
     """ADWIN, KSWIN (seeded) and Page-Hinkley, tuned for churn probabilities in [0, 1].
 
     KSWIN runs a Kolmogorov-Smirnov test per value (:class:`FastKSWIN`: tens of
-    microseconds); the other two cost well under a microsecond.
+    microseconds, a quarter of that per value in a batch); the other two cost well
+    under a microsecond.
     """
     return {
         "adwin": drift.ADWIN(delta=0.002),
@@ -282,6 +351,25 @@ class ScoreStreamDetector:
             if detector.drift_detected:
                 self._fired.append(name)
         return self._fired
+
+    def update_many(self, scores) -> set[str]:
+        """:meth:`update` with each score in turn; the names of the detectors that fired on any of them."""
+        fired = set()
+        for name, detector in self.detectors.items():
+            many = getattr(detector, "update_many", None)
+            if many is not None:
+                hit = many(scores)
+            else:
+                hit = False
+                for score in scores:
+                    detector.update(score)
+                    hit = hit or detector.drift_detected
+            if hit:
+                fired.add(name)
+        if len(scores):
+            self.n += len(scores)
+            self._fired = [name for name, detector in self.detectors.items() if detector.drift_detected]
+        return fired
 
     @property
     def drift_detected(self) -> bool:

@@ -120,8 +120,7 @@ class DriftMonitor:
             alerts.extend(self._alerts(self.data.update(report), report.start_ts, report.end_ts))
         # The score detectors see every sample-th vector of the stream, counting from its first.
         sample = self.config.sample
-        for i in range((-self._seen - 1) % sample, len(rows), sample):
-            fired.update(self.scores.update(probabilities[i]))
+        fired.update(self.scores.update_many(probabilities[(-self._seen - 1) % sample::sample]))
         self._seen += len(rows)
         add_score = self.concept.add_score
         for row, p, ts in zip(rows, probabilities, event_ts):

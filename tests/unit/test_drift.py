@@ -532,6 +532,9 @@ def river_draws_kswin(**kwargs):
         def _subsample(self):
             return np.array(self._rng.sample(range(self.window_size - self.stat_size), self.stat_size))
 
+        def _subsamples(self, k):
+            return np.array([self._subsample() for _ in range(k)]).reshape(k, self.stat_size)
+
     return RiverDraws(**kwargs)
 
 
@@ -589,3 +592,82 @@ def test_fast_kswin_detects_a_shift_and_resets_after_it():
             fired.append(i)
             assert len(kswin.window) == 100  # the window keeps only the newest values
     assert fired and 1500 <= fired[0] < 1650
+
+
+def shifting_values(seed: int = 5) -> list[float]:
+    """Scores that shift twice, then a stretch of two-decimal scores (many ties)."""
+    import random
+
+    rng = random.Random(seed)
+    return ([rng.betavariate(2, 8) for _ in range(1500)] + [rng.betavariate(4, 6) for _ in range(1500)]
+            + [rng.betavariate(2, 8) for _ in range(1000)] + [round(rng.random(), 2) for _ in range(1500)])
+
+
+@pytest.mark.parametrize("batch", [1, 7, 40, 333, 6000])
+def test_fast_kswin_update_many_leaves_it_as_one_update_per_value_does(batch):
+    """Same detections per batch, and after each batch the same window, n, p-value, flag and generator."""
+    from stream.drift.detectors import FastKSWIN
+
+    values = shifting_values()
+    one = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    many = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    batches_with_detections = 0
+    for start in range(0, len(values), batch):
+        chunk = values[start:start + batch]
+        hit = False
+        for value in chunk:
+            one.update(value)
+            hit = hit or one.drift_detected
+        assert many.update_many(chunk) is hit
+        assert (many.drift_detected, many.n, many.p_value) == (one.drift_detected, one.n, one.p_value)
+        assert list(many.window) == list(one.window)
+        if not one.drift_detected:  # after a detection the next update reseeds, whatever was drawn
+            assert many._draws.bit_generator.state == one._draws.bit_generator.state
+        batches_with_detections += hit
+    assert batches_with_detections >= (1 if batch == 6000 else 3)
+
+
+def test_fast_kswin_update_many_decides_as_rivers_kswin_on_the_same_draws():
+    from river import drift
+
+    values = shifting_values(7)
+    river_kswin = drift.KSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    fast = river_draws_kswin(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    detections = 0
+    for start in range(0, len(values), 50):
+        chunk = values[start:start + 50]
+        hit = False
+        for value in chunk:
+            river_kswin.update(value)
+            hit = hit or river_kswin.drift_detected
+        assert fast.update_many(chunk) is hit
+        assert fast.drift_detected == river_kswin.drift_detected
+        assert fast.p_value == pytest.approx(river_kswin.p_value, rel=1e-9, abs=1e-15)
+        assert list(fast.window) == list(river_kswin.window)
+        detections += hit
+    assert detections >= 2
+
+
+def test_fast_kswin_subsamples_are_its_successive_subsamples():
+    from stream.drift.detectors import FastKSWIN
+
+    one = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=9)
+    many = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=9)
+    expected = np.array([one._subsample() for _ in range(25)])
+    assert (many._subsamples(25) == expected).all()
+    assert (many._subsample() == one._subsample()).all()
+
+
+def test_score_detectors_update_many_reports_what_fired_on_any_score():
+    scores = score_stream(0, 2000, shift_at=1000)
+    one, many = ScoreStreamDetector(seed=0), ScoreStreamDetector(seed=0)
+    fired_any = set()
+    for start in range(0, len(scores), 64):
+        chunk = scores[start:start + 64]
+        fired = set()
+        for score in chunk:
+            fired.update(one.update(float(score)))
+        assert many.update_many(chunk) == fired
+        assert (many.n, many.drift_detected, many._fired) == (one.n, one.drift_detected, one._fired)
+        fired_any |= fired
+    assert fired_any == {"adwin", "kswin", "page_hinkley"}
