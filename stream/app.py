@@ -60,6 +60,7 @@ from stream.batch_producer import BatchProducer
 from stream.batching import batches
 from stream.commit_chain import CommitChain
 from stream.drift.monitor import DriftConfig, DriftMonitor
+from stream.drain import install as install_drain
 from stream.end_offsets import install as install_exact_end_offsets
 from stream.features import CustomerState, features
 from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
@@ -247,6 +248,7 @@ def create_app(
     install_fetch_wait(app, settings.fetch_max_wait_ms)
     install_inline_delivery(app)
     install_seek_guard(app)
+    install_drain(app)  # after the seek guard, whose flag it keeps
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, schema=RawSchema(key_type=bytes, value_type=bytes),
                              partitions=partitions, internal=False)

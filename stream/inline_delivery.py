@@ -11,20 +11,20 @@ service's stopped and crashed events, and waits on the four with
 2,500 events/s, whatever the agents did.
 
 The delivery almost never waits: it waits only when flow control is suspended, the
-producer buffer is over its high-water mark, or the agent's queue is full.
-:func:`install` makes the app's consumer run the delivery coroutine inline, one step,
-when the flow is not suspended. If it finishes in that step (the common case) the
-result is the same as Faust's, without the tasks. If it has to wait, the rest of it
-runs as a task under Faust's own ``wait_first``, exactly as before; the step it
-already took (deserializing the message and queueing it for some channels) is
-not repeated.
+producer buffer is over its high-water mark, or the agent's queue is full. The
+worker's fetch loop (:mod:`stream.drain`) runs the delivery coroutine inline, one
+step (:func:`first_step`), when the flow is not suspended. If it finishes in that
+step (the common case) the result is the same as Faust's, without the tasks. If it
+has to wait, the rest of it runs as a task under Faust's own ``wait_first``, exactly
+as before; the step it already took (deserializing the message and queueing it for
+some channels) is not repeated.
 
 The delivery itself also awaited three things per message that are nearly always
 ready, each a coroutine of its own: the conductor's lock around its table of
 per-partition handlers (held only while it resubscribes), flow control (suspended
 only during a rebalance) and the producer buffer's ebb, which read a Faust setting
 on every call (a lookup through Faust's settings registry). Together about 5 % of a
-busy worker. :func:`install` also makes:
+busy worker. :func:`install` makes:
 
 - the consumer call the partition's handler directly while the conductor's lock is
   free, and go through the conductor (lock and all) otherwise;
@@ -42,9 +42,6 @@ import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-
-from mode import Service
-from mode.services import WaitResults
 
 from stream.consumer_hooks import adapt_consumers
 
@@ -73,8 +70,16 @@ async def _rest(coro: Coroutine, yielded: Any):
     return await _resume(coro, yielded)
 
 
-def _is_flow_wait(coro: Any) -> bool:
-    return getattr(getattr(coro, "cr_code", None), "co_name", "") == "wait"
+def first_step(delivery: Coroutine) -> Awaitable | None:
+    """Run ``delivery`` to its first wait: ``None`` when it finished there, else an awaitable of the rest.
+
+    An error of that step is the delivery's, and is raised here.
+    """
+    try:
+        yielded = delivery.send(None)
+    except StopIteration:
+        return None
+    return _rest(delivery, yielded)
 
 
 class _Ready:
@@ -135,30 +140,9 @@ def _lean_waits(app) -> None:
 
 
 def install(app) -> None:
-    """Make ``app``'s consumer deliver each message inline when it need not wait."""
+    """Make ``app``'s consumer call partition handlers directly, and its waits lean (see the module's text)."""
 
     def adapt(consumer) -> None:
-        suspend_flow = getattr(consumer, "suspend_flow", None)
-        if suspend_flow is None:
-            log.warning("inline delivery not installed: %s has no suspend_flow", type(consumer).__name__)
-            return
-
-        async def wait_first(self, *coros, timeout=None):
-            # Only the drain loop's call has this shape: a delivery and the flow event's wait.
-            if len(coros) != 2 or timeout is not None or not _is_flow_wait(coros[1]) or suspend_flow.is_set():
-                return await Service.wait_first(self, *coros, timeout=timeout)
-            delivery, flow_wait = coros
-            try:
-                yielded = delivery.send(None)
-            except StopIteration as stop:
-                flow_wait.close()
-                return WaitResults([delivery], [stop.value], False)
-            except BaseException:
-                flow_wait.close()
-                raise
-            return await Service.wait_first(self, _rest(delivery, yielded), flow_wait)
-
-        consumer.wait_first = types.MethodType(wait_first, consumer)
         conductor = app.topics
         if consumer.callback == conductor.on_message:
             consumer.callback = direct_handler(conductor)

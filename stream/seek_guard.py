@@ -34,6 +34,10 @@ have.
 
 The consumer's own seek when it finds its flow stopped (``getmany``) is left as it
 is: there the flow is not active.
+
+The worker's fetch loop (:mod:`stream.drain`) keeps the guard's ``idle`` flag itself,
+as :meth:`SeekGuard.getmany` keeps it, without a generator per message; the guarded
+``getmany`` serves Faust's own loop, where that one is kept.
 """
 
 from __future__ import annotations

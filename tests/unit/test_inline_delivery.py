@@ -1,4 +1,4 @@
-"""Inline delivery: Faust's drain-loop call gives the same outcome, with or without waiting."""
+"""Inline delivery: the first step, the rest under Faust's wait_first, direct handlers and lean waits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from faust.types import TP
 from mode import Service
 from mode.utils.queues import FlowControlEvent
 
-from stream.inline_delivery import READY, install
+from stream.inline_delivery import READY, first_step, install
 
 pytestmark = pytest.mark.unit
 
@@ -70,21 +70,16 @@ def consumer(app: App | None = None) -> Consumer:
 
 
 async def test_a_delivery_that_need_not_wait_runs_inline():
-    c = consumer()
     delivered = []
 
     async def deliver(x):
         delivered.append(x)
         return x
 
-    await c.start()
-    try:
-        tasks = len(asyncio.all_tasks())
-        result = await c.wait_first(deliver(1), c.suspend_flow.wait())
-        assert delivered == [1] and result.results == [1] and not result.stopped
-        assert len(asyncio.all_tasks()) == tasks  # no task was left behind for the flow wait
-    finally:
-        await c.stop()
+    tasks = len(asyncio.all_tasks())
+    assert first_step(deliver(1)) is None
+    assert delivered == [1]
+    assert len(asyncio.all_tasks()) == tasks  # no task was made for it
 
 
 async def test_a_delivery_that_waits_finishes_after_its_wait():
@@ -99,12 +94,15 @@ async def test_a_delivery_that_waits_finishes_after_its_wait():
 
     await c.start()
     try:
-        waiting = asyncio.ensure_future(c.wait_first(deliver(2), c.suspend_flow.wait()))
+        rest = first_step(deliver(2))
+        assert rest is not None and steps == ["before"]
+        waiting = asyncio.ensure_future(Service.wait_first(c, rest, c.suspend_flow.wait()))
         await asyncio.sleep(0.01)
         assert steps == ["before"] and not waiting.done()
         gate.set_result("after")
-        await asyncio.wait_for(waiting, 5)
+        result = await asyncio.wait_for(waiting, 5)
         assert steps == ["before", "after"]  # the first step was not run twice
+        assert result.results == [2] and not result.stopped
     finally:
         await c.stop()
 
@@ -122,13 +120,22 @@ async def test_a_waiting_delivery_is_abandoned_when_the_flow_is_suspended():
 
     await c.start()
     try:
-        waiting = asyncio.ensure_future(c.wait_first(deliver(3), c.suspend_flow.wait()))
+        rest = first_step(deliver(3))
+        waiting = asyncio.ensure_future(Service.wait_first(c, rest, c.suspend_flow.wait()))
         await asyncio.sleep(0.01)
         c.suspend_flow.set()
         await asyncio.wait_for(waiting, 5)
         await asyncio.wait_for(cancelled.wait(), 5)
     finally:
         await c.stop()
+
+
+async def test_an_error_in_the_first_step_is_raised_by_it():
+    async def deliver():
+        raise ValueError("not decodable")
+
+    with pytest.raises(ValueError, match="not decodable"):
+        first_step(deliver())
 
 
 async def test_a_partition_handler_is_called_directly_while_the_conductor_lock_is_free():
