@@ -11,12 +11,14 @@ from dataclasses import dataclass
 
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import risk_band
+from stream.features import rounder
 from stream.json_bytes import json_bytes
 from stream.messages import Outbound, Scorable
 from stream.metrics import StreamMetrics
 from stream.model_holder import LoadedModel
 
 SCORES = "scores"
+_round3 = rounder(3)
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class Scorer:
                 "model_name": name,
                 "model_version": version,
                 "scored_at": stamp,
-                "latency_ms": round(latency, 3),
+                "latency_ms": _round3(latency),
             }
             latencies.append(latency)
             out.append(Outbound(SCORES, item.key, json_bytes(score)))

@@ -339,9 +339,9 @@ def test_the_features_rounding_gives_rounds_float_for_every_value(digits):
     import math
     import struct
 
-    from stream.features import _rounder
+    from stream.features import rounder
 
-    rounded = _rounder(digits)
+    rounded = rounder(digits)
     rng = random.Random(digits)
     scale = 10**digits
     values = [0.0, -0.0, math.inf, -math.inf, math.nan, 5e-5, -5e-5, 0.00005, 1e300, -1e300, 5e11 / scale, 4.9e11 / scale]
