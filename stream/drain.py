@@ -93,7 +93,6 @@ async def drain_messages(consumer, fetcher: Service, guard: SeekGuard) -> None:
                     consumer.log.warning(f"exception performing seek when flow not active {exc}")
                 unset_flag(CONSUMER_FETCHING)
                 continue
-            buffered = consumer._buffered_partitions
             track_end_offset = app.monitor.track_tp_end_offset
             for tp, record in consumer.scheduler.iterate(records):
                 if not consumer.flow_active:
@@ -102,7 +101,7 @@ async def drain_messages(consumer, fetcher: Service, guard: SeekGuard) -> None:
                     consumer.log.dev("Generation id changed from %r to %r. Cancelling getmany.", generation_id,
                                      app.consumer_generation_id)
                     break
-                if active is not None and tp not in active and tp not in buffered:
+                if active is not None and tp not in active and tp not in consumer._buffered_partitions:
                     continue
                 track_end_offset(tp, highwater(tp))
                 message = to_message(tp, record)
