@@ -209,7 +209,8 @@ class FastKSWIN(drift.KSWIN):
             return self._ring[:self._filled]
         return self._ring[self._next:self._next + self.window_size]
 
-    def _p_value(self, statistic: float) -> float:
+    def _table(self) -> list[float]:
+        """SciPy's exact p-value for each statistic k / ``stat_size``, k = 0 .. ``stat_size``; made once per size."""
         n = self.stat_size
         table = self._tables.get(n)
         if table is None:
@@ -218,7 +219,10 @@ class FastKSWIN(drift.KSWIN):
             base = np.arange(n, dtype=float)  # samples whose statistic is exactly k / n
             table = self._tables[n] = [float(stats.ks_2samp(base, base + k, method="exact").pvalue)
                                        for k in range(n + 1)]
-        return table[round(statistic * n)]
+        return table
+
+    def _p_value(self, statistic: float) -> float:
+        return self._table()[round(statistic * self.stat_size)]
 
     def _subsample(self) -> np.ndarray:
         """Positions of the older values to test: a uniform ``stat_size``-subset of them."""
@@ -299,8 +303,7 @@ class FastKSWIN(drift.KSWIN):
                       - np.bincount((windows[:, size - stat:] + rows).ravel(), minlength=k * width))
             gaps = np.abs(np.cumsum(counts.reshape(k, width), axis=1)).max(axis=1)
             statistics = gaps / stat
-            self._p_value(0.0)  # the table, made once
-            p_values = np.asarray(self._tables[stat])[gaps]
+            p_values = np.asarray(self._table())[gaps]
             hits = (p_values <= self.alpha) & (statistics > 0.1)
             j = int(hits.argmax()) if hits.any() else k - 1
             self.n += j + 1
