@@ -1,5 +1,6 @@
 """Drift statistics: PSI golden values, windows, hysteresis, river detectors, concept monitor."""
 
+import itertools
 import math
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from stream.drift.detectors import (
 )
 from stream.drift.psi import PSI_THRESHOLDS, categorical_psi, numeric_counts, psi, severity
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.drift.windows import FeatureWindow, WindowReport
+from stream.drift.windows import BIN_AT, FeatureWindow, WindowReport
 from training.reference import reference_distributions
 
 pytestmark = pytest.mark.unit
@@ -185,6 +186,35 @@ def test_a_batch_update_reports_what_updates_one_by_one_report(reference, every)
     assert len(expected) >= 8
     assert got == expected
     assert many.flush() == one.flush()
+
+
+def test_a_count_window_fed_small_batches_bins_them_late_and_reports_the_same(reference):
+    """Small batches wait unbinned until ``BIN_AT`` vectors do or the window closes; single updates mix in."""
+    rng = np.random.default_rng(23)
+    n, every = 5000, 1300
+    values = rows(frame(rng, n, shift=0.3))
+    scores = [None if i % 13 == 0 else float(p) for i, p in enumerate(rng.beta(2, 8, n))]
+    stamps = rng.permutation(n).astype(float).tolist()
+    one, mixed = FeatureWindow(reference, every_n=every), FeatureWindow(reference, every_n=every)
+    expected = [(i, r) for i, (row, score, ts) in enumerate(zip(values, scores, stamps))
+                if (r := one.update(row, score, ts)) is not None]
+    got, start, binned_mid_window = [], 0, False
+    while start < n:
+        if start % 7 == 0:  # now and then a single update between batches
+            report = mixed.update(values[start], scores[start], stamps[start])
+            got += [(start, report)] if report is not None else []
+            start += 1
+            continue
+        end = min(n, start + int(rng.integers(1, 40)))
+        got += [(start + i, r) for i, r in mixed.update_many(values[start:end], scores[start:end], stamps[start:end])]
+        start = end
+        assert mixed.count == start % every
+        binned_mid_window |= 0 < len(mixed._pending[0]) < mixed.count
+    assert BIN_AT < every and binned_mid_window
+    assert [i for i, _ in expected] == [1299, 2599, 3899]
+    assert got == expected
+    assert mixed.flush() == one.flush()
+    assert mixed.count == 0 and mixed.flush() is None
 
 
 def test_the_monitor_fed_in_batches_alerts_as_fed_one_vector_at_a_time(reference):
@@ -603,17 +633,23 @@ def shifting_values(seed: int = 5) -> list[float]:
             + [rng.betavariate(2, 8) for _ in range(1000)] + [round(rng.random(), 2) for _ in range(1500)])
 
 
-@pytest.mark.parametrize("batch", [1, 7, 40, 333, 6000])
+@pytest.mark.parametrize("batch", [1, 7, 40, 333, 6000, (1, 5, 6, 2, 9, 4, 13)])
 def test_fast_kswin_update_many_leaves_it_as_one_update_per_value_does(batch):
-    """Same detections per batch, and after each batch the same window, n, p-value, flag and generator."""
+    """Same detections per batch, and after each batch the same window, n, p-value, flag and generator.
+
+    A tuple of sizes cycles through runs on both sides of ``BATCH_FROM``.
+    """
     from stream.drift.detectors import FastKSWIN
 
     values = shifting_values()
     one = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
     many = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
+    sizes = itertools.cycle(batch if isinstance(batch, tuple) else (batch,))
     batches_with_detections = 0
-    for start in range(0, len(values), batch):
-        chunk = values[start:start + batch]
+    start = 0
+    while start < len(values):
+        chunk = values[start:start + next(sizes)]
+        start += len(chunk)
         hit = False
         for value in chunk:
             one.update(value)
