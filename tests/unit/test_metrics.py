@@ -27,9 +27,13 @@ def test_batches_are_counted_as_prometheus_counts_single_values():
     histogram = BatchHistogram("lat_ms", "doc", LATENCY_BUCKETS_MS, registry=batched)
     for value in values:
         reference.observe(value)
-    histogram.observe_many(values[:10])
+    histogram.observe_many(values[:10])  # bisect per value (shorter than SMALL_BATCH)
     histogram.observe_many([])
-    histogram.observe_many(values[10:999])
+    histogram.observe_many(values[10:300])  # NumPy
+    for start in range(300, 990, 23):  # both, in turns
+        histogram.observe_many(values[start:start + (5 if start % 2 else 23)])
+        histogram.observe_many(values[start + (5 if start % 2 else 23):start + 23])
+    histogram.observe_many(values[990:999])
     histogram.observe(values[999])
     expected, got = samples(single), samples(batched)
     assert got.keys() == expected.keys()
