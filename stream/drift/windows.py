@@ -182,9 +182,8 @@ class FeatureWindow:
         return reports
 
     def _bin_pending(self) -> None:
-        rows, scores, stamps = self._pending
-        if rows:
-            self._add_slice(rows, scores, stamps)
+        if self._pending[0]:
+            self._add_slice(*self._pending)
             for waiting in self._pending:
                 waiting.clear()
 

@@ -31,8 +31,9 @@ def test_batches_are_counted_as_prometheus_counts_single_values():
     histogram.observe_many([])
     histogram.observe_many(values[10:300])  # NumPy
     for start in range(300, 990, 23):  # both, in turns
-        histogram.observe_many(values[start:start + (5 if start % 2 else 23)])
-        histogram.observe_many(values[start + (5 if start % 2 else 23):start + 23])
+        cut = start + (5 if start % 2 else 23)
+        histogram.observe_many(values[start:cut])
+        histogram.observe_many(values[cut:start + 23])
     histogram.observe_many(values[990:999])
     histogram.observe(values[999])
     expected, got = samples(single), samples(batched)
