@@ -42,6 +42,11 @@ from stream.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
+# Paced events per partition past which the embedded broker's own fetch cost shows in the latency measured:
+# the paced producer's record batches hold one or two events each, and the embedded broker's fetch from a partition costs more
+# the more batches the partition holds (README, "Inside a worker").
+EMBEDDED_PACED_PER_PARTITION = 2_500
+
 
 @dataclass
 class VariantResult:
@@ -110,21 +115,40 @@ def _produce(config: dict, topic: str, messages, rate: float = 0.0) -> None:
         raise ChurnError("bench could not deliver its input events")
 
 
-def _read_scores(config: dict, topic: str, expected: int, timeout: float) -> list[dict]:
+def _read_scores(config: dict, topic: str, expected: int, timeout: float, min_rate: float = 0.0,
+                 window_s: float = 60.0, hint: str = "", clock=time.monotonic) -> list[dict]:
+    """All ``expected`` scores from ``topic``; an error once ``timeout`` has passed, or as soon as fewer than
+    ``min_rate`` scores/s arrived over the last ``window_s`` seconds (the stream has all but stopped:
+    waiting out the timeout would not change the outcome). ``hint`` ends the error's message."""
     consumer = Consumer({**config, "group.id": f"bench-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False})
     parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
     scores: list[dict] = []
-    deadline = time.monotonic() + timeout
+    started = clock()
+    deadline = started + timeout
+    marks = [(started, 0)]  # (time, scores so far), one a second, the last ``window_s`` seconds of them
+    stalled = None  # the rate at which scores had slowed to, if they did
     try:
-        while len(scores) < expected and time.monotonic() < deadline:
+        while len(scores) < expected and clock() < deadline:
             for msg in consumer.consume(5000, 0.2):
                 if not msg.error():
                     scores.append(orjson.loads(msg.value()))
+            now = clock()
+            if now - marks[-1][0] >= 1.0:
+                marks.append((now, len(scores)))
+                while len(marks) > 1 and marks[1][0] <= now - window_s:
+                    marks.pop(0)
+                if min_rate and now - marks[0][0] >= window_s and len(scores) - marks[0][1] < min_rate * window_s:
+                    stalled = (len(scores) - marks[0][1]) / (now - marks[0][0])
+                    break
     finally:
         consumer.close()
     if len(scores) < expected:
-        raise ChurnError(f"bench: only {len(scores)} of {expected} scores arrived within {timeout:.0f}s")
+        if stalled is not None:
+            why = f"the stream slowed to {stalled:,.1f} scores/s over the last {window_s:.0f}s"
+        else:
+            why = f"not within {timeout:.0f}s"
+        raise ChurnError(f"bench: only {len(scores)} of {expected} scores arrived; {why}{hint}")
     return scores
 
 
@@ -218,12 +242,22 @@ class StreamRun(NamedTuple):
     latency_batches: dict[str, float]  # the paced phase's per-batch means (:func:`batch_breakdown`)
     backlog_batches: dict[str, float]  # the backlog's, likewise
     cpu_us_per_event: float  # the workers' CPU per backlog event
+    cpu: dict[str, float]  # CPU µs per event of the workers and the broker, in each phase (:func:`per_event_us`)
+
+
+def per_event_us(cpu_s: float, events: float) -> float:
+    """CPU µs per event, rounded; NaN for no events or unknown CPU.
+
+    >>> per_event_us(0.5, 2500), per_event_us(1.0, 0)
+    (200.0, nan)
+    """
+    return round(cpu_s / events * 1e6, 1) if events > 0 else float("nan")
 
 
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
-               report, workers: int = 1) -> StreamRun:
+               report, workers: int = 1, broker_pid: int | None = None, hint: str = "") -> StreamRun:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
-    of one app."""
+    of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs."""
     from stream.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
@@ -243,9 +277,12 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         # The workers' own CPU per event on the backlog, from here on: steadier than events/s on
         # a machine whose cores the broker and this process share with them.
         cpu_start, events_start = sum(cpu_seconds(w.pid) for w in procs), events_in(procs)
+        broker_start = cpu_seconds(broker_pid)
         backlog_start = batch_totals(procs)
-        scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600)
+        scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600, min_rate=20.0,
+                              hint=hint)
         cpu_used, events_done = sum(cpu_seconds(w.pid) for w in procs) - cpu_start, events_in(procs) - events_start
+        broker_backlog = cpu_seconds(broker_pid) - broker_start
         backlog_batches = batch_breakdown(backlog_start, batch_totals(procs))
         cpu_us = cpu_used / events_done * 1e6 if events_done >= len(backlog) / 2 else float("nan")
         memory = [round(rss_mb(worker.pid), 1) for worker in procs]
@@ -257,13 +294,19 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         rate = latency_rate or max(100.0, throughput.events_per_s / 2)
         report(f"latency phase: {len(paced):,} events at {rate:,.0f}/s")
         before = batch_totals(procs)
+        paced_start = sum(cpu_seconds(w.pid) for w in procs), cpu_seconds(broker_pid), events_in(procs)
         _produce(config, run_settings.topic("account-events"), paced, rate=rate)
-        all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600)
+        all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600,
+                                  min_rate=min(20.0, rate / 2), hint=hint)
         breakdown = batch_breakdown(before, batch_totals(procs))
+        paced_events = events_in(procs) - paced_start[2]
+        cpu = {"backlog_broker_us": per_event_us(broker_backlog, events_done),
+               "paced_worker_us": per_event_us(sum(cpu_seconds(w.pid) for w in procs) - paced_start[0], paced_events),
+               "paced_broker_us": per_event_us(cpu_seconds(broker_pid) - paced_start[1], paced_events)}
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
-        return StreamRun(throughput, latency, memory, breakdown, backlog_batches, round(cpu_us, 1))
+        return StreamRun(throughput, latency, memory, breakdown, backlog_batches, round(cpu_us, 1), cpu)
     finally:
         for worker in procs:
             worker.stop()
@@ -364,11 +407,20 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     workdir.mkdir(parents=True, exist_ok=True)
     broker = None
     bootstrap = settings.bootstrap_servers
+    per_partition = latency_events / settings.topic_partitions
+    hint = ""
     if not bootstrap:
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
+        hint = (f" (the embedded broker's fetches slow down as small record batches pile up in a partition; the "
+                f"paced phase adds one per event, {per_partition:,.0f} per partition here: see README)")
+        if per_partition > EMBEDDED_PACED_PER_PARTITION:
+            log.warning("%s paced events make up to %s small record batches per partition: the embedded broker's "
+                        "fetches slow down with them, so the latency measured includes the broker's", f"{latency_events:,}",
+                        f"{per_partition:,.0f}")
     try:
-        run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers)
+        run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers,
+                         broker_pid=broker.pid if broker is not None else None, hint=hint)
         report("per-row pattern")
         per_row = run_per_row(model, backlog)
         raw, state_sizes = run_raw(settings, bootstrap, backlog, model, settings.score_batch_size, report)
@@ -382,6 +434,7 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                     "latency_events": latency.events, "latency_batches": run.latency_batches,
                     "backlog_batches": run.backlog_batches, "workers": workers,
                     "worker_rss_mb": run.rss_mb, "worker_cpu_us_per_event": run.cpu_us_per_event,
+                    "cpu_us_per_event": run.cpu, "broker": "embedded" if broker is not None else bootstrap,
                     "store": settings.store, "fetch_max_wait_ms": settings.fetch_max_wait_ms,
                     "batches_in_flight": settings.batches_in_flight}
     doc = {

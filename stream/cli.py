@@ -182,6 +182,10 @@ def bench(
     if s["worker_cpu_us_per_event"] > 0:  # NaN when too few backlog events were left to measure
         console.print(f"worker CPU per backlog event: {s['worker_cpu_us_per_event']:,.1f} µs (all its threads; "
                       f"{1e6 / s['worker_cpu_us_per_event']:,.0f} events per CPU-second)")
+    cpu = s["cpu_us_per_event"]
+    if s["broker"] == "embedded" and cpu["paced_worker_us"] > 0:
+        console.print(f"embedded broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; in the paced "
+                      f"phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's {cpu['paced_worker_us']:,.1f} µs")
     sizes = doc["state_bytes"]
     console.print(f"{s['workers']} worker(s), store {s['store']}, RSS after the backlog "
                   f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
