@@ -42,9 +42,9 @@ from stream.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
-# Paced events per partition past which the embedded broker's own fetch cost shows in the latency measured:
-# the paced producer's record batches hold one or two events each, and the embedded broker's fetch from a partition costs more
-# the more batches the partition holds (README, "Inside a worker").
+# Paced events per partition past which the embedded broker's own fetch cost shows in the latency
+# measured: the paced producer's record batches hold one or two events each, and the embedded broker's
+# fetch from a partition costs more the more batches the partition holds (README, "Inside a worker").
 EMBEDDED_PACED_PER_PARTITION = 2_500
 
 
@@ -294,15 +294,18 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         rate = latency_rate or max(100.0, throughput.events_per_s / 2)
         report(f"latency phase: {len(paced):,} events at {rate:,.0f}/s")
         before = batch_totals(procs)
-        paced_start = sum(cpu_seconds(w.pid) for w in procs), cpu_seconds(broker_pid), events_in(procs)
+        paced_worker_cpu, paced_broker_cpu, paced_events = (sum(cpu_seconds(w.pid) for w in procs),
+                                                            cpu_seconds(broker_pid), events_in(procs))
         _produce(config, run_settings.topic("account-events"), paced, rate=rate)
         all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600,
                                   min_rate=min(20.0, rate / 2), hint=hint)
         breakdown = batch_breakdown(before, batch_totals(procs))
-        paced_events = events_in(procs) - paced_start[2]
+        paced_events = events_in(procs) - paced_events
+        paced_worker_cpu = sum(cpu_seconds(w.pid) for w in procs) - paced_worker_cpu
+        paced_broker_cpu = cpu_seconds(broker_pid) - paced_broker_cpu
         cpu = {"backlog_broker_us": per_event_us(broker_backlog, events_done),
-               "paced_worker_us": per_event_us(sum(cpu_seconds(w.pid) for w in procs) - paced_start[0], paced_events),
-               "paced_broker_us": per_event_us(cpu_seconds(broker_pid) - paced_start[1], paced_events)}
+               "paced_worker_us": per_event_us(paced_worker_cpu, paced_events),
+               "paced_broker_us": per_event_us(paced_broker_cpu, paced_events)}
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
@@ -415,9 +418,9 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         hint = (f" (the embedded broker's fetches slow down as small record batches pile up in a partition; the "
                 f"paced phase adds one per event, {per_partition:,.0f} per partition here: see README)")
         if per_partition > EMBEDDED_PACED_PER_PARTITION:
-            log.warning("%s paced events make up to %s small record batches per partition: the embedded broker's "
-                        "fetches slow down with them, so the latency measured includes the broker's", f"{latency_events:,}",
-                        f"{per_partition:,.0f}")
+            log.warning("%s paced events make up to %s small record batches per partition: the embedded "
+                        "broker's fetches slow down with them, so the latency measured includes the broker's",
+                        f"{latency_events:,}", f"{per_partition:,.0f}")
     try:
         run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers,
                          broker_pid=broker.pid if broker is not None else None, hint=hint)
