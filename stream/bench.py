@@ -42,10 +42,29 @@ from stream.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
-# Paced events per partition past which the embedded broker's own fetch cost shows in the latency
-# measured: the paced producer's record batches hold one or two events each, and the embedded broker's
-# fetch from a partition costs more the more batches the partition holds (README, "Inside a worker").
+# Paced record batches per partition past which the embedded broker's own fetch cost shows in the
+# latency measured: its fetch from a partition costs more the more batches the partition holds
+# (README, "Inside a worker").
 EMBEDDED_PACED_PER_PARTITION = 2_500
+PACED_LINGER_S = 0.005
+
+
+def paced_batches_per_partition(events: int, partitions: int, rate: float) -> float:
+    """At most how many record batches the paced phase adds to each partition: one per produce request
+    (a request every ``PACED_LINGER_S`` at ``rate`` events/s) and at most one per event; with no
+    ``rate`` (not yet known), one per event.
+
+    >>> paced_batches_per_partition(20_000, 4, 9_000.0)
+    444.4
+    >>> paced_batches_per_partition(20_000, 4, 100.0)
+    5000.0
+    >>> paced_batches_per_partition(20_000, 4, 0.0)
+    5000.0
+    """
+    per_partition = events / partitions
+    if rate > 0:
+        per_partition = min(per_partition, events / rate / PACED_LINGER_S)
+    return round(per_partition, 1)
 
 
 @dataclass
@@ -98,7 +117,7 @@ def _produce(config: dict, topic: str, messages, rate: float = 0.0) -> None:
     With no linger at all, at 6,400 events/s it fell behind them (delivery p50 551 ms).
     The events' timestamps count the linger as the stream's latency.
     """
-    producer = Producer({**config, "partitioner": "murmur2_random", "linger.ms": 5,
+    producer = Producer({**config, "partitioner": "murmur2_random", "linger.ms": PACED_LINGER_S * 1000,
                          "enable.idempotence": not rate})
     if rate:
         producer.list_topics(topic, timeout=10)
@@ -414,13 +433,13 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     workdir.mkdir(parents=True, exist_ok=True)
     broker = None
     bootstrap = settings.bootstrap_servers
-    per_partition = latency_events / settings.topic_partitions
+    per_partition = paced_batches_per_partition(latency_events, settings.topic_partitions, latency_rate)
     hint = ""
     if not bootstrap:
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
         hint = (f" (the embedded broker's fetches slow down as small record batches pile up in a partition; the "
-                f"paced phase adds one per event, {per_partition:,.0f} per partition here: see README)")
+                f"paced phase adds up to {per_partition:,.0f} per partition here: see README)")
         if per_partition > EMBEDDED_PACED_PER_PARTITION:
             log.warning("%s paced events make up to %s small record batches per partition: the embedded "
                         "broker's fetches slow down with them, so the latency measured includes the broker's",
