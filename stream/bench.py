@@ -179,7 +179,7 @@ def _iso_to_s(stamp: str) -> float:
     return pd.Timestamp(stamp).timestamp()
 
 
-def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path) -> WorkerProcess:
+def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path, cpus: str = "") -> WorkerProcess:
     """A worker process for the bench: its own topics and group, no silence re-scores."""
     env = {
         "CHURN_BOOTSTRAP_SERVERS": bootstrap,
@@ -195,6 +195,7 @@ def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path
         "CHURN_MODEL_NAME": settings.model_name,
         "CHURN_MODEL_ALIAS": settings.model_alias,
         "CHURN_STORE": settings.store,
+        "CHURN_WORKER_CPUS": cpus or settings.worker_cpus,
         # Silence re-scores are outputs without an input event; the bench counts one score per event.
         "CHURN_SILENCE_DAYS": "0",
     }
@@ -278,9 +279,11 @@ def per_event_us(cpu_s: float, events: float) -> float:
 
 
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
-               report, workers: int = 1, broker_pid: int | None = None, hint: str = "") -> StreamRun:
+               report, workers: int = 1, broker_pid: int | None = None, hint: str = "",
+               worker_cpus: list[str] | None = None) -> StreamRun:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
-    of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs."""
+    of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs.
+    ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``."""
     from stream.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
@@ -294,7 +297,8 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
     try:
         for i in range(workers):
             name = "bench-worker.log" if i == 0 else f"bench-worker-{i + 1}.log"
-            procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name).start())
+            cpus = worker_cpus[i] if worker_cpus else ""
+            procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name, cpus).start())
         for worker in procs:
             worker.wait_serving()
         # The workers' own CPU per event on the backlog, from here on: steadier than events/s on
@@ -409,9 +413,28 @@ def run_raw(settings: Settings, bootstrap: str, backlog, model, batch: int, repo
     return result, [len(state.to_bytes()) for state in states.values()]
 
 
+def pinning(workers: int, available: set[int]) -> tuple[list[str], set[int]]:
+    """``--pin``: a CPU of its own for each worker (its ``CHURN_WORKER_CPUS``), and the CPUs left for
+    this process and the embedded broker it starts.
+
+    >>> pinning(1, {0, 1})
+    (['0'], {1})
+    >>> pinning(2, {0, 1})
+    Traceback (most recent call last):
+    ...
+    stream.errors.ConfigError: --pin needs more CPUs than workers (a CPU for each worker and one for the bench and the broker): 2 CPU(s) for 2 worker(s)
+    """
+    cpus = sorted(available)
+    if len(cpus) <= workers:
+        raise ConfigError(f"--pin needs more CPUs than workers (a CPU for each worker and one for the bench and the "
+                          f"broker): {len(cpus)} CPU(s) for {workers} worker(s)")
+    return [str(cpu) for cpu in cpus[:workers]], set(cpus[workers:])
+
+
 def bench(settings: Settings, events: int, customers: int, latency_events: int, latency_rate: float,
-          json_path: Path | None, report, workers: int = 1) -> dict:
-    """Run every variant and return the JSON document ``--json`` writes."""
+          json_path: Path | None, report, workers: int = 1, pin: bool = False) -> dict:
+    """Run every variant and return the JSON document ``--json`` writes; with ``pin``, each worker on
+    a CPU of its own, this process and the embedded broker on the rest (Linux)."""
     from stream.broker import EmbeddedBroker
     from stream.broker import free_port
 
@@ -419,6 +442,12 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         raise ConfigError("--events must be at least 1000")
     if not 1 <= workers <= settings.topic_partitions:
         raise ConfigError(f"--workers must be between 1 and the partition count ({settings.topic_partitions})")
+    if pin:
+        if not hasattr(os, "sched_setaffinity"):
+            raise ConfigError("--pin needs CPU affinity (Linux)")
+        worker_cpus, own_cpus = pinning(workers, os.sched_getaffinity(0))
+    else:
+        worker_cpus, own_cpus = None, None
     source = RegistrySource(settings)
     version = source.version_for_alias()
     if version is None:
@@ -435,6 +464,9 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     bootstrap = settings.bootstrap_servers
     per_partition = paced_batches_per_partition(latency_events, settings.topic_partitions, latency_rate)
     hint = ""
+    all_cpus = os.sched_getaffinity(0) if own_cpus else None
+    if own_cpus:
+        os.sched_setaffinity(0, own_cpus)  # the embedded broker, started next, inherits it
     if not bootstrap:
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
@@ -446,7 +478,9 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                         f"{latency_events:,}", f"{per_partition:,.0f}")
     try:
         run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers,
-                         broker_pid=broker.pid if broker is not None else None, hint=hint)
+                         broker_pid=broker.pid if broker is not None else None, hint=hint, worker_cpus=worker_cpus)
+        if all_cpus:
+            os.sched_setaffinity(0, all_cpus)  # the other variants run as without --pin
         report("per-row pattern")
         per_row = run_per_row(model, backlog)
         raw, state_sizes = run_raw(settings, bootstrap, backlog, model, settings.score_batch_size, report)
@@ -462,7 +496,8 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                     "worker_rss_mb": run.rss_mb, "worker_cpu_us_per_event": run.cpu_us_per_event,
                     "cpu_us_per_event": run.cpu, "broker": "embedded" if broker is not None else bootstrap,
                     "store": settings.store, "fetch_max_wait_ms": settings.fetch_max_wait_ms,
-                    "batches_in_flight": settings.batches_in_flight}
+                    "batches_in_flight": settings.batches_in_flight,
+                    "worker_cpus": worker_cpus or ([settings.worker_cpus] * workers if settings.worker_cpus else None)}
     doc = {
         "model_version": model.version,
         "events": events,

@@ -155,6 +155,8 @@ def bench(
     latency_rate: Annotated[float, typer.Option(help="Events/s in the latency phase (0: half the throughput).")] = 0.0,
     workers: Annotated[int, typer.Option(help="Worker processes of the stream variant (one app).")] = 1,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
+    pin: Annotated[bool, typer.Option(help="Run each worker on a CPU of its own, the bench and the embedded broker "
+                                           "on the rest (Linux).")] = False,
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.bench import bench as run_bench
@@ -163,7 +165,7 @@ def bench(
     settings = _settings()
     with stopped_by_signals(), console.status("bench") as status:
         doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
-                        lambda text: status.update(f"bench: {text}"), workers=workers)
+                        lambda text: status.update(f"bench: {text}"), workers=workers, pin=pin)
     t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",
               ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"])
     per_row = doc["variants"]["per_row"]["events_per_s"]
@@ -187,7 +189,8 @@ def bench(
         console.print(f"embedded broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; in the paced "
                       f"phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's {cpu['paced_worker_us']:,.1f} µs")
     sizes = doc["state_bytes"]
-    console.print(f"{s['workers']} worker(s), store {s['store']}, RSS after the backlog "
+    pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
+    console.print(f"{s['workers']} worker(s){pinned}, store {s['store']}, RSS after the backlog "
                   f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
                   f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
                   f"({sizes['customers']:,} customers)")

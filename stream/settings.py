@@ -16,6 +16,7 @@ value into a :class:`~stream.errors.ConfigError` naming the variable.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -32,6 +33,36 @@ SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 # Addresses a server binds to that no client can connect to.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 # A DNS name, an IPv4 address or a bracketed IPv6 address: no scheme, port or path.
+_CPU_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def parse_cpus(text: str) -> set[int]:
+    """A CPU list as ``taskset -c`` takes it (``0``, ``0-2,5``); ``ValueError`` when malformed, or when a CPU
+    is past this machine's (a process's own affinity, which its parent's narrows, is not the bound).
+
+    >>> sorted(parse_cpus("0"))
+    [0]
+    >>> parse_cpus("1-0")
+    Traceback (most recent call last):
+    ...
+    ValueError: '1-0' is not a CPU list such as 0 or 0-2,5
+    """
+    cpus: set[int] = set()
+    for item in text.split(","):
+        match = _CPU_ITEM.fullmatch(item.strip())
+        if match is None or (match[2] is not None and int(match[2]) < int(match[1])):
+            raise ValueError(f"{text!r} is not a CPU list such as 0 or 0-2,5")
+        first = int(match[1])
+        cpus.update(range(first, int(match[2] or first) + 1))
+    if not hasattr(os, "sched_setaffinity"):
+        raise ValueError("CPU affinity is not supported on this platform; leave it empty")
+    count = os.cpu_count() or 1
+    if max(cpus) >= count:
+        raise ValueError(f"CPU(s) {', '.join(str(c) for c in sorted(cpus) if c >= count)} not available here "
+                         f"(this machine has CPUs 0-{count - 1})")
+    return cpus
+
+
 _HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
 
 
@@ -88,6 +119,10 @@ class Settings(BaseSettings):
         2, ge=1, le=60_000,
         description="CHURN_SCORE_BATCH_MS: longest the first event of a partial batch waits for more.",
     )
+    worker_cpus: str = Field(
+        "", description="CHURN_WORKER_CPUS: CPUs a worker process runs on, as taskset -c takes them (0 or 0-2,5; "
+                        "Linux), set before its threads start; empty leaves it to the OS.",
+    )
     batches_in_flight: int = Field(
         2, ge=1, le=64,
         description="CHURN_BATCHES_IN_FLIGHT: processed batches whose outputs and state the broker has not yet "
@@ -137,6 +172,14 @@ class Settings(BaseSettings):
     def _store_scheme(cls, value: str) -> str:
         if not value.startswith(("memory://", "rocksdb://")):
             raise ValueError("must start with memory:// or rocksdb://")
+        return value
+
+    @field_validator("worker_cpus")
+    @classmethod
+    def _cpu_list(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_cpus(value)
         return value
 
     @field_validator("web_advertised_host")
@@ -212,5 +255,5 @@ def load_settings(**overrides: object) -> Settings:
                 continue
             name = ".".join(str(p) for p in err["loc"])
             var = f"{ENV_PREFIX}{name.upper()}"
-            problems.append(f"{var}: {err['msg']}")
+            problems.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from exc

@@ -56,6 +56,14 @@ def test_invalid_choice_setting(tmp_path):
     assert_one_line_error(proc, "CHURN_SECURITY_PROTOCOL")
 
 
+@pytest.mark.parametrize(("cpus", "says"), [("first", "not a CPU list"), ("3-1", "not a CPU list"),
+                                             ("4096", "4096 not available here")])
+def test_worker_cpus_that_cannot_be_used(tmp_path, cpus, says):
+    proc = run("worker", CHURN_WORKER_CPUS=cpus, CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "CHURN_WORKER_CPUS", says)
+    assert "Value error" not in proc.stderr
+
+
 def test_unknown_command_is_a_usage_error():
     proc = run("fly")
     assert proc.returncode == 2
