@@ -106,3 +106,10 @@ def test_bench_options_fail_before_anything_starts(tmp_path, args, words):
     proc = run("bench", *args, CHURN_DATA_DIR=str(tmp_path))
     assert_one_line_error(proc, *words)
     assert not (tmp_path / "bench").exists()  # no broker was started
+
+
+def test_bench_pin_needs_a_cpu_beyond_the_workers(tmp_path):
+    workers = str(max(64, (os.cpu_count() or 1)))  # at least as many workers as CPUs
+    proc = run("bench", "--pin", "--workers", workers, CHURN_TOPIC_PARTITIONS=workers, CHURN_DATA_DIR=str(tmp_path))
+    assert_one_line_error(proc, "--pin needs more CPUs than workers", f"for {workers} worker(s)")
+    assert not (tmp_path / "bench").exists()
