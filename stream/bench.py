@@ -195,7 +195,7 @@ def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path
         "CHURN_MODEL_NAME": settings.model_name,
         "CHURN_MODEL_ALIAS": settings.model_alias,
         "CHURN_STORE": settings.store,
-        "CHURN_WORKER_CPUS": cpus or settings.worker_cpus,
+        "CHURN_WORKER_CPUS": cpus,
         # Silence re-scores are outputs without an input event; the bench counts one score per event.
         "CHURN_SILENCE_DAYS": "0",
     }
@@ -297,7 +297,7 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
     try:
         for i in range(workers):
             name = "bench-worker.log" if i == 0 else f"bench-worker-{i + 1}.log"
-            cpus = worker_cpus[i] if worker_cpus else ""
+            cpus = worker_cpus[i] if worker_cpus else settings.worker_cpus
             procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name, cpus).start())
         for worker in procs:
             worker.wait_serving()
@@ -447,7 +447,7 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
             raise ConfigError("--pin needs CPU affinity (Linux)")
         worker_cpus, own_cpus = pinning(workers, os.sched_getaffinity(0))
     else:
-        worker_cpus, own_cpus = None, None
+        worker_cpus, own_cpus = [settings.worker_cpus] * workers, None
     source = RegistrySource(settings)
     version = source.version_for_alias()
     if version is None:
@@ -497,7 +497,7 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                     "cpu_us_per_event": run.cpu, "broker": "embedded" if broker is not None else bootstrap,
                     "store": settings.store, "fetch_max_wait_ms": settings.fetch_max_wait_ms,
                     "batches_in_flight": settings.batches_in_flight,
-                    "worker_cpus": worker_cpus or ([settings.worker_cpus] * workers if settings.worker_cpus else None)}
+                    "worker_cpus": worker_cpus if any(worker_cpus) else None}
     doc = {
         "model_version": model.version,
         "events": events,

@@ -32,7 +32,7 @@ ENV_PREFIX = "CHURN_"
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 # Addresses a server binds to that no client can connect to.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
-# A DNS name, an IPv4 address or a bracketed IPv6 address: no scheme, port or path.
+# One item of a CPU list: a CPU or a range of them.
 _CPU_ITEM = re.compile(r"(\d+)(?:-(\d+))?")
 
 
@@ -63,6 +63,7 @@ def parse_cpus(text: str) -> set[int]:
     return cpus
 
 
+# A DNS name, an IPv4 address or a bracketed IPv6 address: no scheme, port or path.
 _HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
 
 
