@@ -45,6 +45,7 @@ from bisect import bisect_right, insort
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from math import floor
+from typing import Any
 
 import orjson
 
@@ -183,8 +184,8 @@ class CustomerState:
             support_calls=[(last_ms - t) / 1000.0 for t in d["sc"]],
             failed_payments=[(last_ms - t) / 1000.0 for t in d["fp"]],
             usage={u[i]: u[i + 1] for i in range(0, len(u), 2)},
-            ring_ms=[last_ms - r[i] for i in range(0, len(r), 2)],
-            ring_ids=[r[i] for i in range(1, len(r), 2)],
+            ring_ms=array("q", [last_ms - r[i] for i in range(0, len(r), 2)]),
+            ring_ids=array("q", [r[i] for i in range(1, len(r), 2)]),
             n_events=d["n"],
         )
 
@@ -324,8 +325,12 @@ def _remember(state: CustomerState, ms: int, h: int) -> None:
         state.recent_ids.discard(ring_ids.pop(0))
 
 
-def _fold(state: CustomerState, event: AccountEvent, ts: float, key: tuple[float, int]) -> None:
-    """Fold a new event (time ``ts``, order ``key``) into everything but the de-duplication ring."""
+def _fold(state: CustomerState, event: Any, ts: float, key: tuple[float, int]) -> None:
+    """Fold a new event (time ``ts``, order ``key``) into everything but the de-duplication ring.
+
+    ``event`` is an :data:`AccountEvent`; which fields it has depends on its ``event_type``,
+    which the branches below read first.
+    """
     if not state.customer_id:
         state.customer_id = event.customer_id
     state.n_events += 1
@@ -385,8 +390,11 @@ def _prune(state: CustomerState) -> None:
         state.usage = {b: v for b, v in state.usage.items() if b > oldest}
 
 
-def feature_values(state: CustomerState, at: float) -> dict[str, float | int | str]:
-    """The model inputs of ``state`` at event time ``at`` (epoch seconds)."""
+def feature_values(state: CustomerState, at: float) -> dict[str, Any]:
+    """The model inputs of ``state`` at event time ``at`` (epoch seconds): numbers, and the plan's name.
+
+    A dict of ``Any`` so that the stream can add the vector's other fields to it in place.
+    """
     last = state.last_ts if state.last_ts is not None else at
     if at > last:
         since = at - last

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -77,7 +78,7 @@ class Featurizer:
     def __init__(self, metrics: StreamMetrics, max_event_bytes: int) -> None:
         self.metrics = metrics
         self.max_event_bytes = max_event_bytes
-        self._events_in = {}
+        self._events_in: dict[str, Any] = {}  # Prometheus children by event type
         self._features_out = metrics.features_out
 
     def process(self, batch: Iterable[Inbound], load: Callable[[bytes], CustomerState | None]) -> BatchResult:
@@ -118,7 +119,7 @@ class Featurizer:
                 continue
             dirty[key] = state
             kinds[event.event_type] += 1
-            values = feature_values(state, state.last_ts)
+            values = feature_values(state, cast(float, state.last_ts))  # set by the event just applied
             encoded[key] = state.to_bytes()
             values["customer_id"] = event.customer_id
             values["event_id"] = event.event_id
