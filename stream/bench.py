@@ -512,7 +512,7 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                         "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
                         "max": max(state_sizes, default=0)},
         "machine": {"cpus": os.cpu_count()},
-        # The per-event feature code as every variant ran it: compiled with mypyc, or Python (stream.native).
+        # The per-event code as every variant ran it: these modules compiled with mypyc, the rest Python (stream.native).
         "compiled_modules": compiled_modules(),
     }
     if json_path is not None:

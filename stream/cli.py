@@ -195,8 +195,8 @@ def bench(
                   f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
                   f"({sizes['customers']:,} customers)")
     native = doc.get("compiled_modules") or []
-    console.print(f"feature code compiled (mypyc): {', '.join(native)}" if native else
-                  "feature code ran as Python: not compiled here (`make` compiles it; see build/native.log)")
+    console.print(f"per-event code compiled with mypyc: {', '.join(native)}" if native else
+                  "per-event code ran as Python: not compiled here (`make` compiles it; see build/native.log)")
 
 
 @app.command()

@@ -1,19 +1,22 @@
-"""The worker's per-event feature code compiled to C with mypyc, when it can be.
+"""The worker's per-event code compiled to C with mypyc, when it can be.
 
-``stream/features.py`` and ``stream/featurize.py`` run for every event: validation
-aside, they were about a third of a busy worker's time. mypyc compiles them, as they
-are, into extension modules that sit beside the sources and that Python imports
-instead of them; the same code then takes about three quarters of the time
-(Featurizer.process: 15 µs per event against 20 µs). Nothing else changes:
-the modules keep their names, functions and classes, and run as Python wherever no
-compiled build is present (another Python version, no C compiler).
+The modules of :data:`MODULES` run for every event: validation aside, the feature code
+alone was about a third of a busy worker's time. mypyc compiles them, as they are,
+into extension modules that sit beside the sources and that Python imports instead of
+them (``Featurizer.process`` then takes 15 instead of 20 µs per event). Nothing else
+changes: the modules keep their names, functions and classes, and run as Python
+wherever no compiled build is present (another Python version, no C compiler). A
+compiled class cannot be subclassed by Python code, and compiled code checks the
+annotated types of what it is given: both are why only these small, typed modules are
+compiled, and not the modules that drive Faust.
 
 ``python -m stream.native_build`` (run by ``make``) builds them and records the hash of
 each source it compiled in ``stream/native.json``. A compiled module is only used
-while its source is the one it was built from: once either source has changed, both
-are imported as Python again (the compiled modules call each other directly, so the
-group is fresh or not as a whole) and a warning says to rebuild. ``CHURN_PURE_PYTHON=1``
-imports them as Python regardless (full tracebacks, a debugger's breakpoints).
+while its source is the one it was built from: once any source has changed, every
+module of the group is imported as Python again (compiled modules call each other
+directly, so the group is fresh or not as a whole) and a warning says to rebuild.
+``CHURN_PURE_PYTHON=1`` imports them as Python regardless (full tracebacks, a
+debugger's breakpoints).
 """
 
 from __future__ import annotations
@@ -30,39 +33,54 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-MODULES = ("features", "featurize")  # compiled together, in one mypyc group
+ROOT = Path(__file__).resolve().parent.parent  # the folder that holds the stream package
+#: Compiled together, as one mypyc group.
+MODULES = (
+    "stream.features",
+    "stream.featurize",
+    "stream.scoring",
+    "stream.json_bytes",
+    "stream.messages",
+    "stream.state_cache",
+    "stream.drift.windows",
+)
 GROUP = "stream.native_rt"  # mypyc's shared runtime library: stream/native_rt__mypyc.*.so
-MANIFEST = PACKAGE_DIR / "native.json"
+MANIFEST = "stream/native.json"
 PURE_ENV = "CHURN_PURE_PYTHON"
+
+
+def source_path(module: str, root: Path = ROOT) -> Path:
+    return root.joinpath(*module.split(".")).with_suffix(".py")
+
 
 def source_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def compiled_path(name: str, folder: Path = PACKAGE_DIR) -> Path | None:
-    """The extension module that Python would import for ``stream.<name>``, if there is one."""
+def compiled_path(module: str, root: Path = ROOT) -> Path | None:
+    """The extension module that Python would import for ``module``, if there is one."""
+    source = source_path(module, root)
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        path = folder / f"{name}{suffix}"
+        path = source.with_suffix(suffix)
         if path.exists():
             return path
     return None
 
 
-def stale(folder: Path = PACKAGE_DIR, manifest: Path | None = None) -> list[str]:
+def stale(root: Path = ROOT) -> list[str]:
     """The compiled modules that must not be used: their source differs from the one compiled.
 
     Empty when every module is compiled and fresh, or none is compiled. A compiled module
     missing from the manifest, or a manifest that cannot be read, counts as stale.
     """
-    present = [name for name in MODULES if compiled_path(name, folder) is not None]
+    present = [module for module in MODULES if compiled_path(module, root) is not None]
     if not present:
         return []
     try:
-        recorded = json.loads((manifest or folder / MANIFEST.name).read_text())["sources"]
+        recorded = json.loads((root / MANIFEST).read_text())["sources"]
     except (OSError, ValueError, KeyError, TypeError):
         return present
-    return [name for name in present if recorded.get(name) != source_hash(folder / f"{name}.py")]
+    return [module for module in present if recorded.get(module) != source_hash(source_path(module, root))]
 
 
 class _SourceFinder(importlib.abc.MetaPathFinder):
@@ -78,17 +96,15 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
             else:
                 changed = stale()
                 if changed:
-                    log.warning("stream/%s.py changed since it was compiled: running the feature code as Python "
-                                "(`make` or `python -m stream.native_build` compiles it again)",
-                                ".py, stream/".join(changed))
+                    log.warning("%s changed since compiled: the per-event code runs as Python "
+                                "(`make` or `python -m stream.native_build` compiles it again)", ", ".join(changed))
                 self._decided = bool(changed)
         return self._decided
 
     def find_spec(self, fullname, path=None, target=None):
-        package, _, name = fullname.rpartition(".")
-        if package != "stream" or name not in MODULES or not self._use_sources():
+        if fullname not in MODULES or not self._use_sources():
             return None
-        return importlib.util.spec_from_file_location(fullname, PACKAGE_DIR / f"{name}.py")
+        return importlib.util.spec_from_file_location(fullname, source_path(fullname))
 
 
 def install_finder() -> None:
@@ -97,18 +113,11 @@ def install_finder() -> None:
         sys.meta_path.insert(0, _SourceFinder())
 
 
-def status() -> dict[str, bool]:
-    """Whether each module of the group was imported compiled (only modules already imported)."""
-    out = {}
-    for name in MODULES:
-        module = sys.modules.get(f"stream.{name}")
-        if module is not None:
-            out[name] = not str(getattr(module, "__file__", "")).endswith(".py")
-    return out
-
-
 def compiled_modules() -> list[str]:
-    """The group's modules as this process runs them compiled (importing them if need be)."""
+    """The group's modules that this process runs compiled (importing them if need be)."""
+    out = []
     for name in MODULES:
-        importlib.import_module(f"stream.{name}")
-    return [name for name, compiled in status().items() if compiled]
+        module = importlib.import_module(name)
+        if not str(getattr(module, "__file__", "")).endswith(".py"):
+            out.append(name)
+    return out

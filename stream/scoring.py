@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import risk_band
@@ -37,7 +38,7 @@ class Scorer:
         self.metrics = metrics
         self.medium = risk_medium
         self.high = risk_high
-        self._by_version = {}
+        self._by_version: dict[str, Any] = {}  # Prometheus children by model version
 
     def score(self, batch: list[Scorable], model: LoadedModel, now: float | None = None) -> ScoredBatch:
         """One ``ChurnScore`` record per vector, from one ``predict_proba`` call."""

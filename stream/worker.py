@@ -91,5 +91,5 @@ def run_worker(settings: Settings) -> None:
         settings.advertised_web_host(), settings.web_port, settings.store,
     )
     native = compiled_modules()
-    log.info("feature code %s", f"compiled (mypyc): {', '.join(native)}" if native else "runs as Python")
+    log.info("per-event code %s", f"compiled with mypyc: {', '.join(native)}" if native else "runs as Python")
     worker.execute_from_commandline()

@@ -147,7 +147,7 @@ class FeatureWindow:
             report = self.flush()
         return report
 
-    def update_many(self, rows: Sequence[Mapping], scores: Sequence[float], stamps: Sequence[float]
+    def update_many(self, rows: Sequence[Mapping], scores: Sequence[float | None], stamps: Sequence[float]
                     ) -> list[tuple[int, WindowReport]]:
         """:meth:`update` for a batch; each report comes with the index of the vector that closed it.
 
@@ -187,7 +187,7 @@ class FeatureWindow:
             for waiting in self._pending:
                 waiting.clear()
 
-    def _add_slice(self, rows: Sequence[Mapping], scores: Sequence[float], stamps: Sequence[float]) -> None:
+    def _add_slice(self, rows: Sequence[Mapping], scores: Sequence[float | None], stamps: Sequence[float]) -> None:
         n = len(rows)
         for name, bins in self._numeric.items():
             bins.add_many(np.fromiter((row[name] for row in rows), dtype=np.float64, count=n))

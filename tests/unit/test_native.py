@@ -12,65 +12,83 @@ from pathlib import Path
 
 import pytest
 
-from stream import native
+from stream import native, native_build
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
 SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 @pytest.fixture
-def folder(tmp_path: Path) -> Path:
+def root(tmp_path: Path) -> Path:
     """A copy of the group's sources, with stand-ins for their extension modules and a fresh manifest."""
-    for name in native.MODULES:
-        shutil.copy(ROOT / "stream" / f"{name}.py", tmp_path / f"{name}.py")
-        (tmp_path / f"{name}{SUFFIX}").write_bytes(b"")
-    hashes = {name: native.source_hash(tmp_path / f"{name}.py") for name in native.MODULES}
-    (tmp_path / native.MANIFEST.name).write_text(json.dumps({"python": "3", "sources": hashes}))
+    for module in native.MODULES:
+        source = native.source_path(module, tmp_path)
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(native.source_path(module), source)
+        source.with_suffix(SUFFIX).write_bytes(b"")
+    hashes = {module: native.source_hash(native.source_path(module, tmp_path)) for module in native.MODULES}
+    (tmp_path / native.MANIFEST).write_text(json.dumps({"python": "3", "sources": hashes}))
     return tmp_path
 
 
-def test_a_group_built_from_its_sources_is_fresh(folder):
-    assert native.stale(folder) == []
+def test_a_group_built_from_its_sources_is_fresh(root):
+    assert native.stale(root) == []
 
 
-def test_a_changed_source_is_stale(folder):
-    with (folder / "featurize.py").open("a") as f:
+def test_a_changed_source_is_stale(root):
+    with native.source_path("stream.drift.windows", root).open("a") as f:
         f.write("\n# changed\n")
-    assert native.stale(folder) == ["featurize"]
+    assert native.stale(root) == ["stream.drift.windows"]
 
 
 @pytest.mark.parametrize("manifest", [None, "not json", '{"python": "3"}'])
-def test_without_a_readable_manifest_every_compiled_module_is_stale(folder, manifest):
-    path = folder / native.MANIFEST.name
+def test_without_a_readable_manifest_every_compiled_module_is_stale(root, manifest):
+    path = root / native.MANIFEST
     if manifest is None:
         path.unlink()
     else:
         path.write_text(manifest)
-    assert native.stale(folder) == list(native.MODULES)
+    assert native.stale(root) == list(native.MODULES)
 
 
-def test_sources_alone_are_never_stale(folder):
-    for name in native.MODULES:
-        (folder / f"{name}{SUFFIX}").unlink()
-    (folder / native.MANIFEST.name).unlink()
-    assert native.stale(folder) == []
+def test_sources_alone_are_never_stale(root):
+    for module in native.MODULES:
+        native.compiled_path(module, root).unlink()
+    (root / native.MANIFEST).unlink()
+    assert native.stale(root) == []
 
 
-# Runs the featurize step over simulated events (with duplicates and invalid payloads) in
-# batches, reading each state back from its table bytes, and prints a digest of every
-# output with the modules this process ran compiled.
+def test_the_build_is_a_no_op_only_when_compiled_from_the_current_sources_for_this_python(root):
+    manifest = json.loads((root / native.MANIFEST).read_text())
+    (root / native.MANIFEST).write_text(json.dumps({**manifest, "python": sys.version.split()[0]}))
+    assert native_build.up_to_date(root)
+    (root / native.MANIFEST).write_text(json.dumps(manifest))  # built for another Python
+    assert not native_build.up_to_date(root)
+
+
+# Runs the per-event code over simulated events (with duplicates and invalid payloads) in
+# batches: the featurize step, reading each state back from its table bytes, scoring with
+# a model fitted on the first batches' vectors, and a drift window over the scores. Prints
+# a digest of every output, with the modules this process ran compiled.
 _RUN = """
-import hashlib, json, random, sys
+import hashlib, json, random
+import numpy as np
+from prometheus_client import CollectorRegistry
 from producers.simulator import SimConfig, Simulator
 from schemas.events import dump_event
+from schemas.features import FEATURE_NAMES
+from stream.drift.windows import FeatureWindow
 from stream.features import CustomerState, features
 from stream.featurize import Featurizer
 from stream.messages import Inbound
 from stream.metrics import StreamMetrics
+from stream.model_holder import LoadedModel, columns_to_frame
 from stream.native import compiled_modules
-from prometheus_client import CollectorRegistry
+from stream.scoring import Scorer
+from training.config import ModelConfig
+from training.model import build_pipeline
+from training.reference import reference_distributions
 
 rng = random.Random(5)
 sim = Simulator(SimConfig(n_customers=300, days=200, seed=11))
@@ -84,8 +102,9 @@ for i, event in enumerate(sim.events()):
     if len(raw) >= 12000:
         break
 messages = [Inbound(k, v, "account-events", 0, i, 1_700_000_000_000 + i, []) for i, (k, v) in enumerate(raw)]
-featurizer = Featurizer(StreamMetrics.create(CollectorRegistry()), 100_000)
-table = {}
+metrics = StreamMetrics.create(CollectorRegistry())
+featurizer, scorer = Featurizer(metrics, 100_000), Scorer(metrics)
+table, model, window = {}, None, None
 digest = hashlib.sha256()
 for start in range(0, len(messages), 250):
     result = featurizer.process(messages[start:start + 250],
@@ -96,6 +115,17 @@ for start in range(0, len(messages), 250):
     for item in result.scorable:
         digest.update(repr((item.key, sorted(item.row.items()), item.start_ms, item.event_s)).encode())
     table.update(result.encoded)
+    if model is None:
+        frame = columns_to_frame({name: [item.row[name] for item in result.scorable] for name in FEATURE_NAMES})
+        labels = np.array(frame["support_calls_30d"] + frame["failed_payments_90d"] > 0, dtype=int)
+        labels[:2] = [0, 1]
+        model = LoadedModel("churn", "1", build_pipeline(ModelConfig(max_iter=200), 3).fit(frame, labels))
+        window = FeatureWindow(reference_distributions(frame, scores=np.linspace(0.01, 0.99, len(frame))),
+                               every_n=700)
+    scored = scorer.score(result.scorable, model, now=1_800_000_000.0)
+    digest.update(b"".join(out.value for out in scored.out) + repr(scored.latencies_ms).encode())
+    for _, report in window.update_many(scored.rows, scored.probabilities, scored.event_s):
+        digest.update(repr((report.start_ts, report.end_ts, sorted(report.psi.items()))).encode())
 for key in sorted(table):
     state = CustomerState.from_bytes(table[key])
     digest.update(table[key] + features(state, state.last_ts + 86_400.0).model_dump_json().encode())
@@ -107,7 +137,7 @@ def _run(pure: bool) -> dict:
     env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
     if pure:
         env[native.PURE_ENV] = "1"
-    done = subprocess.run([sys.executable, "-c", _RUN], cwd=ROOT, env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", _RUN], cwd=native.ROOT, env=env, capture_output=True, text=True,
                           timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
