@@ -1,6 +1,6 @@
 """Compile the per-event code with mypyc (:mod:`stream.native`): ``python -m stream.native_build``.
 
-Does nothing when every module is compiled from its current source. Never fails:
+Does nothing when every module is compiled from its current source for this Python. Never fails:
 without a compiler (or with any build error) it warns, says where the build's output
 is, and the modules run as Python.
 """

@@ -152,3 +152,25 @@ def test_compiled_and_python_feature_code_give_the_same_outputs():
     assert compiled["compiled"] == list(native.MODULES)
     assert compiled["states"] == python["states"] > 250
     assert compiled["digest"] == python["digest"]
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_a_stale_build_is_imported_from_its_source_and_a_fresh_one_is_not(tmp_path, fresh):
+    """In a copy of the packages, an unloadable stand-in for the features extension: imported
+    only when the manifest says it was built from the current source."""
+    for package in ("stream", "schemas"):
+        shutil.copytree(native.ROOT / package, tmp_path / package,
+                        ignore=shutil.ignore_patterns("*.so", "native.json", "__pycache__"))
+    native.source_path("stream.features", tmp_path).with_suffix(SUFFIX).write_bytes(b"not an extension module")
+    digest = native.source_hash(native.source_path("stream.features", tmp_path)) if fresh else "0" * 64
+    (tmp_path / native.MANIFEST).write_text(json.dumps({"python": "3", "sources": {"stream.features": digest}}))
+    env = {k: v for k, v in os.environ.items() if k != native.PURE_ENV}
+    env["PYTHONPATH"] = str(tmp_path)
+    done = subprocess.run([sys.executable, "-c", "import stream.features as f; print(f.__file__)"], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    if fresh:  # the stand-in is what Python tries to load
+        assert done.returncode != 0 and "ImportError" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.strip() == str(native.source_path("stream.features", tmp_path))
+        assert "stream.features changed since compiled" in done.stderr
