@@ -8,8 +8,14 @@ settings and are revealed only in the dictionaries built here.
 ``CHURN_BOOTSTRAP_SERVERS`` empty means "the embedded broker": the caller starts it and
 passes its address as ``bootstrap``; an explicit ``bootstrap`` always wins.
 
+librdkafka writes its own log lines to stderr unless a client has a ``logger``: a
+client with no broker to talk to printed several lines a second. Every confluent-kafka
+config built here has :data:`CLIENT_LOG`, which hands them to this package's logging
+at DEBUG; commands that need to know why a connection fails ask the broker
+(:func:`stream.topics.connect_admin`) and say so in one line.
+
 >>> s = Settings(bootstrap_servers="k1:9092, k2:9092")
->>> confluent_config(s)
+>>> {k: v for k, v in confluent_config(s).items() if k != "logger"}
 {'bootstrap.servers': 'k1:9092,k2:9092', 'security.protocol': 'PLAINTEXT'}
 >>> faust_broker_kwargs(s)
 {'broker': 'kafka://k1:9092;k2:9092'}
@@ -17,6 +23,7 @@ passes its address as ``bootstrap``; an explicit ``bootstrap`` always wins.
 
 from __future__ import annotations
 
+import logging
 import re
 import ssl
 
@@ -25,6 +32,29 @@ from stream.settings import SASL_PROTOCOLS as _SASL_PROTOCOLS
 from stream.settings import Settings
 
 _TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+
+
+class ClientLog:
+    """A librdkafka ``logger`` that keeps its lines in ``logging`` (DEBUG), off the terminal.
+
+    Lines whose facility is ``FAIL`` (a connection that failed) are also kept, the last
+    ``keep`` of them, for an error message to quote.
+    """
+
+    def __init__(self, name: str = "stream.librdkafka", keep: int = 20) -> None:
+        self._log = logging.getLogger(name)
+        self._keep = keep
+        self.failures: list[str] = []
+
+    def log(self, level: int, fmt: str, *args: object) -> None:
+        self._log.debug("librdkafka: " + fmt, *args)
+        if args and args[0] == "FAIL":
+            self.failures.append(str(args[-1]))
+            del self.failures[:-self._keep]
+
+
+#: The logger of every client config built here.
+CLIENT_LOG = ClientLog()
 
 
 def bootstrap_hosts(settings: Settings, bootstrap: str | None = None) -> list[str]:
@@ -58,16 +88,17 @@ def _check_sasl(settings: Settings) -> None:
             raise ConfigError(f"{var} is empty but CHURN_SECURITY_PROTOCOL={settings.security_protocol} needs it")
 
 
-def confluent_config(settings: Settings, bootstrap: str | None = None) -> dict[str, str]:
-    """Connection settings for any confluent-kafka client (librdkafka property names).
+def confluent_config(settings: Settings, bootstrap: str | None = None) -> dict:
+    """Connection settings for any confluent-kafka client (librdkafka property names), with :data:`CLIENT_LOG`.
 
     ``ssl.ca.location`` is set only when the protocol uses TLS and ``CHURN_SSL_CAFILE``
     is set; ``sasl.*`` only when the protocol uses SASL.
     """
     _check_sasl(settings)
-    config = {
+    config: dict = {
         "bootstrap.servers": ",".join(bootstrap_hosts(settings, bootstrap)),
         "security.protocol": settings.security_protocol,
+        "logger": CLIENT_LOG,
     }
     if settings.security_protocol in _SASL_PROTOCOLS:
         config["sasl.mechanism"] = settings.sasl_mechanism

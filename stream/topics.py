@@ -34,6 +34,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.errors import BrokerError, ConfigError
+from stream.kafka_config import ClientLog
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,6 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     return specs
 
 
-class _ClientLog:
-    """A librdkafka ``logger``: lines go to DEBUG, connection failures are kept for errors."""
-
-    def __init__(self) -> None:
-        self.failures: list[str] = []
-
-    def log(self, level: int, fmt: str, *args: object) -> None:
-        log.debug("librdkafka: " + fmt, *args)
-        if args and args[0] == "FAIL":
-            self.failures.append(str(args[-1]))
-
-
 def _security(config: Mapping[str, str]) -> str:
     """The client's security settings as the ``CHURN_*`` variables they came from (no secrets)."""
     protocol = config.get("security.protocol", "PLAINTEXT")
@@ -167,7 +156,7 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0) -> AdminClie
     for a TLS client); raises :class:`BrokerError` when no broker answers within
     ``timeout`` seconds (unreachable, or still starting).
     """
-    client_log = _ClientLog()
+    client_log = ClientLog()
     errors: list[KafkaError] = []
     admin = AdminClient({
         "socket.connection.setup.timeout.ms": CONNECTION_SETUP_MS,

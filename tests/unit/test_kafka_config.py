@@ -11,7 +11,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr
 
 from stream.errors import ConfigError
-from stream.kafka_config import bootstrap_hosts, confluent_config, faust_broker_kwargs, faust_broker_url
+from stream.kafka_config import CLIENT_LOG, bootstrap_hosts, confluent_config, faust_broker_kwargs, faust_broker_url
 from stream.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit
@@ -40,7 +40,9 @@ def sasl(protocol: str = "SASL_SSL", **kw: object) -> Settings:
 
 
 def test_plaintext_config_has_only_bootstrap_and_protocol() -> None:
-    assert confluent_config(Settings(bootstrap_servers=" k1:9092 , k2:9092 ")) == {
+    config = confluent_config(Settings(bootstrap_servers=" k1:9092 , k2:9092 "))
+    assert config.pop("logger") is CLIENT_LOG
+    assert config == {
         "bootstrap.servers": "k1:9092,k2:9092",
         "security.protocol": "PLAINTEXT",
     }
@@ -65,6 +67,7 @@ def test_malformed_bootstrap_names_the_variable(bad: str) -> None:
 
 def test_sasl_ssl_maps_to_librdkafka_properties() -> None:
     config = confluent_config(sasl(ssl_cafile="/etc/ca.pem"))
+    assert config.pop("logger") is CLIENT_LOG
     assert config == {
         "bootstrap.servers": "k1:9092,k2:9093",
         "security.protocol": "SASL_SSL",
@@ -91,6 +94,7 @@ def test_sasl_plaintext_has_no_tls_properties() -> None:
 
 def test_ssl_only_has_ca_and_no_sasl() -> None:
     config = confluent_config(Settings(bootstrap_servers="k1:9093", security_protocol="ssl", ssl_cafile="/ca.pem"))
+    assert config.pop("logger") is CLIENT_LOG
     assert config == {"bootstrap.servers": "k1:9093", "security.protocol": "SSL", "ssl.ca.location": "/ca.pem"}
 
 
