@@ -76,6 +76,8 @@ from stream.seek_guard import install as install_seek_guard
 from stream.settings import Settings
 from stream.state_cache import StateCache
 from stream.topics import TopicNames
+from stream.undecodable import DeadLetterReporter
+from stream.undecodable import install as install_undecodable
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +251,8 @@ def create_app(
     install_inline_delivery(app)
     install_seek_guard(app)
     install_drain(app)  # after the seek guard, whose flag it keeps
+    dead_letters = DeadLetterReporter(confluent_config(settings, bootstrap), names.account_events_dlq, metrics)
+    install_undecodable(dead_letters)
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     events_topic = app.topic(names.account_events, schema=RawSchema(key_type=bytes, value_type=bytes),
                              partitions=partitions, internal=False)
@@ -292,6 +296,7 @@ def create_app(
 
     @app.on_before_shutdown.connect
     async def close_producer(sender, **kwargs) -> None:
+        dead_letters.close()
         while producers:
             left = producers.pop().close()
             if left:

@@ -105,6 +105,9 @@ class StreamMetrics:
     rebalance_skipped: Counter
     batch_wait_ms: Histogram
     batch_processing_ms: Histogram
+    undecodable_batches: Counter
+    undecodable_offsets: Counter
+    rerouted: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -153,6 +156,20 @@ class StreamMetrics:
                 "Per batch: time from the start of its processing to its outputs and table writes acknowledged, "
                 "in milliseconds.",
                 buckets=LATENCY_BUCKETS_MS, registry=r,
+            ),
+            undecodable_batches=Counter(
+                "churn_undecodable_batches",
+                "Fetched record batches that could not be decoded (codec, CRC, format), skipped and written to the "
+                "dead-letter topic, by topic and error.", ["topic", "error"], registry=r,
+            ),
+            undecodable_offsets=Counter(
+                "churn_undecodable_offsets", "Offsets covered by the undecodable batches skipped, by topic.",
+                ["topic"], registry=r,
+            ),
+            rerouted=Counter(
+                "churn_events_rerouted",
+                "Events that arrived on another partition than their key's (a producer not partitioning by murmur2), "
+                "re-published to the key's partition of the repartition topic.", registry=r,
             ),
             rebalance_skipped=Counter(
                 "churn_rebalance_skipped",

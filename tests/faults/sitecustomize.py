@@ -29,3 +29,15 @@ if _seek_pause_s > 0:
     Consumer.perform_seek = _perform_seek_then_pause
     print(f"fault injected: a {_seek_pause_s:g} s pause after each seek to committed offsets", file=sys.stderr,
           flush=True)
+
+# ``FAULT_NO_CODECS``: compression codecs (comma-separated: snappy, lz4, zstd) the worker's
+# aiokafka consumer behaves as if it had no library for, as it did before cramjam was a
+# dependency: a batch in one of them cannot be decoded.
+_no_codecs = {c.strip() for c in os.environ.get("FAULT_NO_CODECS", "").split(",") if c.strip()}
+
+if _no_codecs:
+    import aiokafka.codec
+
+    for _codec in _no_codecs:
+        setattr(aiokafka.codec, f"has_{_codec}", lambda: False)
+    print(f"fault injected: no {', '.join(sorted(_no_codecs))} codec in the consumer", file=sys.stderr, flush=True)
