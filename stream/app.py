@@ -53,7 +53,7 @@ from faust.types import TP
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from producers.partitioning import partition_for
+from stream.partitioning import HomePartitions, partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
 from stream.batch_producer import BatchProducer
@@ -63,7 +63,7 @@ from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.drain import install as install_drain
 from stream.end_offsets import install as install_exact_end_offsets
 from stream.features import CustomerState, features
-from stream.featurize import DLQ, FEATURES, LABELS, Featurizer
+from stream.featurize import DLQ, FEATURES, LABELS, REROUTE, Featurizer
 from stream.fetch_wait import install as install_fetch_wait
 from stream.inline_delivery import install as install_inline_delivery
 from stream.json_bytes import json_bytes
@@ -254,8 +254,10 @@ def create_app(
     dead_letters = DeadLetterReporter(confluent_config(settings, bootstrap), names.account_events_dlq, metrics)
     install_undecodable(dead_letters)
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
-    events_topic = app.topic(names.account_events, schema=RawSchema(key_type=bytes, value_type=bytes),
-                             partitions=partitions, internal=False)
+    # The input and the repartition topic that brings events sent elsewhere home: co-partitioned, so
+    # partition p of both (and of the tables' changelogs) belongs to one worker.
+    events_topic = app.topic(names.account_events, names.account_events_repartition,
+                             schema=RawSchema(key_type=bytes, value_type=bytes), partitions=partitions, internal=False)
     model_topic = app.topic(names.model_events, key_serializer="raw", value_serializer="raw", internal=False)
     labels_topic = app.topic(names.churn_labels, **topic_args)
     drift_config = DriftConfig(
@@ -278,11 +280,13 @@ def create_app(
         LABELS: names.churn_labels,
         DLQ: names.account_events_dlq,
         SCORES: names.churn_scores,
+        REROUTE: names.account_events_repartition,
     }
     table_args = dict(partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True)
     state_table = app.Table(STATE_TABLE, **table_args)
     score_table = app.Table(SCORE_TABLE, **table_args)
-    featurizer = Featurizer(metrics, settings.max_event_bytes)
+    featurizer = Featurizer(metrics, settings.max_event_bytes, HomePartitions(partitions), names.account_events,
+                            names.account_events_repartition)
     scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
     batch_within = settings.score_batch_ms / 1000.0
 

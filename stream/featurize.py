@@ -12,6 +12,13 @@ For every consumed ``account-events`` message:
    latency;
 4. an ``account_closed`` event also emits a ``ChurnLabel``.
 
+A valid event that arrived on an ``account-events`` partition other than its
+customer's home (murmur2 of the customer id, where the customer's state lives) is not
+applied here: it is re-published unchanged, keyed by the customer id, to the
+repartition topic, whose partition of the same number is the home's, and applied when
+it comes back from there (step 3 on the right worker). Its headers keep where it came
+from and its original append time, where its event-to-score latency starts.
+
 States are read through ``load`` once per key per batch and returned as ``dirty``,
 with their table bytes in ``encoded``, so the caller writes each changed key to its
 table once per batch. A state is encoded right after each event changes it, while
@@ -34,11 +41,14 @@ from stream.features import Admission, CustomerState, apply_checked, event_time,
 from stream.json_bytes import json_bytes
 from stream.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
+from stream.partitioning import HomePartitions
 
 FEATURES = "features"
 LABELS = "labels"
 DLQ = "dlq"
+REROUTE = "reroute"
 STAGE = "featurize"
+SOURCE_TIMESTAMP = "source.timestamp"
 
 
 @dataclass
@@ -64,6 +74,29 @@ def dlq_message(msg: Inbound, error: str, message: str) -> Outbound:
     return Outbound(DLQ, msg.key or b"", msg.value or b"", headers)
 
 
+def reroute_message(msg: Inbound, key: bytes) -> Outbound:
+    """The repartition record of ``msg``: its bytes keyed by the customer id, with where it came from."""
+    headers = list(msg.headers)
+    headers += [
+        ("source.topic", msg.topic.encode()),
+        ("source.partition", str(msg.partition).encode()),
+        ("source.offset", str(msg.offset).encode()),
+        (SOURCE_TIMESTAMP, str(msg.timestamp_ms).encode()),
+    ]
+    return Outbound(REROUTE, key, msg.value or b"", headers)
+
+
+def source_timestamp_ms(msg: Inbound) -> int:
+    """A re-published event's original append time (its last ``source.timestamp`` header), else its own."""
+    for name, value in reversed(msg.headers):
+        if name == SOURCE_TIMESTAMP:
+            try:
+                return int(value)
+            except ValueError:
+                break
+    return msg.timestamp_ms
+
+
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors(include_url=False)[:5]:
@@ -75,9 +108,15 @@ def _validation_message(exc: ValidationError) -> str:
 class Featurizer:
     """Validate, de-duplicate, update state and emit features and labels."""
 
-    def __init__(self, metrics: StreamMetrics, max_event_bytes: int) -> None:
+    def __init__(self, metrics: StreamMetrics, max_event_bytes: int, home: HomePartitions | None = None,
+                 input_topic: str = "", repartition_topic: str = "") -> None:
+        """``home`` with ``input_topic`` turns on re-publishing events that arrived away from their home
+        partition; events from ``repartition_topic`` are taken as home and timed from their source."""
         self.metrics = metrics
         self.max_event_bytes = max_event_bytes
+        self.home = home
+        self.input_topic = input_topic
+        self.repartition_topic = repartition_topic
         self._events_in: dict[str, Any] = {}  # Prometheus children by event type
         self._features_out = metrics.features_out
 
@@ -89,6 +128,10 @@ class Featurizer:
         scorable = result.scorable
         kinds: Counter[str] = Counter()
         labels = 0
+        rerouted = 0
+        home = self.home
+        input_topic = self.input_topic
+        repartition_topic = self.repartition_topic
         for msg in batch:
             raw = msg.value
             if raw is None or len(raw) > self.max_event_bytes:
@@ -109,6 +152,15 @@ class Featurizer:
                 out.append(dlq_message(msg, "KeyMismatch", f"message key {msg.key!r} != customer_id {key!r}"))
                 self._reject("key_mismatch")
                 continue
+            start_ms = msg.timestamp_ms
+            if home is not None:
+                if msg.topic == input_topic:
+                    if home(key) != msg.partition:
+                        out.append(reroute_message(msg, key))
+                        rerouted += 1
+                        continue
+                elif msg.topic == repartition_topic:
+                    start_ms = source_timestamp_ms(msg)
             state = dirty.get(key)
             if state is None:
                 state = load(key) or CustomerState(customer_id=event.customer_id)
@@ -126,7 +178,7 @@ class Featurizer:
             values["event_ts"] = event.ts
             values["feature_set_version"] = 1
             out.append(Outbound(FEATURES, key, json_bytes(values)))
-            scorable.append(Scorable(key, values, msg.timestamp_ms, ts))
+            scorable.append(Scorable(key, values, start_ms, ts))
             if event.event_type == "account_closed":
                 label = {
                     "customer_id": event.customer_id,
@@ -144,6 +196,8 @@ class Featurizer:
             self._features_out.inc(len(scorable))
         if labels:
             self.metrics.labels_out.inc(labels)
+        if rerouted:
+            self.metrics.rerouted.inc(rerouted)
         return result
 
     def _count(self, event_type: str, n: int) -> None:

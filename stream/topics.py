@@ -2,7 +2,9 @@
 
 Every topic of the architecture, prefixed with ``CHURN_TOPIC_PREFIX``. Data topics
 (``account-events`` and everything keyed by customer) have ``CHURN_TOPIC_PARTITIONS``
-partitions so they co-partition with the Faust tables; ``drift-alerts`` has one
+partitions so they co-partition with the Faust tables; ``account-events-repartition``
+carries the events a producer sent to another partition than their customer's home
+(murmur2) back to it; ``drift-alerts`` has one
 partition; ``model-events`` has one partition and is compacted.
 
 :func:`ensure_topics` creates the missing ones idempotently and waits until the
@@ -41,13 +43,15 @@ log = logging.getLogger(__name__)
 
 ACCOUNT_EVENTS = "account-events"
 ACCOUNT_EVENTS_DLQ = "account-events-dlq"
+ACCOUNT_EVENTS_REPARTITION = "account-events-repartition"
 CHURN_FEATURES = "churn-features"
 CHURN_SCORES = "churn-scores"
 CHURN_LABELS = "churn-labels"
 DRIFT_ALERTS = "drift-alerts"
 MODEL_EVENTS = "model-events"
 
-DATA_TOPICS: tuple[str, ...] = (ACCOUNT_EVENTS, ACCOUNT_EVENTS_DLQ, CHURN_FEATURES, CHURN_SCORES, CHURN_LABELS)
+DATA_TOPICS: tuple[str, ...] = (ACCOUNT_EVENTS, ACCOUNT_EVENTS_DLQ, ACCOUNT_EVENTS_REPARTITION, CHURN_FEATURES,
+                                CHURN_SCORES, CHURN_LABELS)
 ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
 
 # Errors meaning "the broker did not like this topic config", answered by retrying without it.
@@ -86,6 +90,7 @@ class TopicNames:
 
     account_events: str
     account_events_dlq: str
+    account_events_repartition: str
     churn_features: str
     churn_scores: str
     churn_labels: str

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from producers.partitioning import partition_for
+from stream.partitioning import partition_for
 from stream.batch_producer import BatchProducer, _Batch
 from support import TopicReader, free_port
 

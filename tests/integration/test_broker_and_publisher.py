@@ -13,7 +13,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from event_factory import sample_events
 from support import wait_for
 
-from producers.partitioning import partition_for
+from stream.partitioning import partition_for
 from producers.publisher import Publisher
 from stream.kafka_config import confluent_config
 from stream.settings import Settings

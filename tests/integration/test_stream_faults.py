@@ -23,7 +23,7 @@ from support import (
     with_faults,
 )
 
-from producers.partitioning import partition_for
+from stream.partitioning import partition_for
 from schemas.events import dump_event
 from stream.features import CustomerState, apply, feature_values
 

@@ -2,8 +2,10 @@
 
 librdkafka's ``murmur2_random`` partitioner, aiokafka's (and so Faust's) default
 partitioner and the Java client all send a key to
-``(murmur2(key) & 0x7fffffff) % partitions``; this pure-Python copy lets tests and
-tools predict where a key lands.
+``(murmur2(key) & 0x7fffffff) % partitions``. That partition is a customer's home: its
+state's changelog records go there, and the worker that owns it keeps the state.
+librdkafka's own default (``consistent_random``, CRC32) sends most keys elsewhere; the
+worker re-publishes such events to their home (:class:`HomePartitions` tells it where).
 
 >>> murmur2(b"21")
 -973932308
@@ -50,3 +52,33 @@ def partition_for(key: bytes | str, partitions: int) -> int:
         raise ValueError("partitions must be >= 1")
     data = key.encode() if isinstance(key, str) else key
     return (murmur2(data) & 0x7FFFFFFF) % partitions
+
+
+class HomePartitions:
+    """``partition_for(key, partitions)``, remembered for the keys seen most recently.
+
+    Computing murmur2 in Python takes about 3 µs per key; a worker asks once per event,
+    and customers' keys repeat. The memo is dropped whole when it reaches ``capacity``
+    keys (about 100 bytes each).
+
+    >>> home = HomePartitions(50)
+    >>> home(b"foobar"), home(b"foobar")
+    (16, 16)
+    """
+
+    __slots__ = ("partitions", "capacity", "_memo")
+
+    def __init__(self, partitions: int, capacity: int = 200_000) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be >= 1")
+        self.partitions = partitions
+        self.capacity = capacity
+        self._memo: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        home = self._memo.get(key)
+        if home is None:
+            if len(self._memo) >= self.capacity:
+                self._memo.clear()
+            home = self._memo[key] = (murmur2(key) & 0x7FFFFFFF) % self.partitions
+        return home
