@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from collections.abc import Iterator
@@ -53,11 +54,22 @@ def _simulated(options: ProduceOptions) -> Iterator[object]:
     return paced(sim.events(), options.seconds_per_day, start=config.start)
 
 
-def produce(settings: Settings, options: ProduceOptions, console: Console) -> PublishSummary:
-    """Publish the chosen events; returns what was delivered, failed and refused."""
+#: Invalid rows of a file listed one by one; the rest are counted.
+LISTED_ROWS = 20
+
+
+def produce(settings: Settings, options: ProduceOptions, console: Console,
+            err_console: Console | None = None) -> PublishSummary:
+    """Publish the chosen events; returns what was delivered, failed and refused.
+
+    With ``options.source``, each invalid row of the file is reported on ``err_console``
+    with its number and reason (the first :data:`LISTED_ROWS`), counted as invalid and
+    not sent; the valid rows are sent.
+    """
     options.check()
+    err_console = err_console or console
     rng = random.Random(options.seed)
-    bad = 0
+    bad = invalid_rows = 0
     with Publisher.from_settings(settings, settings.resolved_bootstrap(), rate=options.rate) as publisher:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=False) as bar:
@@ -68,8 +80,14 @@ def produce(settings: Settings, options: ProduceOptions, console: Console) -> Pu
                     if item.event is not None:
                         publisher.publish(item.event)
                     else:
-                        publisher.publish_obj(item.obj or {})
+                        invalid_rows += 1
+                        if invalid_rows <= LISTED_ROWS:
+                            err_console.print(f"{options.source} row {item.row}: {item.error}", highlight=False,
+                                              soft_wrap=True)
                     bar.advance(task)
+                if invalid_rows > LISTED_ROWS:
+                    err_console.print(f"{options.source}: {invalid_rows - LISTED_ROWS:,} more invalid rows",
+                                      highlight=False)
             else:
                 for event in itertools.islice(_simulated(options), options.max_events):
                     if options.bad_share and rng.random() < options.bad_share:
@@ -81,4 +99,4 @@ def produce(settings: Settings, options: ProduceOptions, console: Console) -> Pu
             bar.update(task, description="waiting for delivery reports")
             summary = publisher.flush(60)
             bar.update(task, description="done")
-    return summary
+    return dataclasses.replace(summary, invalid=summary.invalid + invalid_rows)

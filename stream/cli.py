@@ -1,8 +1,12 @@
 """``churn``: the one command line of churn-stream.
 
 A thin layer: each command parses its arguments, builds the settings, calls a plain
-function and renders the result. A :class:`~stream.errors.ChurnError` (a user
-mistake or an unreachable dependency) becomes one line on stderr and exit code 2.
+function and renders the result. A :class:`~stream.errors.ChurnError` becomes one line
+on stderr: exit code 2 for a usage error (a bad argument or setting,
+:class:`~stream.errors.ConfigError`), 1 for a failure at run time (a broker or registry
+that does not answer, undelivered events, invalid input rows). Commands that need the
+broker or the registry ask it first (:func:`_reachable`), so an address with nothing
+behind it fails within seconds instead of after the clients' own retries.
 """
 
 from __future__ import annotations
@@ -17,12 +21,14 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
-from stream.errors import ChurnError
+from stream.errors import ChurnError, ConfigError
 from stream.settings import Settings, load_settings
+
+#: Seconds a command waits for the broker to answer before it gives up.
+BROKER_WAIT_S = 8.0
 
 app = typer.Typer(
     name="churn",
-    help="churn-stream: streaming churn scoring on Kafka with an MLflow-registered model.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -40,6 +46,41 @@ def _settings() -> Settings:
     settings = load_settings()
     _configure_logging(settings.log_level)
     return settings
+
+
+def _reachable(settings: Settings, *, broker: bool = False, registry: bool = False, topics: tuple[str, ...] = ()):
+    """Fail in one line unless the broker (and ``topics`` on it) and the registry answer; the admin client."""
+    admin = None
+    if broker:
+        from stream.kafka_config import confluent_config
+        from stream.topics import connect_admin, require_topics
+
+        admin = connect_admin(confluent_config(settings, settings.resolved_bootstrap()), BROKER_WAIT_S)
+        require_topics(admin, [settings.topic(t) for t in topics])
+    if registry:
+        from training.registry import check_reachable
+
+        check_reachable(settings)
+    return admin
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            console.print(f"churn-stream {version('churn-stream')}")
+        except PackageNotFoundError:
+            console.print("churn-stream (not installed as a package)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False,
+) -> None:
+    """churn-stream: streaming churn scoring on Kafka with an MLflow-registered model."""
 
 
 def _configure_logging(level: str) -> None:
@@ -97,7 +138,8 @@ def topics() -> None:
     from stream.topics import ensure_topics, topic_specs
 
     settings = _settings()
-    created = ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings))
+    created = ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings),
+                            timeout=BROKER_WAIT_S)
     console.print(f"topics ready on {settings.resolved_bootstrap()}; created: {', '.join(created) or 'none'}")
 
 
@@ -115,23 +157,34 @@ def produce(
     max_events: Annotated[Optional[int], typer.Option(help="Stop after this many events.")] = None,
     bad_share: Annotated[float, typer.Option(help="Share of extra invalid messages to inject (DLQ demo).")] = 0.0,
     id_prefix: Annotated[str, typer.Option(help="Prefix for simulated customer and event ids.")] = "",
+    allow_invalid: Annotated[bool, typer.Option(help="With --from: exit 0 even when rows were invalid (they are "
+                                                     "reported and not sent either way).")] = False,
 ) -> None:
     """Publish simulated or recorded account events to account-events."""
     from producers.cli import ProduceOptions
     from producers.cli import produce as run_produce
+    from stream.topics import ACCOUNT_EVENTS
 
     options = ProduceOptions(
         customers=customers, days=days, seed=seed, scenario=None if scenario == "none" else scenario,
         onset_day=onset_day, rate=rate, seconds_per_day=seconds_per_day, source=source, max_events=max_events,
         bad_share=bad_share, id_prefix=id_prefix,
     )
-    summary = run_produce(_settings(), options, console)
-    console.print(f"sent {summary.sent:,}, delivered {summary.delivered:,}, failed {summary.failed:,}, "
-                  f"invalid (not sent) {summary.invalid:,}")
+    options.check()
+    settings = _settings()
+    _reachable(settings, broker=True, topics=(ACCOUNT_EVENTS,))
+    summary = run_produce(settings, options, console, err_console)
+    console.print(f"sent {summary.sent:,}, delivered {summary.delivered:,}, failed {summary.failed + summary.pending:,}"
+                  f", invalid (not sent) {summary.invalid:,}")
     for error in summary.errors:
-        err_console.print(f"  {error}")
-    if summary.failed:
-        raise ChurnError(f"{summary.failed} events were not delivered")
+        err_console.print(f"  {error}", highlight=False)
+    undelivered = summary.failed + summary.pending
+    if undelivered:
+        raise ChurnError(f"{undelivered:,} of {summary.sent:,} events were not delivered to "
+                         f"{settings.topic(ACCOUNT_EVENTS)}")
+    if summary.invalid and not allow_invalid:
+        raise ChurnError(f"{summary.invalid:,} invalid rows were not sent (listed above; --allow-invalid "
+                         "accepts that)")
 
 
 @app.command()
@@ -143,8 +196,11 @@ def tail(
 ) -> None:
     """Show churn-scores live."""
     from stream.tail import tail_scores
+    from stream.topics import CHURN_SCORES
 
-    tail_scores(_settings(), console, as_json=as_json, from_beginning=from_beginning, limit=limit, rows=rows)
+    settings = _settings()
+    _reachable(settings, broker=True, topics=(CHURN_SCORES,))
+    tail_scores(settings, console, as_json=as_json, from_beginning=from_beginning, limit=limit, rows=rows)
 
 
 @app.command()
@@ -163,6 +219,7 @@ def bench(
     from stream.processes import stopped_by_signals
 
     settings = _settings()
+    _reachable(settings, broker=bool(settings.bootstrap_servers), registry=True)
     with stopped_by_signals(), console.status("bench") as status:
         doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
                         lambda text: status.update(f"bench: {text}"), workers=workers, pin=pin)
@@ -243,8 +300,12 @@ def train(
 ) -> None:
     """Train a model, log it to MLflow, register it and pass it through the gate."""
     from training.cli import run_train
+    from training.config import DEFAULT_CONFIG, load_config
 
-    run_train(_settings(), config, console)
+    settings = _settings()
+    load_config(config or DEFAULT_CONFIG)  # a bad config is a usage error, reported before any connection
+    _reachable(settings, registry=True)
+    run_train(settings, config, console)
 
 
 @app.command()
@@ -264,9 +325,15 @@ def retrain(
     result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
-    from training.cli import run_retrain
+    from stream.topics import CHURN_FEATURES, CHURN_LABELS
+    from training.cli import parse_since, run_retrain
+    from training.config import DEFAULT_CONFIG, load_config
 
-    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels)
+    settings = _settings()
+    parse_since(since)  # usage errors first, before any connection
+    load_config(config or DEFAULT_CONFIG)
+    _reachable(settings, broker=True, registry=True, topics=(CHURN_FEATURES, CHURN_LABELS))
+    run_retrain(settings, config, trigger, alert_id, window_days, result_file, console, since, wait_labels)
 
 
 @app.command()
@@ -284,7 +351,9 @@ def launcher(
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from training.cli import run_launcher
 
-    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift)
+    settings = _settings()
+    _reachable(settings, broker=True)
+    run_launcher(settings, cooldown, every, once, job_template, console, learn_since_drift)
 
 
 @models_app.callback()
@@ -293,7 +362,9 @@ def models(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is None:
         from training.cli import show_models
 
-        show_models(_settings(), console)
+        settings = _settings()
+        _reachable(settings, registry=True)
+        show_models(settings, console)
 
 
 @models_app.command("rollback")
@@ -301,7 +372,9 @@ def models_rollback() -> None:
     """Serve the previous production version again."""
     from training.cli import run_rollback
 
-    run_rollback(_settings(), console)
+    settings = _settings()
+    _reachable(settings, registry=True)
+    run_rollback(settings, console)
 
 
 @schemas_app.command("export")
@@ -319,7 +392,7 @@ def main() -> None:
         app()
     except ChurnError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        sys.exit(2 if isinstance(exc, ConfigError) else 1)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)

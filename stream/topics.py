@@ -188,6 +188,15 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0) -> AdminClie
             )
 
 
+def require_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10.0) -> None:
+    """Raise :class:`BrokerError` naming the first of ``names`` the broker does not have."""
+    existing = _existing(admin, timeout)
+    for name in names:
+        if name not in existing:
+            raise BrokerError(f"topic {name} does not exist on the Kafka broker (CHURN_BOOTSTRAP_SERVERS, "
+                              "CHURN_TOPIC_PREFIX); create the topics with `churn topics`")
+
+
 def _admin(admin_or_config: AdminClient | Mapping[str, str], timeout: float) -> AdminClient:
     if isinstance(admin_or_config, Mapping):
         return connect_admin(admin_or_config, timeout)

@@ -36,12 +36,43 @@ class VersionInfo:
     metrics: dict[str, float]
 
 
+def check_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Raise :class:`RegistryError` in one line when a remote tracking server does not answer.
+
+    MLflow's client retries an unreachable server with backoff for minutes before it
+    fails; a command asks the server's ``/health`` once, with ``timeout_s``, first. Local
+    URIs (sqlite, files) need no server.
+    """
+    uri = settings.resolved_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - the configured server
+            resp.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return  # it answers; the client's own calls report the credentials
+        raise RegistryError(f"the MLflow registry at {uri} answered /health with HTTP {exc.code} "
+                            "(CHURN_MLFLOW_TRACKING_URI)") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RegistryError(f"no answer from the MLflow registry at {uri} within {timeout_s:.0f}s "
+                            f"(CHURN_MLFLOW_TRACKING_URI): {reason}") from exc
+
+
 def connect(settings: Settings, fail_fast: bool = False):
     """An ``MlflowClient`` for the configured tracking URI (fluent API pointed there too).
 
-    ``fail_fast`` turns off MLflow's own HTTP retries (minutes of backoff) for callers
-    that retry on their own schedule, like the worker's model holder.
+    A remote server that does not answer raises :class:`RegistryError` at once
+    (:func:`check_reachable`). ``fail_fast`` also turns off MLflow's own HTTP retries
+    (minutes of backoff) for callers that retry on their own schedule, like the worker's
+    model holder.
     """
+    check_reachable(settings)
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     if fail_fast:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")

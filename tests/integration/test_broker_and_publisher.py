@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
 
 import orjson
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ConfigResource
 from event_factory import sample_events
-from support import wait_for
+from support import TopicReader, simulated, wait_for
 
-from stream.partitioning import partition_for
 from producers.publisher import Publisher
+from schemas.events import dump_event
 from stream.kafka_config import confluent_config
+from stream.partitioning import partition_for
 from stream.settings import Settings
-from stream.topics import ALL_TOPICS, DRIFT_ALERTS, MODEL_EVENTS, TopicNames, ensure_topics, topic_specs
+from stream.topics import ACCOUNT_EVENTS, ALL_TOPICS, DRIFT_ALERTS, MODEL_EVENTS, TopicNames, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -144,3 +149,38 @@ def test_publish_raw_keeps_bytes_and_headers_and_rate_limits(kafka_settings: Set
     raw = next(m for m in messages if m.key() == b"cust-x")
     assert raw.value() == b"\xff not json"
     assert raw.headers() == [("origin", b"test")]
+
+
+def _churn(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
+    env.update(CHURN_BOOTSTRAP_SERVERS=settings.bootstrap_servers, CHURN_TOPIC_PREFIX=settings.topic_prefix,
+               CHURN_DATA_DIR=str(settings.data_dir))
+    return subprocess.run([str(Path(sys.executable).parent / "churn"), *args], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def test_produce_from_a_file_reports_each_bad_row_by_number_and_sends_the_good_ones(kafka_settings: Settings,
+                                                                                     tmp_path) -> None:
+    ensure_topics(confluent_config(kafka_settings), topic_specs(kafka_settings))
+    good = [orjson.loads(dump_event(e)) for e in simulated(8, 4, seed=3, prefix="file")]
+    lines = [orjson.dumps(g).decode() for g in good]
+    lines.insert(2, '{"event_type": "usage", "event_id": "x"')  # line 3: not JSON
+    lines.insert(5, orjson.dumps({**good[0], "event_id": "bad-amount", "event_type": "payment",
+                                  "amount": -3}).decode())  # line 6: invalid
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    proc = _churn(kafka_settings, "produce", "--from", str(path))
+    assert proc.returncode == 1, proc.stderr
+    assert f"{path} row 3:" in proc.stderr and f"{path} row 6:" in proc.stderr and "amount" in proc.stderr
+    assert "2 invalid rows were not sent" in proc.stderr and "--allow-invalid" in proc.stderr
+    assert "sent 8, delivered 8, failed 0, invalid (not sent) 2" in proc.stdout
+
+    assert _churn(kafka_settings, "produce", "--from", str(path), "--allow-invalid").returncode == 0
+    reader = TopicReader(kafka_settings.bootstrap_servers, kafka_settings.topic(ACCOUNT_EVENTS))
+    reader.read_until(lambda r: len(r) >= 16, 30, "both runs' good rows")
+    assert sorted(orjson.loads(r.value)["event_id"] for r in reader.records) == sorted(2 * [g["event_id"] for g in good])
+
+    path.write_text("\n".join(lines[2:3] + lines[5:6]) + "\n")  # nothing valid at all
+    proc = _churn(kafka_settings, "produce", "--from", str(path))
+    assert proc.returncode == 1 and "sent 0," in proc.stdout

@@ -113,3 +113,45 @@ def test_bench_pin_needs_a_cpu_beyond_the_workers(tmp_path):
     proc = run("bench", "--pin", "--workers", workers, CHURN_TOPIC_PARTITIONS=workers, CHURN_DATA_DIR=str(tmp_path))
     assert_one_line_error(proc, "--pin needs more CPUs than workers", f"for {workers} worker(s)")
     assert not (tmp_path / "bench").exists()
+
+
+def closed_port() -> str:
+    from stream.broker import free_port
+
+    return f"127.0.0.1:{free_port()}"  # nothing listens there
+
+
+def assert_fails_fast(args, seconds_allowed: float = 15.0, **env: str) -> subprocess.CompletedProcess:
+    import time
+
+    started = time.monotonic()
+    proc = run(*args, **env)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, (proc.returncode, proc.stderr)
+    assert took < seconds_allowed, f"{' '.join(args)} took {took:.1f}s to fail"
+    assert "Traceback" not in proc.stderr + proc.stdout
+    output = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    assert len(output) <= 3, output
+    assert not any("rdkafka" in line or line.startswith("%") for line in output), output
+    return proc
+
+
+@pytest.mark.parametrize("args", [("produce", "--max-events", "10"), ("tail",), ("launcher", "--once"),
+                                  ("topics",)])
+def test_broker_commands_with_nothing_on_the_port_fail_fast_naming_the_address(tmp_path, args):
+    address = closed_port()
+    proc = assert_fails_fast(args, CHURN_BOOTSTRAP_SERVERS=address, CHURN_DATA_DIR=str(tmp_path))
+    assert address in proc.stderr and "CHURN_BOOTSTRAP_SERVERS" in proc.stderr
+
+
+@pytest.mark.parametrize("args", [("models",), ("models", "rollback"), ("train",), ("retrain",), ("bench",)])
+def test_registry_commands_with_no_registry_fail_fast_naming_the_address(tmp_path, args):
+    uri = f"http://{closed_port()}"
+    proc = assert_fails_fast(args, CHURN_MLFLOW_TRACKING_URI=uri, CHURN_BOOTSTRAP_SERVERS=closed_port(),
+                             CHURN_DATA_DIR=str(tmp_path))
+    assert ("CHURN_MLFLOW_TRACKING_URI" in proc.stderr and uri in proc.stderr) or "CHURN_BOOTSTRAP_SERVERS" in proc.stderr
+
+
+def test_version():
+    proc = run("--version")
+    assert proc.returncode == 0 and proc.stdout.startswith("churn-stream ")
