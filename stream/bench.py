@@ -103,8 +103,16 @@ def simulated_messages(n: int, customers: int, prefix: str, seed: int = 3) -> li
     return out
 
 
-def _produce(config: dict, topic: str, messages, rate: float = 0.0) -> None:
+PARTITIONERS = ("murmur2_random", "consistent_random")
+
+
+def _produce(config: dict, topic: str, messages, rate: float = 0.0, partitioner: str = "murmur2_random") -> None:
     """Publish ``messages``; at ``rate`` events/s when given (the latency phase).
+
+    ``partitioner`` is librdkafka's: ``murmur2_random`` puts each customer on its home
+    partition, ``consistent_random`` (librdkafka's default) most customers elsewhere, so
+    the workers re-publish those events home first (what Faust's ``group_by`` would do
+    to every event).
 
     The paced producer is connected before the clock starts, and is not idempotent:
     an idempotent producer holds its first records until it has a producer id, about
@@ -118,7 +126,7 @@ def _produce(config: dict, topic: str, messages, rate: float = 0.0) -> None:
     With no linger at all, at 6,400 events/s it fell behind them (delivery p50 551 ms).
     The events' timestamps count the linger as the stream's latency.
     """
-    producer = Producer({**config, "partitioner": "murmur2_random", "linger.ms": PACED_LINGER_S * 1000,
+    producer = Producer({**config, "partitioner": partitioner, "linger.ms": PACED_LINGER_S * 1000,
                          "enable.idempotence": not rate})
     if rate:
         producer.list_topics(topic, timeout=10)
@@ -261,6 +269,7 @@ def batch_breakdown(before: dict[str, float], after: dict[str, float]) -> dict[s
 
 
 class StreamRun(NamedTuple):
+    rerouted: float  # events the workers re-published to their home partition
     throughput: VariantResult
     latency: VariantResult
     rss_mb: list[float]  # each worker's, after the backlog
@@ -281,10 +290,10 @@ def per_event_us(cpu_s: float, events: float) -> float:
 
 def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
                report, workers: int = 1, broker_pid: int | None = None, hint: str = "",
-               worker_cpus: list[str] | None = None) -> StreamRun:
+               worker_cpus: list[str] | None = None, partitioner: str = "murmur2_random") -> StreamRun:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
     of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs.
-    ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``."""
+    ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``; ``partitioner`` is the producers'."""
     from stream.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
@@ -292,7 +301,7 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
     config = confluent_config(settings, bootstrap)
     ensure_topics(config, topic_specs(run_settings))
     report(f"pre-producing {len(backlog):,} events")
-    _produce(config, run_settings.topic("account-events"), backlog)
+    _produce(config, run_settings.topic("account-events"), backlog, partitioner=partitioner)
     report(f"starting {workers} worker(s) on the backlog")
     procs = []
     try:
@@ -324,7 +333,7 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         before = batch_totals(procs)
         paced_worker_cpu, paced_broker_cpu, paced_events = (sum(cpu_seconds(w.pid) for w in procs),
                                                             cpu_seconds(broker_pid), events_in(procs))
-        _produce(config, run_settings.topic("account-events"), paced, rate=rate)
+        _produce(config, run_settings.topic("account-events"), paced, rate=rate, partitioner=partitioner)
         all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600,
                                   min_rate=min(20.0, rate / 2), hint=hint)
         breakdown = batch_breakdown(before, batch_totals(procs))
@@ -337,7 +346,8 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
-        return StreamRun(throughput, latency, memory, breakdown, backlog_batches, round(cpu_us, 1), cpu)
+        rerouted = sum(metric_sum(w.metrics(), "churn_events_rerouted_total") for w in procs)
+        return StreamRun(rerouted, throughput, latency, memory, breakdown, backlog_batches, round(cpu_us, 1), cpu)
     finally:
         for worker in procs:
             worker.stop()
@@ -433,14 +443,18 @@ def pinning(workers: int, available: set[int]) -> tuple[list[str], set[int]]:
 
 
 def bench(settings: Settings, events: int, customers: int, latency_events: int, latency_rate: float,
-          json_path: Path | None, report, workers: int = 1, pin: bool = False) -> dict:
+          json_path: Path | None, report, workers: int = 1, pin: bool = False,
+          partitioner: str = "murmur2_random") -> dict:
     """Run every variant and return the JSON document ``--json`` writes; with ``pin``, each worker on
-    a CPU of its own, this process and the embedded broker on the rest (Linux)."""
+    a CPU of its own, this process and the embedded broker on the rest (Linux). ``partitioner`` is the
+    stream's producers' (:func:`_produce`)."""
     from stream.broker import EmbeddedBroker
     from stream.broker import free_port
 
     if events < 1000:
         raise ConfigError("--events must be at least 1000")
+    if partitioner not in PARTITIONERS:
+        raise ConfigError(f"--partitioner must be one of {', '.join(PARTITIONERS)}, not {partitioner!r}")
     if not 1 <= workers <= settings.topic_partitions:
         raise ConfigError(f"--workers must be between 1 and the partition count ({settings.topic_partitions})")
     if pin:
@@ -479,7 +493,8 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                         f"{latency_events:,}", f"{per_partition:,.0f}")
     try:
         run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers,
-                         broker_pid=broker.pid if broker is not None else None, hint=hint, worker_cpus=worker_cpus)
+                         broker_pid=broker.pid if broker is not None else None, hint=hint, worker_cpus=worker_cpus,
+                         partitioner=partitioner)
         if all_cpus:
             os.sched_setaffinity(0, all_cpus)  # the other variants run as without --pin
         report("per-row pattern")
@@ -498,7 +513,8 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                     "cpu_us_per_event": run.cpu, "broker": "embedded" if broker is not None else bootstrap,
                     "store": settings.store, "fetch_max_wait_ms": settings.fetch_max_wait_ms,
                     "batches_in_flight": settings.batches_in_flight,
-                    "worker_cpus": worker_cpus if any(worker_cpus) else None}
+                    "worker_cpus": worker_cpus if any(worker_cpus) else None,
+                    "partitioner": partitioner, "rerouted": run.rerouted}
     doc = {
         "model_version": model.version,
         "events": events,

@@ -213,6 +213,10 @@ def bench(
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
     pin: Annotated[bool, typer.Option(help="Run each worker on a CPU of its own, the bench and the embedded broker "
                                            "on the rest (Linux).")] = False,
+    partitioner: Annotated[str, typer.Option(help="The stream's producers' partitioner: murmur2_random (each "
+                                                  "customer on its home partition) or consistent_random "
+                                                  "(librdkafka's default: the workers re-publish most events "
+                                                  "home first).")] = "murmur2_random",
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.bench import bench as run_bench
@@ -222,7 +226,8 @@ def bench(
     _reachable(settings, broker=bool(settings.bootstrap_servers), registry=True)
     with stopped_by_signals(), console.status("bench") as status:
         doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
-                        lambda text: status.update(f"bench: {text}"), workers=workers, pin=pin)
+                        lambda text: status.update(f"bench: {text}"), workers=workers, pin=pin,
+                        partitioner=partitioner)
     t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",
               ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"])
     per_row = doc["variants"]["per_row"]["events_per_s"]
@@ -247,6 +252,8 @@ def bench(
                       f"phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's {cpu['paced_worker_us']:,.1f} µs")
     sizes = doc["state_bytes"]
     pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
+    console.print(f"producers' partitioner {s['partitioner']}: {s['rerouted']:,.0f} events re-published to their "
+                  "home partition")
     console.print(f"{s['workers']} worker(s){pinned}, store {s['store']}, RSS after the backlog "
                   f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
                   f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
