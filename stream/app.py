@@ -215,8 +215,14 @@ def create_app(
     bootstrap: str | None = None,
     metrics: StreamMetrics | None = None,
     holder: ModelHolder | None = None,
+    tansu_quirks: bool | None = None,
 ) -> ChurnApp:
-    """Build the app for ``settings``; ``bootstrap`` is the broker when settings name none."""
+    """Build the app for ``settings``; ``bootstrap`` is the broker when settings name none.
+
+    ``tansu_quirks`` works around the embedded broker's bugs (exact end offsets for table
+    recovery, the fetch wait); by default as ``CHURN_BROKER_QUIRKS`` says without asking the
+    broker (``auto``: off). :func:`stream.worker.run_worker` asks the broker and decides.
+    """
     metrics = metrics or StreamMetrics.create()
     holder = holder or ModelHolder(settings, metrics)
     names = TopicNames.from_settings(settings)
@@ -246,8 +252,12 @@ def create_app(
         web_bind=settings.web_host,
         web_host=settings.advertised_web_host(),  # the canonical URL table lookups are forwarded to
     )
-    install_exact_end_offsets(app, confluent_config(settings, bootstrap))
-    install_fetch_wait(app, settings.fetch_max_wait_ms)
+    if tansu_quirks is None:
+        tansu_quirks = settings.tansu_quirks(None)
+    if tansu_quirks:
+        install_exact_end_offsets(app, confluent_config(settings, bootstrap))
+        install_fetch_wait(app, settings.fetch_max_wait_ms)
+    metrics.worker_info.info({"broker_quirks": "tansu" if tansu_quirks else "none"})
     install_inline_delivery(app)
     install_seek_guard(app)
     install_drain(app)  # after the seek guard, whose flag it keeps
@@ -478,7 +488,7 @@ def create_app(
         if not out:
             return
         # Silence re-scores are not events: the drift baseline holds event-time vectors only.
-        scored = scorer.score(vectors, model)
+        scored = scorer.score(vectors, model, reason="silence")
         metrics.silence_rescored.inc(len(out))
         await publish(out + scored.out)
         contexts = [key_context(v.key, names.account_events, partitions) for v in vectors]

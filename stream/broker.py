@@ -37,7 +37,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from stream.errors import BrokerError
-from stream.settings import Settings
+from stream.settings import EMBEDDED_CLUSTER_PREFIX, Settings
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +121,9 @@ class EmbeddedBroker:
         self.stop_signal = stop_signal
         self._binary = binary
         # A cluster id of our own lets start() tell our broker from another one that
-        # already answers on the same port.
-        self.cluster_id = f"churn-{uuid.uuid4().hex[:12]}"
+        # already answers on the same port, and a worker tell that its broker is this one
+        # (stream.settings.Settings.broker_quirks).
+        self.cluster_id = f"{EMBEDDED_CLUSTER_PREFIX}{uuid.uuid4().hex[:12]}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: IO[bytes] | None = None
         self._finalizer: weakref.finalize | None = None

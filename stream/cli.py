@@ -24,9 +24,6 @@ from rich.table import Table
 from stream.errors import ChurnError, ConfigError
 from stream.settings import Settings, load_settings
 
-#: Seconds a command waits for the broker to answer before it gives up.
-BROKER_WAIT_S = 8.0
-
 app = typer.Typer(
     name="churn",
     no_args_is_help=True,
@@ -53,10 +50,10 @@ def _reachable(settings: Settings, *, broker: bool = False, registry: bool = Fal
     admin = None
     if broker:
         from stream.kafka_config import confluent_config
-        from stream.topics import connect_admin, require_topics
+        from stream.topics import require_broker
 
-        admin = connect_admin(confluent_config(settings, settings.resolved_bootstrap()), BROKER_WAIT_S)
-        require_topics(admin, [settings.topic(t) for t in topics])
+        admin = require_broker(confluent_config(settings, settings.resolved_bootstrap()),
+                               [settings.topic(t) for t in topics])
     if registry:
         from training.registry import check_reachable
 
@@ -102,22 +99,46 @@ def _configure_logging(level: str) -> None:
 
 @app.command()
 def broker(
-    port: Annotated[Optional[int], typer.Option(help="Loopback port (default: CHURN_BROKER_PORT).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Loopback port of the (first) broker (default: "
+                                                     "CHURN_BROKER_PORT for the embedded one, a free port for "
+                                                     "Kafka).")] = None,
+    engine: Annotated[str, typer.Option(help="embedded (Tansu, memory storage) or kafka (Apache Kafka from Maven "
+                                             "Central, KRaft; needs Java 17 and Maven).")] = "embedded",
+    nodes: Annotated[int, typer.Option(help="With --engine kafka: 1, or 3 brokers that are also controllers "
+                                            "(replication factor 3, min.insync.replicas 2).")] = 1,
+    data_dir: Annotated[Optional[Path], typer.Option(help="With --engine kafka: keep the brokers' data here across "
+                                                          "restarts (default: a temporary folder, removed on "
+                                                          "stop).")] = None,
 ) -> None:
-    """Run the embedded Kafka-compatible broker (Tansu, memory storage) until Ctrl-C."""
+    """Run a local broker on loopback and create the topics, until Ctrl-C."""
     import signal
     import threading
 
-    from stream.broker import EmbeddedBroker
     from stream.kafka_config import confluent_config
     from stream.topics import ensure_topics, topic_specs
 
+    if engine not in ("embedded", "kafka"):
+        raise ConfigError(f"--engine must be embedded or kafka, not {engine!r}")
+    if nodes not in (1, 3) or (nodes != 1 and engine != "kafka"):
+        raise ConfigError("--nodes must be 1, or 3 with --engine kafka")
     settings = _settings()
-    if port is not None:
-        settings = settings.model_copy(update={"broker_port": port})
-    with EmbeddedBroker.from_settings(settings) as running:
+    if engine == "kafka":
+        from stream.kafka_cluster import KafkaCluster
+
+        running = KafkaCluster(nodes, data_dir=data_dir, log_dir=settings.data_dir / "logs" / "kafka",
+                               port=port)
+        settings = settings.model_copy(update={"topic_replication": max(settings.topic_replication, nodes)})
+        what = f"Apache Kafka {running.version}, {nodes} node(s)"
+    else:
+        from stream.broker import EmbeddedBroker
+
+        if port is not None:
+            settings = settings.model_copy(update={"broker_port": port})
+        running = EmbeddedBroker.from_settings(settings)
+        what = "the embedded broker (Tansu, memory storage)"
+    with running:
         ensure_topics(confluent_config(settings, running.bootstrap), topic_specs(settings))
-        console.print(f"broker ready on [bold]{running.bootstrap}[/] (pid {running.pid}, log {running.log_path});"
+        console.print(f"{what} ready on [bold]{running.bootstrap}[/] (pid {running.pid}, log {running.log_path});"
                       " topics created; Ctrl-C stops it")
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -135,7 +156,7 @@ def broker(
 def topics() -> None:
     """Create every churn-stream topic on the configured broker (idempotent) and exit."""
     from stream.kafka_config import confluent_config
-    from stream.topics import ensure_topics, topic_specs
+    from stream.topics import BROKER_WAIT_S, ensure_topics, topic_specs
 
     settings = _settings()
     created = ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings),
@@ -277,13 +298,16 @@ def demo(
                                                         "ends.")] = 5000,
     timeout: Annotated[float, typer.Option(help="Seconds the stream may run before the demo gives up.")] = 300.0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the summary as JSON here.")] = None,
+    engine: Annotated[str, typer.Option(help="The broker the demo starts when CHURN_BOOTSTRAP_SERVERS is empty: "
+                                             "embedded (Tansu) or kafka (Apache Kafka from Maven Central; needs "
+                                             "Java 17 and Maven).")] = "embedded",
 ) -> None:
     """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
     from stream.demo import DemoOptions, run_demo
 
     options = DemoOptions(scenario=scenario, customers=customers, onset_day=onset_day, max_days=max_days,
                           seconds_per_day=seconds_per_day, window_days=window_days,
-                          after_swap_events=after_swap_events, timeout_s=timeout, json_path=json_path)
+                          after_swap_events=after_swap_events, timeout_s=timeout, json_path=json_path, engine=engine)
     options.check()
     run_demo(_settings(), options, console)
 
@@ -332,15 +356,10 @@ def retrain(
     result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
-    from stream.topics import CHURN_FEATURES, CHURN_LABELS
-    from training.cli import parse_since, run_retrain
-    from training.config import DEFAULT_CONFIG, load_config
+    from training.cli import run_retrain
 
-    settings = _settings()
-    parse_since(since)  # usage errors first, before any connection
-    load_config(config or DEFAULT_CONFIG)
-    _reachable(settings, broker=True, registry=True, topics=(CHURN_FEATURES, CHURN_LABELS))
-    run_retrain(settings, config, trigger, alert_id, window_days, result_file, console, since, wait_labels)
+    # The job checks its arguments, then asks the broker and the registry (failures reach --result-file too).
+    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels)
 
 
 @app.command()
@@ -358,9 +377,7 @@ def launcher(
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from training.cli import run_launcher
 
-    settings = _settings()
-    _reachable(settings, broker=True)
-    run_launcher(settings, cooldown, every, once, job_template, console, learn_since_drift)
+    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift)
 
 
 @models_app.callback()

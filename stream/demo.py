@@ -63,6 +63,9 @@ WARMUP_DAYS = 70
 EVENTS_PER_CUSTOMER_DAY = 0.74
 
 
+ENGINES = ("embedded", "kafka")
+
+
 @dataclass(frozen=True)
 class DemoOptions:
     scenario: str = "support_surge"
@@ -77,9 +80,12 @@ class DemoOptions:
     timeout_s: float = 300.0
     seed: int = 7
     json_path: Path | None = None
+    engine: str = "embedded"
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the option to fix."""
+        if self.engine not in ENGINES:
+            raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.scenario not in SCENARIOS:
             raise ConfigError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {self.scenario!r}")
         if self.customers < 200:
@@ -364,6 +370,15 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
             bootstrap = settings.bootstrap_servers
             if not settings.topic_prefix:
                 settings = settings.model_copy(update={"topic_prefix": f"demo-{run_dir.name.lower()}-"})
+        elif options.engine == "kafka":
+            from stream.kafka_cluster import DEFAULT_KAFKA_VERSION, KafkaCluster
+
+            console.print(f"broker: starting Apache Kafka {DEFAULT_KAFKA_VERSION} (one KRaft node; the first run "
+                          "fetches it from Maven Central)")
+            cluster = stack.enter_context(KafkaCluster(1, log_dir=run_dir))
+            bootstrap = cluster.bootstrap
+            started_pids.append(f"the broker (pid {cluster.pid})")
+            console.print(f"broker: Apache Kafka {DEFAULT_KAFKA_VERSION} on {bootstrap} (pid {cluster.pid})")
         else:
             broker = stack.enter_context(EmbeddedBroker(free_port(), run_dir))
             bootstrap = broker.bootstrap

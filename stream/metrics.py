@@ -94,6 +94,7 @@ class StreamMetrics:
     batch_size: Histogram
     latency_ms: BatchHistogram
     model_info: Info
+    worker_info: Info
     model_version: Gauge
     model_swaps: Counter
     model_load_failures: Counter
@@ -132,6 +133,8 @@ class StreamMetrics:
                 registry=r,
             ),
             model_info=Info("churn_model", "The model serving scores.", registry=r),
+            worker_info=Info("churn_worker", "How the worker runs: broker_quirks is tansu when it works around the "
+                             "embedded broker's bugs, none on Apache Kafka.", registry=r),
             model_version=Gauge("churn_model_version", "Registry version of the serving model.", registry=r),
             model_swaps=Counter("churn_model_swaps", "Models swapped in.", registry=r),
             model_load_failures=Counter(

@@ -29,6 +29,8 @@ from stream.errors import ConfigError
 
 ENV_PREFIX = "CHURN_"
 
+#: How the cluster id of every embedded broker churn starts begins (``stream.broker``).
+EMBEDDED_CLUSTER_PREFIX = "churn-embedded-"
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 # Addresses a server binds to that no client can connect to.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
@@ -99,6 +101,14 @@ class Settings(BaseSettings):
     sasl_username: str = Field("", description="CHURN_SASL_USERNAME: SASL user.")
     sasl_password: SecretStr = Field(SecretStr(""), description="CHURN_SASL_PASSWORD: SASL password.")
     ssl_cafile: str = Field("", description="CHURN_SSL_CAFILE: CA bundle for TLS.")
+    broker_quirks: Literal["auto", "tansu", "none"] = Field(
+        "auto",
+        description="CHURN_BROKER_QUIRKS: which broker's bugs the worker works around. tansu: the embedded broker "
+                    "(table recovery reads changelogs to their real end, whose offset Tansu reports wrong; "
+                    "CHURN_FETCH_MAX_WAIT_MS sets the fetch wait, which Tansu holds for half its length). none: "
+                    "Apache Kafka and brokers like it, with Faust's and aiokafka's own behaviour. auto: tansu when "
+                    "the broker is one churn started (its cluster id begins with churn-embedded-), else none.",
+    )
     topic_partitions: int = Field(4, ge=1, le=1024, description="CHURN_TOPIC_PARTITIONS: partitions of data topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="CHURN_TOPIC_REPLICATION: replication factor.")
     topic_prefix: str = Field("", description="CHURN_TOPIC_PREFIX: prefix for every topic name (isolates runs).")
@@ -132,10 +142,11 @@ class Settings(BaseSettings):
     )
     fetch_max_wait_ms: int = Field(
         1500, ge=1, le=60_000,
-        description="CHURN_FETCH_MAX_WAIT_MS: longest a fetch may wait for data (Faust's own value is 1500). The "
-                    "embedded broker holds every fetch for about half of it, so it is a latency floor there: 10 gives "
-                    "~20 ms from event to score, but the worker then scores in small batches and spends more CPU per "
-                    "event. Kafka answers as soon as data arrives, so there it only bounds idle polling.",
+        description="CHURN_FETCH_MAX_WAIT_MS: on the embedded broker (CHURN_BROKER_QUIRKS), the longest a fetch may "
+                    "wait for data (Faust's own value is 1500). That broker holds every fetch for about half of it, "
+                    "so it is a latency floor there: 10 gives tens of milliseconds from event to score, but the "
+                    "worker then scores in small batches and spends more CPU per event. Apache Kafka answers as soon "
+                    "as data arrives; there the worker keeps Faust's own fetch wait.",
     )
     max_event_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="CHURN_MAX_EVENT_BYTES: larger payloads go to the DLQ."
@@ -230,6 +241,18 @@ class Settings(BaseSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    def tansu_quirks(self, cluster_id: str | None) -> bool:
+        """Whether to work around the embedded broker's bugs, for a broker reporting ``cluster_id``.
+
+        >>> Settings().tansu_quirks("churn-embedded-1a2b"), Settings().tansu_quirks("MkU3OEVBNTcwNTJENDM2Qk")
+        (True, False)
+        >>> Settings(broker_quirks="tansu").tansu_quirks(None)
+        True
+        """
+        if self.broker_quirks != "auto":
+            return self.broker_quirks == "tansu"
+        return bool(cluster_id) and cluster_id.startswith(EMBEDDED_CLUSTER_PREFIX)
 
     def resolved_bootstrap(self) -> str:
         """The Kafka bootstrap servers, defaulting to the embedded broker's loopback port."""

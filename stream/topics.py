@@ -56,6 +56,8 @@ ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
 
 # Errors meaning "the broker did not like this topic config", answered by retrying without it.
 _CONFIG_ERRORS = frozenset({KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION, KafkaError.UNSUPPORTED_VERSION})
+# The replication factor exceeds the brokers the controller counts: right after a cluster starts, for a moment.
+_TOO_FEW_BROKERS = frozenset({KafkaError.INVALID_REPLICATION_FACTOR})
 # Errors no retry can fix: the client's security settings and the listener disagree.
 _AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 _TLS_ERRORS = frozenset({KafkaError._SSL})
@@ -188,6 +190,17 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0) -> AdminClie
             )
 
 
+#: Seconds a command waits for the broker to answer before it gives up.
+BROKER_WAIT_S = 8.0
+
+
+def require_broker(config: Mapping[str, str], topics: Iterable[str] = (), timeout: float = BROKER_WAIT_S) -> AdminClient:
+    """An admin client whose broker answered within ``timeout`` and has ``topics``; else one-line errors."""
+    admin = connect_admin(config, timeout)
+    require_topics(admin, topics)
+    return admin
+
+
 def require_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10.0) -> None:
     """Raise :class:`BrokerError` naming the first of ``names`` the broker does not have."""
     existing = _existing(admin, timeout)
@@ -259,6 +272,13 @@ def ensure_topics(
     existing = _existing(admin, timeout)
     missing = [s for s in specs if s.name not in existing]
     failures = _create(admin, missing, timeout, with_config=True)
+    # A cluster that has just started may not count all its brokers yet: wait for them, within the deadline.
+    while (short := [s for s in missing if s.name in failures and failures[s.name].code() in _TOO_FEW_BROKERS]) \
+            and time.monotonic() < deadline:
+        time.sleep(0.25)
+        for spec in short:
+            del failures[spec.name]
+        failures.update(_create(admin, short, timeout, with_config=True))
     raced = _pop_already_existing(failures)
 
     rejected = [s for s in missing if s.name in failures and failures[s.name].code() in _CONFIG_ERRORS and s.config]

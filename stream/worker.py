@@ -12,7 +12,7 @@ from stream.errors import ConfigError
 from stream.kafka_config import confluent_config
 from stream.native import compiled_modules
 from stream.settings import Settings, parse_cpus
-from stream.topics import ensure_topics, topic_specs
+from stream.topics import connect_admin, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,13 @@ def run_worker(settings: Settings) -> None:
     if cpus is not None:
         log.info("worker runs on CPU(s) %s", ", ".join(map(str, sorted(cpus))))
     bootstrap = settings.resolved_bootstrap()
-    ensure_topics(confluent_config(settings, bootstrap), topic_specs(settings))
-    churn = create_app(settings, bootstrap)
+    admin = connect_admin(confluent_config(settings, bootstrap))
+    ensure_topics(admin, topic_specs(settings))
+    cluster_id = admin.list_topics(timeout=10).cluster_id
+    quirks = settings.tansu_quirks(cluster_id)
+    log.info("broker cluster %s: %s", cluster_id, "the embedded broker; working around its end offsets and fetch "
+             f"wait ({settings.fetch_max_wait_ms} ms)" if quirks else "Faust's and aiokafka's own offsets and fetch wait")
+    churn = create_app(settings, bootstrap, tansu_quirks=quirks)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     Path(churn.app.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only its own subfolders
     tune_gc()

@@ -71,10 +71,14 @@ def run_retrain(
     wait_labels_s: float = 0.0,
 ) -> None:
     config = load_config(config_path or DEFAULT_CONFIG)
-    from training.retrain import retrain
-
     since_ts = parse_since(since)
     try:
+        from training.preflight import check_reachable, check_retrain_arguments
+
+        check_retrain_arguments(trigger, window_days, wait_labels_s)
+        check_reachable(settings)  # before the job's modules, which take seconds to import
+        from training.retrain import retrain
+
         with _stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
             outcome = retrain(settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s)
     except ChurnError as exc:
@@ -186,6 +190,10 @@ def run_launcher(
     from training.launcher import LauncherMetrics, LaunchPolicy, RetrainLauncher, build_launcher
 
     policy = LaunchPolicy(cooldown_s, every_s)
+    from stream.kafka_config import confluent_config
+    from stream.topics import require_broker
+
+    require_broker(confluent_config(settings, settings.resolved_bootstrap()))
     metrics = LauncherMetrics.create()
     service = RetrainLauncher(settings, build_launcher(settings, job_template), policy, metrics,
                               learn_since_drift_s=learn_since_drift_s)

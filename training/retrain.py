@@ -31,7 +31,6 @@ matured labels; past the wait it learns from what has matured.
 
 from __future__ import annotations
 
-import enum
 import logging
 import time
 import uuid
@@ -57,6 +56,7 @@ from training.config import DatasetConfig, TrainConfig
 from training.dataset import LABEL, _keep, feature_log_snapshots, fingerprint, split_by_customer
 from training.drift_report import log_drift_report, production_reference
 from training.job import TrainOutcome, run_training
+from training.preflight import Trigger, check_reachable, check_retrain_arguments  # noqa: F401 - Trigger is API
 from training.model_events import model_event, publish
 from training.train import Progress, TrainResult, train_on_split
 
@@ -66,14 +66,6 @@ MAX_ROWS = 200_000  # above this, subsample with dataset.snapshot_rate
 MIN_ROWS = {"train": 200, "holdout": 50}
 MIN_POSITIVES = 5  # churners needed on each side of the split
 SOURCE = "feature-log"
-
-
-class Trigger(str, enum.Enum):
-    """Why a retraining run started."""
-
-    manual = "manual"
-    drift = "drift"
-    schedule = "schedule"
 
 
 @dataclass(frozen=True)
@@ -303,14 +295,8 @@ def retrain(
 
     ``since_ts`` keeps snapshots from that event time on; ``wait_labels_s`` waits up to
     that long for the stream's clock to reach ``since_ts + window + horizon``."""
-    try:
-        trigger = Trigger(trigger).value
-    except ValueError as exc:
-        raise ConfigError(f"trigger {trigger!r} is not one of {[t.value for t in Trigger]}") from exc
-    if window_days is not None and window_days <= 0:
-        raise ConfigError(f"--window-days must be positive, got {window_days}")
-    if wait_labels_s < 0:
-        raise ConfigError(f"--wait-labels must be >= 0 seconds, got {wait_labels_s}")
+    trigger = check_retrain_arguments(trigger, window_days, wait_labels_s)
+    check_reachable(settings)
     report = progress or (lambda stage, done: None)
     dataset = config.dataset
 
