@@ -1,9 +1,17 @@
-"""Shared fixtures: a Kafka broker for the session and per-test topic isolation.
+"""Shared fixtures: the broker tiers of the session and per-test topic isolation.
 
-``kafka_bootstrap`` follows the architecture's order: ``CHURN_TEST_BOOTSTRAP`` if set,
-else a testcontainers Kafka when a Docker daemon answers, else the embedded Tansu
-broker on a free loopback port. Every test that touches Kafka names its topics with
-``unique_prefix`` so tests never share topics, even on a shared broker.
+Every test that asks for ``kafka_bootstrap`` runs once per broker tier:
+
+- ``kafka``: Apache Kafka. testcontainers' Kafka when a Docker daemon answers (GitHub's
+  runners), else Apache Kafka from Maven Central (the compose file's version) started by
+  :class:`stream.kafka_cluster.KafkaCluster` where Java and Maven are;
+- ``embedded``: the embedded broker (Tansu) on a free loopback port.
+
+``CHURN_TEST_BOOTSTRAP`` names a running broker instead (one tier, ``explicit``);
+``CHURN_TEST_BROKER=kafka|embedded`` runs one tier only. Each tier starts one broker for
+the whole session; tests name their topics with ``unique_prefix`` (or their own prefix),
+so they never share topics. The run ends with one line per tier naming its broker, and a
+line for a tier that could not run and why; under ``CI=true`` such a tier fails the run.
 """
 
 from __future__ import annotations
@@ -16,7 +24,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tiers import TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
+
 from stream.broker import EmbeddedBroker, free_port
+from stream.errors import BrokerError
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,6 +37,7 @@ MARKERS = {
     "agent": "Faust agents in a test context (memory store, no broker)",
     "integration": "needs a real Kafka broker (the kafka_bootstrap fixture)",
     "e2e": "the whole loop: broker, workers, registry",
+    "broker_faults": "Apache Kafka's three-node cluster with brokers killed and restarted",
 }
 
 
@@ -52,34 +64,64 @@ def _docker_answers() -> bool:
 
 
 def _kafka_container():  # type: ignore[no-untyped-def]
-    try:
-        from testcontainers.community.kafka import KafkaContainer
-    except ImportError:  # older testcontainers
-        from testcontainers.kafka import KafkaContainer
-    return KafkaContainer()
+    """testcontainers' Kafka in KRaft mode (its own Confluent image: its start-up script is written for it)."""
+    from testcontainers.community.kafka import KafkaContainer
+
+    return KafkaContainer().with_kraft()
 
 
-@pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """``host:port`` of a Kafka broker shared by the whole session."""
-    explicit = os.environ.get("CHURN_TEST_BOOTSTRAP", "").strip()
-    if explicit:
-        yield explicit
+@pytest.fixture(scope="session", params=session_tiers())
+def broker_tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's broker of one tier (``request.param``): its ``host:port``."""
+    name = request.param
+    outcome = tier(name)
+    if outcome.missing:
+        pytest.skip(f"the {name} tier did not run: {outcome.missing}")
+    if name == "explicit":
+        outcome.broker = f"the broker at {os.environ['CHURN_TEST_BOOTSTRAP'].strip()} (CHURN_TEST_BOOTSTRAP)"
+        yield os.environ["CHURN_TEST_BOOTSTRAP"].strip()
+        return
+    if name == "embedded":
+        broker = EmbeddedBroker(port=free_port(), log_dir=tmp_path_factory.mktemp("embedded"))
+        with broker:
+            outcome.broker = f"the embedded broker (Tansu) on {broker.bootstrap}"
+            yield broker.bootstrap
         return
     if _docker_answers():
         with _kafka_container() as kafka:
+            outcome.broker = f"Apache Kafka in a container ({kafka.image}) on {kafka.get_bootstrap_server()}"
             yield kafka.get_bootstrap_server()
         return
-    broker = EmbeddedBroker(port=free_port(), log_dir=tmp_path_factory.mktemp("broker"))
-    with broker:
-        log.info("embedded broker for tests on %s (started in %.3fs)", broker.bootstrap, broker.startup_seconds)
-        yield broker.bootstrap
+    from stream.kafka_cluster import DEFAULT_KAFKA_VERSION, QUICK_START_JVM_OPTS, KafkaCluster
+
+    try:
+        cluster = KafkaCluster(1, log_dir=tmp_path_factory.mktemp("kafka"), jvm_opts=QUICK_START_JVM_OPTS).start()
+    except BrokerError as exc:
+        missing_tier(name, str(exc))
+    try:
+        outcome.broker = (f"Apache Kafka {DEFAULT_KAFKA_VERSION} from Maven Central (KRaft, one node) on "
+                          f"{cluster.bootstrap}")
+        yield cluster.bootstrap
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(broker_tier: str) -> str:
+    """``host:port`` of this tier's broker, shared by the whole session."""
+    return broker_tier
+
+
+@pytest.fixture
+def broker_kind(request: pytest.FixtureRequest, kafka_bootstrap: str) -> str:
+    """The tier this test runs on: ``kafka``, ``embedded`` or ``explicit``."""
+    return request.node.callspec.params["broker_tier"]
 
 
 @pytest.fixture
 def unique_prefix(request: pytest.FixtureRequest) -> str:
     """A topic prefix of this test alone, e.g. ``t-test_publish-1a2b3c4d-``."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", request.node.name)[:40]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", request.node.originalname or request.node.name)[:40]
     return f"t-{name}-{uuid.uuid4().hex[:8]}-"
 
 
@@ -87,3 +129,33 @@ def unique_prefix(request: pytest.FixtureRequest) -> str:
 def kafka_settings(kafka_bootstrap: str, unique_prefix: str, tmp_path) -> Settings:  # type: ignore[no-untyped-def]
     """Settings pointing at the session broker, with this test's topic prefix."""
     return Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=unique_prefix, data_dir=tmp_path)
+
+
+def _tier_of(item: pytest.Item) -> str | None:
+    if "kafka_trio" in getattr(item, "fixturenames", ()):
+        return TRIO
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("broker_tier") if callspec is not None else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    name = _tier_of(item)
+    if name is None:
+        return
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        tier(name).results[report.outcome] += 1
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    for line in tier_lines():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    missing = [name for name, outcome in TIER_OUTCOMES.items() if outcome.missing]
+    if missing and os.environ.get("CI", "").lower() == "true" and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -186,3 +186,19 @@ def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Record]
         return reader.read_until(complete, timeout, f"{topic} read to its end")
     finally:
         reader.close()
+
+
+def isolated_env(bootstrap: str, data_dir, label: str, **over: str) -> dict[str, str]:
+    """A worker environment isolated from other tests: own topics, group and port."""
+    run = uuid.uuid4().hex[:8]
+    return worker_env(
+        {
+            "CHURN_BOOTSTRAP_SERVERS": bootstrap,
+            "CHURN_DATA_DIR": str(data_dir),
+            "CHURN_TOPIC_PREFIX": f"t{run}-",
+            "CHURN_APP_ID": f"churn-{label}-{run}",
+            "CHURN_WEB_PORT": str(free_port()),
+            "CHURN_LOG_LEVEL": "INFO",
+        },
+        **over,
+    )

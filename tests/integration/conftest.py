@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from stream.settings import Settings
-from support import free_port, worker_env
+from support import isolated_env
 from training.config import DatasetConfig, GateConfig, SimulationConfig, TrainConfig
 from training.job import run_training
 
@@ -28,24 +26,27 @@ def registry_dir(tmp_path_factory):
     return data_dir
 
 
-def isolated_env(bootstrap: str, data_dir, label: str, **over: str) -> dict[str, str]:
-    """A worker environment isolated from other tests: own topics, group and port."""
-    run = uuid.uuid4().hex[:8]
-    return worker_env(
-        {
-            "CHURN_BOOTSTRAP_SERVERS": bootstrap,
-            "CHURN_DATA_DIR": str(data_dir),
-            "CHURN_TOPIC_PREFIX": f"t{run}-",
-            "CHURN_APP_ID": f"churn-{label}-{run}",
-            "CHURN_WEB_PORT": str(free_port()),
-            "CHURN_LOG_LEVEL": "INFO",
-        },
-        **over,
-    )
-
-
 @pytest.fixture
 def stream_env(kafka_bootstrap, registry_dir, tmp_path):
     """Environment for a worker isolated from other tests, on the session's registry."""
     # Silence re-scores add outputs that no input event has; their own test turns them on.
     return isolated_env(kafka_bootstrap, registry_dir, "test", CHURN_SCORE_BATCH_MS="20", CHURN_SILENCE_DAYS="0")
+
+
+@pytest.fixture(scope="module")
+def kafka_trio(tmp_path_factory):
+    """Apache Kafka's three-node cluster (replication 3, min.insync.replicas 2) for a module's broker faults."""
+    from tiers import TRIO, missing_tier, tier_broker
+    from stream.errors import BrokerError
+    from stream.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
+
+    cluster = KafkaCluster(3, log_dir=tmp_path_factory.mktemp("trio"), jvm_opts=QUICK_START_JVM_OPTS)
+    try:
+        cluster.start()
+    except BrokerError as exc:
+        missing_tier(TRIO, str(exc))
+    tier_broker(TRIO, f"Apache Kafka {cluster.version} from Maven Central (KRaft, three nodes) on {cluster.bootstrap}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -65,33 +65,57 @@ def expected_vectors(events) -> dict[str, dict]:
     return out
 
 
-def test_every_codec_and_keyless_events_from_a_plain_client_are_scored(stream_env, tmp_path):
+def test_every_codec_and_keyless_events_from_a_plain_client_are_scored(stream_env, tmp_path, broker_kind):
     settings = provision(stream_env)
     bootstrap, topic = settings.resolved_bootstrap(), settings.topic("account-events")
     batches = {codec: simulated(1_500, 60, seed=40 + i, prefix=f"z{codec}") for i, codec in enumerate(CODECS)}
-    keyless = simulated(600, 30, seed=49, prefix="nokey")
+    # Without a key, librdkafka picks a partition per message: a customer's events reach its home
+    # partition in any order. A few per customer keep them within the 16 a state re-orders.
+    keyless = simulated(400, 80, seed=49, prefix="nokey")
     worker = start_worker(stream_env, tmp_path)
     try:
         for codec, events in batches.items():
             send(plain_producer(bootstrap, **{"compression.type": codec}), topic,
                  [(e.customer_id.encode(), dump_event(e)) for e in events])
         send(plain_producer(bootstrap, **{"compression.type": "lz4"}), topic, [(None, dump_event(e)) for e in keyless])
-        everything = [e for events in batches.values() for e in events] + keyless
+        keyed = [e for events in batches.values() for e in events]
         scores = TopicReader(bootstrap, settings.topic("churn-scores"))
-        scores.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in everything}, 180,
-                          "a score for every event of every codec")
+        scores.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in keyed + keyless}, 180,
+                          "a score for every event of every codec, and every keyless one")
+        # Keyed events keep their order per customer: each vector equals a recomputation in that order.
         features = TopicReader(bootstrap, settings.topic("churn-features"))
-        features.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in everything}, 60, "every vector")
-        expected = expected_vectors(everything)
+        features.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in keyed}, 60, "every vector")
+        expected = expected_vectors(keyed)
         for record in features.records:
             vector = orjson.loads(record.value)
-            assert {k: vector[k] for k in expected[vector["event_id"]]} == expected[vector["event_id"]]
+            if vector["event_id"] in expected:
+                assert {k: vector[k] for k in expected[vector["event_id"]]} == expected[vector["event_id"]]
+        # Keyless customers end in the state their events make in any order.
+        wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], topic)
+        for customer, want in final_features(keyless).items():
+            got = lookup(worker.web_port, customer)["features"]
+            assert {k: got[k] for k in want} == want, customer
         assert worker.proc.poll() is None
         samples = worker.metrics()
         assert metric_sum(samples, "churn_undecodable_batches_total") == 0
+        assert metric_sum(samples, "churn_events_skipped_total") == 0
         assert metric_sum(samples, "churn_events_rerouted_total") > 0  # consistent_random sent most keys elsewhere
+        # The embedded broker's workarounds run on it alone; on Kafka the worker keeps Faust's own behaviour.
+        quirks = {"kafka": "none", "embedded": "tansu"}.get(broker_kind)
+        if quirks is not None:
+            assert samples.get(f'churn_worker_info{{broker_quirks="{quirks}"}}') == 1.0, quirks
+            log = worker.log_path.read_text(errors="replace")
+            assert ("working around its end offsets" in log) == (quirks == "tansu")
     finally:
         worker.stop()
+
+
+def final_features(events) -> dict[str, dict]:
+    """Each customer's features after all of its events."""
+    states: dict[str, CustomerState] = defaultdict(CustomerState)
+    for e in events:
+        apply(states[e.customer_id], e)
+    return {c: feature_values(s, s.last_ts) for c, s in states.items()}
 
 
 def test_an_undecodable_batch_is_dead_lettered_whole_and_the_stream_goes_on(stream_env, tmp_path):
@@ -195,11 +219,7 @@ def test_two_workers_fed_by_librdkafkas_default_partitioner_keep_every_customers
         assert not wrong, f"{len(wrong)} of 300 customers' features differ from a recomputation"
         # And the table the remaining worker serves holds each customer's whole history.
         wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], topic)
-        states: dict[str, CustomerState] = defaultdict(CustomerState)
-        for e in events:
-            apply(states[e.customer_id], e)
-        for customer in sorted(states)[::6]:
-            want = feature_values(states[customer], states[customer].last_ts)
+        for customer, want in final_features(events).items():
             got = lookup(b.web_port, customer)["features"]
             assert {k: got[k] for k in want} == want, customer
         rerouted = metric_sum(b.metrics(), "churn_events_rerouted_total")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from integration.conftest import isolated_env
+from support import isolated_env
 from stream.topics import CONNECTION_SETUP_MS
 from support import CHURN
 
