@@ -4,33 +4,39 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo train test unit lint schemas clean native
+.PHONY: demo train test unit lint schemas clean native test-tools
 
 $(BIN)/churn: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen
 	@touch $@
 
-## The per-event code compiled with mypyc (stream/native.py): a no-op while it is up to date.
+## Opt-in: the per-event code compiled with mypyc (stream/native.py), used while its sources are unchanged.
 native: $(BIN)/churn
 	@$(BIN)/python -m stream.native_build
 
 ## The main job: the whole loop on embedded defaults, live; ends by itself.
-demo: $(BIN)/churn native
+demo: $(BIN)/churn
 	$(BIN)/churn demo
 
-train: $(BIN)/churn native
+train: $(BIN)/churn
 	$(BIN)/churn train
 
-## The whole test suite (unit, agent, integration, end-to-end).
-test: $(BIN)/churn native
+## The outside clients the tests run (Debian's kcat); Apache Kafka's jars come from Maven Central in the tests.
+test-tools:
+	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >build-tools.log 2>&1 \
+	  || echo "kcat could not be installed (see build-tools.log): its tests will say so"; }
+
+## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker).
+test: $(BIN)/churn test-tools
 	$(BIN)/pytest
 
-unit: $(BIN)/churn native
+unit: $(BIN)/churn
 	$(BIN)/pytest -m unit
 
 schemas: $(BIN)/churn
 	$(BIN)/churn schemas export schemas/json
 
 clean:
-	rm -rf $(VENV) .churn .pytest_cache build stream/native.json stream/*.so stream/drift/*.so
+	rm -rf $(VENV) .churn .pytest_cache build build-tools.log stream/native.json stream/*.so stream/drift/*.so
