@@ -10,7 +10,7 @@ compiled class cannot be subclassed by Python code, and compiled code checks the
 annotated types of what it is given: both are why only these small, typed modules are
 compiled, and not the modules that drive Faust.
 
-``python -m stream.native_build`` (run by ``make``) builds them and records the hash of
+``python -m stream.native_build`` (``make native``, opt-in) builds them and records the hash of
 each source it compiled in ``stream/native.json``. A compiled module is only used
 while its source is the one it was built from: once any source has changed, every
 module of the group is imported as Python again (compiled modules call each other
@@ -105,6 +105,11 @@ class _SourceFinder(importlib.abc.MetaPathFinder):
         if fullname not in MODULES or not self._use_sources():
             return None
         return importlib.util.spec_from_file_location(fullname, source_path(fullname))
+
+
+def compiled_present(root: Path = ROOT) -> bool:
+    """True when any module of the group has a compiled build beside its source."""
+    return any(compiled_path(module, root) is not None for module in MODULES)
 
 
 def install_finder() -> None:
