@@ -28,9 +28,10 @@ test-tools:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >build-tools.log 2>&1 \
 	  || echo "kcat could not be installed (see build-tools.log): its tests will say so"; }
 
-## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker).
+## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker);
+## two processes, each broker tier in one of them.
 test: $(BIN)/churn test-tools
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 unit: $(BIN)/churn
 	$(BIN)/pytest -m unit

@@ -155,13 +155,15 @@ def _mismatch(config: Mapping[str, str], errors: list[KafkaError], failures: lis
     return None
 
 
-def connect_admin(config: Mapping[str, str], timeout: float = 15.0) -> AdminClient:
+def connect_admin(config: Mapping[str, str], timeout: float = 15.0, refused_s: float | None = None) -> AdminClient:
     """An admin client for ``config`` whose broker has answered a metadata request.
 
     Fails fast, with a :class:`ConfigError` naming the settings, when the broker refuses
     the SASL login or the TLS handshake fails or never completes (a plaintext listener
     for a TLS client); raises :class:`BrokerError` when no broker answers within
-    ``timeout`` seconds (unreachable, or still starting).
+    ``timeout`` seconds (unreachable, or still starting), or, with ``refused_s``, once
+    every connection has been refused for that long (nothing listens: a command need not
+    wait for a broker that may still be starting, as a worker does).
     """
     client_log = ClientLog()
     errors: list[KafkaError] = []
@@ -182,10 +184,14 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0) -> AdminClie
         mismatch = _mismatch(config, errors, client_log.failures)
         if mismatch is not None:
             raise mismatch
-        if time.monotonic() >= deadline:
+        refused = (refused_s is not None and client_log.failures
+                   and all("Connection refused" in f for f in client_log.failures)
+                   and time.monotonic() >= deadline - timeout + refused_s)
+        if time.monotonic() >= deadline or refused:
             reason = _detail(client_log.failures[-1]) if client_log.failures else last
             raise BrokerError(
-                f"no answer from the Kafka broker at {config.get('bootstrap.servers', '?')} within {timeout:.0f}s "
+                f"no answer from the Kafka broker at {config.get('bootstrap.servers', '?')} "
+                f"{f'(every connection refused for {refused_s:.0f}s)' if refused else f'within {timeout:.0f}s'} "
                 f"(CHURN_BOOTSTRAP_SERVERS; {_security(config)}): {reason}"
             )
 
@@ -195,8 +201,9 @@ BROKER_WAIT_S = 8.0
 
 
 def require_broker(config: Mapping[str, str], topics: Iterable[str] = (), timeout: float = BROKER_WAIT_S) -> AdminClient:
-    """An admin client whose broker answered within ``timeout`` and has ``topics``; else one-line errors."""
-    admin = connect_admin(config, timeout)
+    """An admin client whose broker answered within ``timeout`` and has ``topics``; else one-line errors
+    (within 3 seconds when every connection is refused)."""
+    admin = connect_admin(config, timeout, refused_s=3.0)
     require_topics(admin, topics)
     return admin
 

@@ -38,6 +38,7 @@ MARKERS = {
     "integration": "needs a real Kafka broker (the kafka_bootstrap fixture)",
     "e2e": "the whole loop: broker, workers, registry",
     "broker_faults": "Apache Kafka's three-node cluster with brokers killed and restarted",
+    "tiers": "tiers(*names): run only on these broker tiers (the others are deselected)",
 }
 
 
@@ -138,6 +139,31 @@ def _tier_of(item: pytest.Item) -> str | None:
     return callspec.params.get("broker_tier") if callspec is not None else None
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked ``tiers(...)`` runs on those tiers only. Under xdist (``make test`` runs two processes),
+    each broker tier's tests go to one process: one broker per tier, and the tiers run side by side. Tests
+    that start Apache Kafka themselves go with the Kafka tier."""
+    kept, deselected = [], []
+    for item in items:
+        only = item.get_closest_marker("tiers")
+        tier_name = _tier_of(item)
+        if only is not None and tier_name not in (*only.args, "explicit"):
+            deselected.append(item)
+        else:
+            kept.append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = kept
+    for item in items:
+        tier_name = _tier_of(item)
+        if tier_name is None and item.get_closest_marker("integration") is not None:
+            kafka = "kafka" in item.nodeid or item.get_closest_marker("broker_faults") is not None
+            tier_name = "kafka" if kafka else "embedded"
+        if tier_name is not None:
+            group = "embedded" if tier_name == "embedded" else "kafka"
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):  # type: ignore[no-untyped-def]
     outcome = yield
@@ -145,8 +171,21 @@ def pytest_runtest_makereport(item: pytest.Item, call):  # type: ignore[no-untyp
     name = _tier_of(item)
     if name is None:
         return
-    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        tier(name).results[report.outcome] += 1
+    record = tier(name)
+    # Carried on the report, so that the process that prints the summary (xdist's controller) has them too.
+    report.user_properties.append(("broker_tier", (name, record.broker, record.missing)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key != "broker_tier":
+            continue
+        name, broker, missing = value
+        record = tier(name)
+        record.broker = record.broker or broker
+        record.missing = record.missing or missing
+        if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+            record.results[report.outcome] += 1
 
 
 @pytest.hookimpl(trylast=True)
