@@ -34,6 +34,27 @@ def distinct_scored(records) -> set[str]:
     return {orjson.loads(r.value)["event_id"] for r in records}
 
 
+STORES = [
+    pytest.param("memory", id="memory"),
+    # The RocksDB store on Apache Kafka only: what compose and Kubernetes run.
+    pytest.param("rocksdb", id="rocksdb", marks=pytest.mark.tiers("kafka")),
+]
+
+
+def with_store(env: dict[str, str], store: str, data_dir) -> dict[str, str]:
+    """``env`` on the given table store; a RocksDB worker keeps its files in ``data_dir``, the registry stays."""
+    if store == "memory":
+        return env
+    from stream.settings import Settings
+
+    registry = Settings(data_dir=env["CHURN_DATA_DIR"]).resolved_tracking_uri()
+    return dict(env, CHURN_STORE="rocksdb://", CHURN_DATA_DIR=str(data_dir), CHURN_MLFLOW_TRACKING_URI=registry)
+
+
+def rocksdb_files(data_dir) -> bool:
+    return any(data_dir.rglob("CURRENT"))
+
+
 def recompute(events) -> dict[str, dict]:
     states: dict[str, CustomerState] = {}
     for e in events:
@@ -41,7 +62,9 @@ def recompute(events) -> dict[str, dict]:
     return {c: feature_values(s, s.last_ts) for c, s in states.items()}
 
 
-def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_path, record_property):
+@pytest.mark.parametrize("store", STORES)
+def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_path, record_property, store):
+    stream_env = with_store(stream_env, store, tmp_path / "worker")
     settings = provision(stream_env)
     bootstrap = settings.resolved_bootstrap()
     events = simulated(20_000, 250, seed=31, prefix="k")
@@ -85,8 +108,11 @@ def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_
         duplicates = sum(n - 1 for n in counts.values())
         record_property("scored_before_kill", before_kill)
         record_property("duplicate_scores", duplicates)
-        print(f"kill -9 after {before_kill} of {len(events)} scored: {duplicates} duplicate scores (at-least-once)")
+        print(f"{store} store, kill -9 after {before_kill} of {len(events)} scored: "
+              f"{duplicates} duplicate scores (at-least-once)")
         assert set(counts) == ids
+        if store == "rocksdb":
+            assert rocksdb_files(tmp_path / "worker"), "no RocksDB files under the worker's data dir"
 
         wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"))
         expected = recompute(events)
@@ -97,12 +123,14 @@ def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_
         restarted.stop()
 
 
-def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
+@pytest.mark.parametrize("store", STORES)
+def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store):
+    env_b = with_store(dict(stream_env, CHURN_WEB_PORT=str(free_port())), store, tmp_path / "b")
+    stream_env = with_store(stream_env, store, tmp_path / "a")
     settings = provision(stream_env)
     bootstrap = settings.resolved_bootstrap()
     events = simulated(12_000, 200, seed=32, prefix="w")
     first_half, second_half = events[:6000], events[6000:]
-    env_b = dict(stream_env, CHURN_WEB_PORT=str(free_port()))
     # Worker a pauses after each seek to committed offsets, before its recovery resumes
     # the agents' flow: messages fetched in that window used to be dropped.
     a = WorkerProcess(with_faults(stream_env, FAULT_SEEK_PAUSE_S="1.5"), tmp_path / "a.log").start()
@@ -145,6 +173,13 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path):
                         f"account-events lag {lag}; worker a metrics {counts}\nworker a log:\n{log_tail}")
         # Every offset is committed: no gap left behind stalls a partition's commits.
         wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"), timeout=60)
+        # The partitions worker a took over carry the state worker b built: features equal a recomputation.
+        expected = recompute(events)
+        for customer, values in list(expected.items())[:40]:
+            got = lookup(a.web_port, customer)["features"]
+            assert {k: got[k] for k in values} == values, customer
+        if store == "rocksdb":
+            assert rocksdb_files(tmp_path / "a") and rocksdb_files(tmp_path / "b"), "a worker wrote no RocksDB files"
     finally:
         a.stop()
         b.stop()
