@@ -442,17 +442,23 @@ def pinning(workers: int, available: set[int]) -> tuple[list[str], set[int]]:
     return [str(cpu) for cpu in cpus[:workers]], set(cpus[workers:])
 
 
+ENGINES = ("embedded", "kafka")
+
+
 def bench(settings: Settings, events: int, customers: int, latency_events: int, latency_rate: float,
           json_path: Path | None, report, workers: int = 1, pin: bool = False,
-          partitioner: str = "murmur2_random") -> dict:
+          partitioner: str = "murmur2_random", engine: str = "embedded") -> dict:
     """Run every variant and return the JSON document ``--json`` writes; with ``pin``, each worker on
-    a CPU of its own, this process and the embedded broker on the rest (Linux). ``partitioner`` is the
-    stream's producers' (:func:`_produce`)."""
+    a CPU of its own, this process and the broker it starts on the rest (Linux). ``partitioner`` is the
+    stream's producers' (:func:`_produce`); ``engine`` the broker started when ``CHURN_BOOTSTRAP_SERVERS``
+    is empty: the embedded one, or one Apache Kafka node from Maven Central."""
     from stream.broker import EmbeddedBroker
     from stream.broker import free_port
 
     if events < 1000:
         raise ConfigError("--events must be at least 1000")
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if partitioner not in PARTITIONERS:
         raise ConfigError(f"--partitioner must be one of {', '.join(PARTITIONERS)}, not {partitioner!r}")
     if not 1 <= workers <= settings.topic_partitions:
@@ -482,11 +488,20 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     all_cpus = os.sched_getaffinity(0) if own_cpus else None
     if own_cpus:
         os.sched_setaffinity(0, own_cpus)  # the embedded broker, started next, inherits it
-    if not bootstrap:
+    broker_name = bootstrap
+    if not bootstrap and engine == "kafka":
+        from stream.kafka_cluster import KafkaCluster
+
+        report("starting Apache Kafka")
+        broker = KafkaCluster(1, log_dir=workdir).start()
+        bootstrap = broker.bootstrap
+        broker_name = f"kafka {broker.version}"
+    elif not bootstrap:
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
+        broker_name = "embedded"
         hint = (f" (the embedded broker's fetches slow down as small record batches pile up in a partition; the "
-                f"paced phase adds up to {per_partition:,.0f} per partition here: see README)")
+                f"paced phase adds up to {per_partition:,.0f} per partition here: see docs/performance.md)")
         if per_partition > EMBEDDED_PACED_PER_PARTITION:
             log.warning("%s paced events make up to %s small record batches per partition: the embedded "
                         "broker's fetches slow down with them, so the latency measured includes the broker's",
@@ -510,8 +525,10 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                     "latency_events": latency.events, "latency_batches": run.latency_batches,
                     "backlog_batches": run.backlog_batches, "workers": workers,
                     "worker_rss_mb": run.rss_mb, "worker_cpu_us_per_event": run.cpu_us_per_event,
-                    "cpu_us_per_event": run.cpu, "broker": "embedded" if broker is not None else bootstrap,
-                    "store": settings.store, "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+                    "cpu_us_per_event": run.cpu, "broker": broker_name,
+                    "store": settings.store,
+                    # On Apache Kafka the worker keeps Faust's own fetch wait (stream.settings: broker_quirks).
+                    "fetch_max_wait_ms": settings.fetch_max_wait_ms if broker_name == "embedded" else None,
                     "batches_in_flight": settings.batches_in_flight,
                     "worker_cpus": worker_cpus if any(worker_cpus) else None,
                     "partitioner": partitioner, "rerouted": run.rerouted}

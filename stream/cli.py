@@ -238,6 +238,9 @@ def bench(
                                                   "customer on its home partition) or consistent_random "
                                                   "(librdkafka's default: the workers re-publish most events "
                                                   "home first).")] = "murmur2_random",
+    engine: Annotated[str, typer.Option(help="The broker the bench starts when CHURN_BOOTSTRAP_SERVERS is empty: "
+                                             "embedded (Tansu) or kafka (one Apache Kafka node from Maven "
+                                             "Central).")] = "embedded",
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.bench import bench as run_bench
@@ -248,7 +251,7 @@ def bench(
     with stopped_by_signals(), console.status("bench") as status:
         doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
                         lambda text: status.update(f"bench: {text}"), workers=workers, pin=pin,
-                        partitioner=partitioner)
+                        partitioner=partitioner, engine=engine)
     t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",
               ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"])
     per_row = doc["variants"]["per_row"]["events_per_s"]
@@ -268,8 +271,8 @@ def bench(
         console.print(f"worker CPU per backlog event: {s['worker_cpu_us_per_event']:,.1f} µs (all its threads; "
                       f"{1e6 / s['worker_cpu_us_per_event']:,.0f} events per CPU-second)")
     cpu = s["cpu_us_per_event"]
-    if s["broker"] == "embedded" and cpu["paced_worker_us"] > 0:
-        console.print(f"embedded broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; in the paced "
+    if cpu["paced_worker_us"] > 0 and cpu["paced_broker_us"] > 0:
+        console.print(f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; in the paced "
                       f"phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's {cpu['paced_worker_us']:,.1f} µs")
     sizes = doc["state_bytes"]
     pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
@@ -286,8 +289,9 @@ def bench(
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Option(help="Drift scenario: support_surge, price_hike, new_plan or "
-                                               "concept_flip.")] = "support_surge",
+    scenario: Annotated[str, typer.Option(help="Drift scenario: support_surge, price_hike, new_plan, "
+                                               "concept_flip; none (a stable world, no alert expected); all (each "
+                                               "in turn, then a table).")] = "support_surge",
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 1000,
     onset_day: Annotated[int, typer.Option(help="Stream day the drift starts.")] = 90,
     max_days: Annotated[int, typer.Option(help="Simulated days at most (the demo ends once the new version "
