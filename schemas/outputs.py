@@ -101,6 +101,8 @@ class DriftAlert(_Contract):
             "features": {"support_calls_30d": 0.3127, "usage_30d": 0.2214},
             "window_start": "2026-03-01T00:00:00+00:00", "window_end": "2026-03-08T00:00:00+00:00",
             "model_version": "3", "severity": "high", "created_at": "2026-03-08T00:00:02.512+00:00",
+            "harm": True, "evidence": {"importance.support_calls_30d": 0.41, "importance.usage_30d": 0.02,
+                                       "shift_weighted": 0.133, "score_psi": 0.27},
         },
     )
 
@@ -118,8 +120,24 @@ class DriftAlert(_Contract):
     window_start: Timestamp = Field(description="Event time at which the window the detector judged starts.")
     window_end: Timestamp = Field(description="Event time at which that window ends.")
     model_version: str = Field("", description="Version of the model serving when the alert fired; empty if none.")
-    severity: Literal["low", "medium", "high"] = Field(description="How far past its threshold the detector is.")
+    severity: Literal["low", "medium", "high"] = Field(
+        description="How much the alert matters to the serving model: high when it is measurably hurt or"
+        " features it relies on moved its scores far; low when the moved features barely count or matured labels"
+        " show the model holds. See docs/operations.md."
+    )
     created_at: Timestamp = Field(description="Wall-clock time the alert was raised.")
+    harm: bool = Field(
+        True,
+        description="Whether the serving model is judged hurt (the launcher retrains on harm by default):"
+        " performance measured on matured labels fell, or high-importance features shifted the scores. An alert"
+        " without the field is taken as harm.",
+    )
+    evidence: dict[str, Number] = Field(
+        default_factory=dict,
+        description="Why the severity: importance.<feature> (the feature's share of the model's ranking),"
+        " shift_weighted (importance-weighted PSI), score_psi, and from matured labels log_loss_ratio,"
+        " log_loss, log_loss_expected, roc_auc, roc_auc_expected, brier, base_rate, pairs. Finite numbers only.",
+    )
 
 
 class ModelEvent(_Contract):
@@ -130,6 +148,8 @@ class ModelEvent(_Contract):
             "event_id": "churn-model:4:promoted", "model_name": "churn-model", "version": "4", "action": "promoted",
             "previous_version": "3", "reason": "", "checksum": "9b1f0c4e" * 8, "run_id": "a1b2c3d4e5f6",
             "ts": "2026-03-08T00:10:41.250+00:00",
+            "evidence": {"candidate_roc_auc": 0.6954, "production_roc_auc": 0.6454, "gain_over_production": 0.05,
+                         "roc_auc_floor": 0.7, "floors_waived": "roc_auc"},
         },
     )
 
@@ -149,3 +169,9 @@ class ModelEvent(_Contract):
     )
     run_id: str = Field("", description="Id of the training run that produced the version.")
     ts: Timestamp = Field(description="Wall-clock time of the decision.")
+    evidence: dict[str, Number | str] = Field(
+        default_factory=dict,
+        description="The numbers the gate judged, by name: candidate_roc_auc, production_roc_auc (same holdout),"
+        " gain_over_production, oracle_roc_auc where measured, roc_auc_floor, floors_waived (comma-separated)."
+        " Empty for events not made by the gate.",
+    )

@@ -40,6 +40,7 @@ states, so the table never holds a state whose outputs might still be lost.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ from stream.topics import TopicNames
 from stream.undecodable import DeadLetterReporter
 from stream.undecodable import install as install_undecodable
 
+# The rolling measurements of the serving model on matured labels, exported per version.
+LIVE_METRICS = ("roc_auc", "roc_auc_expected", "log_loss", "log_loss_expected", "log_loss_ratio", "brier",
+                "brier_expected", "base_rate")
 log = logging.getLogger(__name__)
 
 # The Prometheus text format; aiohttp takes the charset separately.
@@ -278,6 +282,10 @@ def create_app(
         cooldown_s=settings.drift_cooldown_days * 86_400.0,
         horizon_s=settings.horizon_days * 86_400.0,
         warmup_events=settings.drift_warmup_events,
+        concept_window=settings.drift_concept_window,
+        concept_check_pairs=settings.drift_concept_check_pairs,
+        concept_loss_rise=settings.drift_concept_loss_rise,
+        harm_shift=settings.drift_harm_shift,
     )
     # The greatest event time processed per account-events partition. Silence is
     # judged against the clock of the customer's own partition: another partition
@@ -370,7 +378,7 @@ def create_app(
                 metrics.batch_wait_ms.observe(max(0.0, began * 1000.0 - min(m.timestamp_ms for m in inbound)))
                 result = featurizer.process(inbound, load_state)
                 scored = scorer.score(result.scorable, model)
-                await observe_drift(scored)
+                await observe_drift(scored, result.closes)
                 sent = producer().submit(outbound(result.out + scored.out), offsets=False)
                 seq += 1
                 for key, state in result.dirty.items():
@@ -428,20 +436,38 @@ def create_app(
             return None
         monitor = drift_state["monitor"]
         if monitor is None or monitor.model_version != model.version:
-            monitor = drift_state["monitor"] = DriftMonitor(model.reference, model.version, drift_config)
+            monitor = drift_state["monitor"] = DriftMonitor(model.reference, model.version, drift_config,
+                                                            baseline=model.metrics, importance=model.importance)
+            drift_state["matured"] = 0
         return monitor
 
-    async def observe_drift(scored) -> None:
+    async def observe_drift(scored, closes) -> None:
         monitor = drift_monitor()
-        if monitor is None or not scored.probabilities:
+        if monitor is None:
+            return
+        # The worker owns each customer's partition, so it sees the closes itself, in order with the
+        # scores: a score never matures before the labels up to its horizon are in (the labels agent
+        # may lag the scores by days of event time when a backlog is drained). Labels are idempotent.
+        for customer_id, closed_ts in closes:
+            monitor.label(customer_id, closed_ts)
+        if not scored.probabilities:
             return
         alerts = monitor.observe(scored.rows, scored.probabilities, scored.event_s)
         if monitor.last_report is not None:
             for name, value in monitor.last_report.psi.items():
                 metrics.psi.labels(name).set(value)
+        matured = monitor.concept.matured - drift_state["matured"]
+        if matured:
+            drift_state["matured"] = monitor.concept.matured
+            metrics.matured_pairs.labels(monitor.model_version).inc(matured)
+            for name in LIVE_METRICS:
+                value = monitor.last_performance.get(name)
+                if value is not None and math.isfinite(value):
+                    metrics.live_performance.labels(monitor.model_version, name).set(value)
         for alert in alerts:
             metrics.drift_alerts.labels(alert.detector).inc()
-            log.warning("drift alert %s (%s, %s): %s", alert.detector, alert.kind, alert.severity, alert.features)
+            log.warning("drift alert %s (%s, %s%s): %s", alert.detector, alert.kind, alert.severity,
+                        ", harm" if alert.harm else "", alert.features)
             await app.producer.send(names.drift_alerts, alert.detector.encode(), alert.model_dump_json().encode(),
                                     None, None, None)
 

@@ -377,11 +377,13 @@ def launcher(
     learn_since_drift: Annotated[Optional[float], typer.Option(
         help="A drift-triggered job learns only from the world since the alert and waits up to this many "
              "seconds for those labels to mature.")] = None,
+    retrain_on: Annotated[str, typer.Option(
+        help="harm: launch only for alerts that judge the serving model hurt; any: for every alert.")] = "harm",
 ) -> None:
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from training.cli import run_launcher
 
-    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift)
+    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on)
 
 
 @models_app.callback()

@@ -57,6 +57,8 @@ class BatchResult:
     dirty: dict[bytes, CustomerState] = field(default_factory=dict)
     encoded: dict[bytes, bytes] = field(default_factory=dict)  # each dirty state's table bytes
     scorable: list[Scorable] = field(default_factory=list)
+    # (customer_id, epoch s) of each account_closed event: the batch's churn labels, for the drift monitor.
+    closes: list[tuple[str, float]] = field(default_factory=list)
 
 
 def dlq_message(msg: Inbound, error: str, message: str) -> Outbound:
@@ -188,6 +190,7 @@ class Featurizer:
                     "reason": event.reason,
                 }
                 out.append(Outbound(LABELS, key, json_bytes(label)))
+                result.closes.append((event.customer_id, ts))
                 labels += 1
         # Counted once per batch: a Prometheus increment takes a lock.
         for kind, n in kinds.items():

@@ -100,6 +100,8 @@ class StreamMetrics:
     model_load_failures: Counter
     psi: Gauge
     drift_alerts: Counter
+    live_performance: Gauge
+    matured_pairs: Counter
     silence_rescored: Counter
     retrains: Counter
     assigned_partitions: Gauge
@@ -143,6 +145,15 @@ class StreamMetrics:
             ),
             psi=Gauge("churn_feature_psi", "PSI of the latest drift window, by feature.", ["feature"], registry=r),
             drift_alerts=Counter("churn_drift_alerts", "Drift alerts raised, by detector.", ["detector"], registry=r),
+            live_performance=Gauge(
+                "churn_live_performance",
+                "The serving model on matured labels (scores joined with churn labels after the horizon), over the "
+                "drift monitor's rolling window: metric is roc_auc, log_loss, brier, their *_expected values (what "
+                "calibrated scores promise), log_loss_ratio and base_rate.",
+                ["model_version", "metric"], registry=r,
+            ),
+            matured_pairs=Counter("churn_matured_pairs", "Scores joined with their label after the horizon.",
+                                  ["model_version"], registry=r),
             silence_rescored=Counter("churn_silence_rescored", "Customers re-scored for silence.", registry=r),
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(

@@ -44,6 +44,11 @@ class LoadedModel:
     checksum: str = ""
     reference: dict | None = None
     run_id: str = ""
+    # The holdout metrics logged with the version (roc_auc, log_loss, brier, base_rate...): the
+    # baseline its live performance is judged against.
+    metrics: dict = field(default_factory=dict, compare=False)
+    # Each input's share of the ranking (``training.importance``): how much a shift in it can hurt.
+    importance: dict = field(default_factory=dict, compare=False)
     fast: ColumnsPredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -103,18 +108,30 @@ class RegistrySource:
                     f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}"
                 )
             pipeline = registry.load_sklearn(path)
-        reference = None
+        reference = self._run_json(mv.run_id, "reference/reference.json", "reference distributions", version)
+        # Versions registered before importances were logged have none: their drift alerts judge harm
+        # without them.
+        importance = self._run_json(mv.run_id, "importance/importance.json", "feature importances", version)
+        metrics: dict = {}
         if mv.run_id:
             try:
-                import mlflow
+                metrics = dict(client.get_run(mv.run_id).data.metrics)
+            except Exception as exc:  # a model without holdout metrics still serves
+                log.warning("no holdout metrics for %s version %s: %s", name, version, exc)
+        return LoadedModel(name, version, pipeline, checksum, reference, mv.run_id or "", metrics, importance or {})
 
-                ref_path = mlflow.artifacts.download_artifacts(
-                    run_id=mv.run_id, artifact_path="reference/reference.json"
-                )
-                reference = json.loads(Path(ref_path).read_text())
-            except Exception as exc:  # a model without a baseline still serves
-                log.warning("no reference distributions for %s version %s: %s", name, version, exc)
-        return LoadedModel(name, version, pipeline, checksum, reference, mv.run_id or "")
+    def _run_json(self, run_id: str | None, artifact: str, what: str, version: str) -> dict | None:
+        """A JSON artifact of the version's run, or None (logged) when it has none: the model still serves."""
+        if not run_id:
+            return None
+        try:
+            import mlflow
+
+            return json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact))
+                              .read_text())
+        except Exception as exc:  # noqa: BLE001 - any failure to read it leaves the model serving without it
+            log.warning("no %s for %s version %s: %s", what, self.settings.model_name, version, exc)
+            return None
 
 
 class ModelHolder:

@@ -167,6 +167,17 @@ class Settings(BaseSettings):
     drift_warmup_events: int = Field(
         0, ge=0, description="CHURN_DRIFT_WARMUP_EVENTS: events a fresh stream needs before histories compare."
     )
+    drift_concept_window: int = Field(
+        5000, ge=100, description="CHURN_DRIFT_CONCEPT_WINDOW: matured score-label pairs the live performance is "
+        "measured over.")
+    drift_concept_check_pairs: int = Field(
+        1000, ge=1, description="CHURN_DRIFT_CONCEPT_CHECK_PAIRS: matured pairs between two concept checks.")
+    drift_concept_loss_rise: float = Field(
+        0.3, gt=0, description="CHURN_DRIFT_CONCEPT_LOSS_RISE: log loss this far above what the model's scores "
+        "expect (0.3: 30 %) is concept drift.")
+    drift_harm_shift: float = Field(
+        0.05, ge=0, description="CHURN_DRIFT_HARM_SHIFT: importance-weighted PSI from which a covariate shift "
+        "that also moved the scores counts as harm.")
     horizon_days: float = Field(30.0, gt=0, description="CHURN_HORIZON_DAYS: the churn label horizon.")
     silence_days: float = Field(
         7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."

@@ -98,8 +98,9 @@ def run_retrain(
             "roc_auc": outcome.metrics["roc_auc"],
             "production_version": outcome.champion_version,
             "production_roc_auc": (outcome.champion_metrics or {}).get("roc_auc"),
+            "evidence": outcome.decision.evidence,
         }
-        result_file.write_text(json.dumps(summary, indent=2))
+        result_file.write_text(json.dumps(summary, indent=2, default=str))
 
 
 def parse_since(since: str) -> float | None:
@@ -180,6 +181,7 @@ def run_launcher(
     job_template: Path | None,
     console: Console,
     learn_since_drift_s: float | None = None,
+    retrain_on: str = "harm",
 ) -> None:
     import logging
     import signal
@@ -189,7 +191,7 @@ def run_launcher(
 
     from training.launcher import LauncherMetrics, LaunchPolicy, RetrainLauncher, build_launcher
 
-    policy = LaunchPolicy(cooldown_s, every_s)
+    policy = LaunchPolicy(cooldown_s, every_s, retrain_on)
     from stream.kafka_config import confluent_config
     from stream.topics import require_broker
 
@@ -209,6 +211,7 @@ def run_launcher(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     console.print(f"launcher: consuming {settings.topic('drift-alerts')} as {settings.app_id}-launcher; "
+                  f"retrains on {'every alert' if retrain_on == 'any' else 'alerts that judge the model hurt'}; "
                   f"cooldown {cooldown_s:.0f}s" + (f", a run every {every_s:.0f}s" if every_s else "")
                   + ("; --once: exits when the alerts there now are handled and the job has ended" if once else ""))
     state = service.run(once=once, stop=stop)

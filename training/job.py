@@ -17,6 +17,7 @@ from training import registry
 from training.config import TrainConfig
 from training.dataset import ORACLE, SNAPSHOT, label_array, model_inputs
 from training.gate import GateDecision, decide
+from training.importance import IMPORTANCE_ARTIFACT, global_importance, importance_table
 from training.metrics import heuristic_score
 from training.model_card import model_card
 from training.plots import calibration_figure, close, roc_figure
@@ -103,6 +104,7 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
         "trigger": "manual",
         "dataset.fingerprint": result.fingerprint,
         "gate.decision": "promoted" if decision.promote else "rejected",
+        **{f"gate.{k}": (v if isinstance(v, str) else f"{v:.6g}") for k, v in decision.evidence.items()},
         **dict(tags or {}),
     }
     try:
@@ -121,6 +123,9 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
             train_inputs = model_inputs(train)
             train_scores = result.pipeline.predict_proba(train_inputs)[:, 1]
             mlflow.log_dict(reference_distributions(train_inputs, train_scores), "reference/reference.json")
+            importance = global_importance(result.pipeline, x_holdout, y)
+            mlflow.log_dict(importance, IMPORTANCE_ARTIFACT)
+            mlflow.log_text(importance_table(importance), "importance/importance.md")
             curves = {"model": p, "heuristic": heuristic_score(holdout)}
             if ORACLE in holdout:
                 curves["oracle"] = holdout[ORACLE].to_numpy(float)

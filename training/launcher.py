@@ -172,7 +172,7 @@ def save_state(path: Path, state: LauncherState) -> None:
 
 @dataclass(frozen=True)
 class Decision:
-    """``reason`` is a short code (a metric label): launched, running, cooldown, duplicate, not_due."""
+    """``reason`` is a short code (a metric label): launched, running, cooldown, duplicate, no_harm, not_due."""
 
     launch: bool
     reason: str
@@ -192,15 +192,28 @@ class LaunchPolicy:
     >>> s.record_end(JobEnd(0, "promoted"), now=1100.0)
     >>> p.on_alert(s, "a3", now=1130.0).reason, p.on_alert(s, "a3", now=1160.0).reason
     ('cooldown', 'launched')
+    >>> p.on_alert(s, "a4", now=1160.0, harm=False).reason
+    'no_harm'
+
+    ``retrain_on``: ``harm`` launches only for alerts that judge the serving model hurt
+    (``DriftAlert.harm``); ``any`` for every alert. A rejected job is retried by the next
+    alert after the cooldown: while the harm persists, alerts keep coming, and each job
+    learns from more matured data than the last.
     """
 
-    def __init__(self, cooldown_s: float = DEFAULT_COOLDOWN_S, every_s: float | None = None) -> None:
+    RETRAIN_ON = ("harm", "any")
+
+    def __init__(self, cooldown_s: float = DEFAULT_COOLDOWN_S, every_s: float | None = None,
+                 retrain_on: str = "harm") -> None:
         if cooldown_s < 0:
             raise ConfigError(f"--cooldown must be >= 0 seconds, got {cooldown_s}")
         if every_s is not None and every_s <= 0:
             raise ConfigError(f"--every must be > 0 seconds, got {every_s}")
+        if retrain_on not in self.RETRAIN_ON:
+            raise ConfigError(f"--retrain-on must be one of {', '.join(self.RETRAIN_ON)}, not {retrain_on!r}")
         self.cooldown_s = cooldown_s
         self.every_s = every_s
+        self.retrain_on = retrain_on
 
     def _free(self, state: LauncherState, now: float) -> Decision:
         if state.running is not None:
@@ -210,9 +223,11 @@ class LaunchPolicy:
             return Decision(False, "cooldown", f"{left:.0f}s of cooldown left")
         return Decision(True, "launched")
 
-    def on_alert(self, state: LauncherState, alert_id: str, now: float) -> Decision:
+    def on_alert(self, state: LauncherState, alert_id: str, now: float, harm: bool = True) -> Decision:
         if alert_id in state.handled:
             return Decision(False, "duplicate", f"alert {alert_id} was handled before")
+        if self.retrain_on == "harm" and not harm:
+            return Decision(False, "no_harm", "the alert does not judge the serving model hurt")
         return self._free(state, now)
 
     def on_tick(self, state: LauncherState, now: float, since: float) -> Decision:
@@ -525,7 +540,7 @@ class RetrainLauncher:
             return Decision(False, "invalid")
         self.check_job()
         now = self.clock()
-        decision = self.policy.on_alert(self.state, alert.alert_id, now)
+        decision = self.policy.on_alert(self.state, alert.alert_id, now, alert.harm)
         if decision.launch:
             self._launch("drift", alert.alert_id, now, alert)
         self.state.record_alert(alert.alert_id)

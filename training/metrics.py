@@ -47,7 +47,7 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
 def classification_metrics(
     y: np.ndarray, p: np.ndarray, threshold: float, k_share: float
 ) -> dict[str, float]:
-    """ROC AUC, PR AUC, F1, precision@k, Brier score, log loss and base rate."""
+    """ROC AUC, PR AUC, F1, precision@k, Brier score, log loss (measured and expected) and base rate."""
     both = len(np.unique(y)) == 2
     return {
         "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
@@ -56,9 +56,17 @@ def classification_metrics(
         "precision_at_k": precision_at_k(y, p, k_share),
         "brier": float(brier_score_loss(y, p)),
         "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
+        # What the scores promise if calibrated: the workers compare live log loss with it.
+        "expected_log_loss": expected_log_loss(p),
         "base_rate": float(y.mean()),
         "threshold": threshold,
     }
+
+
+def expected_log_loss(p: np.ndarray) -> float:
+    """Mean entropy of Bernoulli(p): the log loss calibrated scores ``p`` expect."""
+    c = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return float(-(c * np.log(c) + (1 - c) * np.log1p(-c)).mean())
 
 
 def auc_or_nan(y: np.ndarray, score: np.ndarray) -> float:

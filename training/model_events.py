@@ -9,6 +9,7 @@ so a repeated publication of the same decision is recognisable.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 
 from confluent_kafka import KafkaException, Producer
@@ -39,6 +40,8 @@ def model_event(name: str, outcome, note: str = "", now: datetime | None = None)
         checksum=outcome.checksum if promoted else "",
         run_id=outcome.run_id,
         ts=now or datetime.now(UTC),
+        evidence={k: (v if isinstance(v, str) else float(v)) for k, v in outcome.decision.evidence.items()
+                  if isinstance(v, str) or math.isfinite(v)},
     )
 
 

@@ -403,6 +403,36 @@ def roc_auc(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def expected_log_loss(probability: float, eps: float = 1e-6) -> float:
+    """The log loss a calibrated model expects at ``probability``: the entropy of Bernoulli(p)."""
+    p = min(max(probability, eps), 1 - eps)
+    return -(p * math.log(p) + (1 - p) * math.log1p(-p))
+
+
+def expected_auc(probabilities: np.ndarray) -> float:
+    """The ROC AUC these scores would reach if each label were drawn with its score's probability.
+
+    The ranking quality a calibrated model promises on exactly this mix of customers, to
+    compare the measured AUC with (ties count half). NaN for an empty array.
+    """
+    p = np.sort(np.asarray(probabilities, dtype=float))
+    if p.size == 0:
+        return math.nan
+    q = 1.0 - p
+    positives, negatives = float(p.sum()), float(q.sum())
+    if positives <= 0 or negatives <= 0:
+        return math.nan
+    _, first = np.unique(p, return_index=True)
+    below = np.concatenate(([0.0], np.cumsum(q)))[first]  # negatives' weight strictly below each value
+    tied = np.add.reduceat(q, first)
+    weight = np.add.reduceat(p, first)
+    own = float((p * q).sum())  # a score is not ranked against itself
+    pairs = positives * negatives - own
+    if pairs <= 0:
+        return math.nan
+    return (float((weight * (below + tied / 2.0)).sum()) - own / 2.0) / pairs
+
+
 @dataclass(eq=False, slots=True)
 class _Pending:
     event_ts: float
@@ -411,18 +441,26 @@ class _Pending:
 
 
 class ConceptDriftMonitor:
-    """Joins scores with labels after the horizon and watches the model's error.
+    """Joins scores with labels after the horizon and measures the model against its own promise.
 
     A score at ``event_ts`` matures when ``now_ts >= event_ts + horizon_s``; its label
     is 1 when the customer closed in ``(event_ts, event_ts + horizon_s]``, else 0. No
     label is read before a score matures. ``now_ts`` is the stream's event-time
     watermark: labels up to it are assumed to have arrived.
 
-    Matured pairs feed a rolling window of the last ``window`` pairs (log loss and AUC
-    on demand) and a river detector on the per-example log loss (ADWIN by default,
-    or Page-Hinkley in ``"up"`` mode). A finding is reported when the detector fires
-    and the recent error is higher than the error since the previous finding: a model
-    getting better is not drift.
+    Matured pairs feed a rolling window of the last ``window`` pairs. The model's own
+    baseline is what its scores promise if they are calibrated: the expected log loss of
+    a score ``p`` is the entropy of Bernoulli(``p``), and the expected AUC that of labels
+    drawn from the scores (:func:`expected_auc`). Both follow the live mix of customers
+    and the live base rate the model predicts, so a population that changes while the
+    model extrapolates over it correctly keeps the measured loss near the expected one; a
+    changed concept does not. ``calibration`` (the holdout's measured over expected log
+    loss, from the registry) corrects for a model that was never exactly calibrated.
+
+    Pairs also feed a river detector on the per-example excess loss (measured minus
+    expected; Page-Hinkley in ``"up"`` mode by default, or ADWIN): a rise flags a change
+    point between checks. :meth:`performance` summarizes the window; the drift monitor
+    turns it into alerts (hysteresis, cooldown).
 
     Memory is bounded: at most ``max_pending`` pending scores per customer (the
     oldest is dropped) and ``MAX_CLOSES`` closes, matured scores are evicted, and
@@ -437,40 +475,41 @@ class ConceptDriftMonitor:
     MAX_CLOSES = 8
     DETECTORS: Mapping[str, Callable[[], DriftDetector]] = {
         "adwin": lambda: drift.ADWIN(delta=0.002),
-        "page_hinkley": lambda: drift.PageHinkley(min_instances=100, delta=0.1, threshold=30.0, mode="up"),
+        "page_hinkley": lambda: drift.PageHinkley(min_instances=500, delta=0.05, threshold=50.0, mode="up"),
     }
 
     def __init__(
         self,
         horizon_s: float,
-        window: int = 1000,
-        detector: Literal["adwin", "page_hinkley"] = "adwin",
+        window: int = 5000,
+        detector: Literal["adwin", "page_hinkley"] = "page_hinkley",
         max_pending: int = 64,
-        recent: int = 100,
+        calibration: float = 1.0,
     ) -> None:
-        if horizon_s <= 0 or window < 1 or max_pending < 1 or recent < 1:
-            raise ValueError("horizon_s, window, max_pending and recent must be positive")
+        if horizon_s <= 0 or window < 1 or max_pending < 1:
+            raise ValueError("horizon_s, window and max_pending must be positive")
+        if not calibration > 0:
+            raise ValueError(f"calibration must be positive, got {calibration}")
         self.horizon_s = horizon_s
         self.detector_name = detector
         self.max_pending = max_pending
-        self.recent = recent
+        self.calibration = calibration
         self.detector = self.DETECTORS[detector]()
         self.pairs: deque[tuple[float, int]] = deque(maxlen=window)
+        self.pair_ts: deque[float] = deque(maxlen=window)  # event time of each pair's score
         self.matured = 0
         self.late = 0
         self.dropped = 0
         self.pending = 0
         self.watermark = -math.inf
-        self._losses: deque[float] = deque(maxlen=recent)
-        self._baseline_sum = 0.0
-        self._baseline_n = 0
+        self.changes = 0  # times the detector flagged a rise in excess loss
         self._pending: dict[str, deque[_Pending]] = {}
         self._due: list[tuple[float, int, str, _Pending]] = []
         self._stale = 0
         self._seq = itertools.count()
         self._closes: dict[str, list[float]] = {}
         self._close_heap: list[tuple[float, str]] = []
-        self._findings: list[Finding] = []
+        self._changed = False
 
     def add_score(self, customer_id: str, event_ts: float, probability: float) -> None:
         """Hold a score until it matures."""
@@ -506,11 +545,9 @@ class ConceptDriftMonitor:
     def advance(self, now_ts: float) -> list[tuple[float, int]]:
         """Mature every score due by ``now_ts``; return the ``(probability, label)`` pairs.
 
-        The pairs also feed the rolling metrics and the detector; the findings they
-        trigger are what :meth:`update` returns.
+        The pairs also feed the rolling window and the detector.
         """
         self.watermark = max(self.watermark, now_ts)
-        self._findings = []
         matured: list[tuple[float, int]] = []
         while self._due and self._due[0][0] <= now_ts:
             _, _, customer_id, item = heapq.heappop(self._due)
@@ -524,19 +561,14 @@ class ConceptDriftMonitor:
                 del self._pending[customer_id]
             label = int(self._closed_within(customer_id, item.event_ts))
             matured.append((item.probability, label))
-            self._observe(item.probability, label)
+            self._observe(item.probability, label, item.event_ts)
         self._forget_closes(self.watermark - self.horizon_s)
         return matured
 
-    def update(self, now_ts: float) -> list[Finding]:
-        """Advance to ``now_ts``; return the concept-drift findings of the matured pairs."""
-        self.advance(now_ts)
-        return self._findings
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last advance produced a finding."""
-        return bool(self._findings)
+    def take_change(self) -> bool:
+        """Whether the detector flagged a rise in excess loss since the last call."""
+        changed, self._changed = self._changed, False
+        return changed
 
     @property
     def log_loss(self) -> float:
@@ -552,6 +584,34 @@ class ConceptDriftMonitor:
             return math.nan
         probabilities, labels = zip(*self.pairs)
         return roc_auc(np.array(probabilities), np.array(labels))
+
+    def performance(self) -> dict[str, float]:
+        """The window measured against the model's promise (empty while the window is empty).
+
+        ``log_loss_ratio`` is measured over expected log loss, divided by ``calibration``:
+        about 1 while the model holds, above it when the concept has moved.
+        """
+        if not self.pairs:
+            return {}
+        p = np.fromiter((a for a, _ in self.pairs), float, len(self.pairs))
+        y = np.fromiter((b for _, b in self.pairs), float, len(self.pairs))
+        clipped = np.clip(p, 1e-6, 1 - 1e-6)
+        loss = float(-(y * np.log(clipped) + (1 - y) * np.log1p(-clipped)).mean())
+        expected = float(-(clipped * np.log(clipped) + (1 - clipped) * np.log1p(-clipped)).mean())
+        out = {
+            "pairs": float(len(p)),
+            "log_loss": loss,
+            "log_loss_expected": expected * self.calibration,
+            "log_loss_ratio": loss / (expected * self.calibration) if expected > 0 else math.nan,
+            "brier": float(((p - y) ** 2).mean()),
+            "brier_expected": float((p * (1 - p)).mean()),
+            "base_rate": float(y.mean()),
+            "mean_probability": float(p.mean()),
+            "roc_auc": roc_auc(p, y),
+            "roc_auc_expected": expected_auc(p),
+            "scored_from": self.pair_ts[0],
+        }
+        return out
 
     def _closed_within(self, customer_id: str, event_ts: float) -> bool:
         closes = self._closes.get(customer_id)
@@ -570,27 +630,12 @@ class ConceptDriftMonitor:
             if not closes:
                 del self._closes[customer_id]
 
-    def _observe(self, probability: float, label: int) -> None:
+    def _observe(self, probability: float, label: int, event_ts: float) -> None:
         self.matured += 1
         self.pairs.append((probability, label))
-        loss = log_loss_1(probability, label, eps=1e-6)
-        self._losses.append(loss)
-        self._baseline_sum += loss
-        self._baseline_n += 1
-        self.detector.update(loss)
-        if not self.detector.drift_detected:
-            return
-        recent = list(itertools.islice(reversed(self._losses), self.recent))
-        recent_mean = math.fsum(recent) / len(recent)
-        baseline_mean = self._baseline_sum / self._baseline_n
-        self._baseline_sum, self._baseline_n = 0.0, 0
-        if recent_mean <= baseline_mean:
-            return
-        ratio = recent_mean / baseline_mean if baseline_mean > 0 else math.inf
-        stats = {"log_loss": self.log_loss, "log_loss_recent": recent_mean, "log_loss_baseline": baseline_mean}
-        auc = self.auc
-        if not math.isnan(auc):
-            stats["auc"] = auc
-        stats["matured"] = float(self.matured)
-        level: Severity = "high" if ratio >= 1.5 else "medium" if ratio >= 1.2 else "low"
-        self._findings.append(Finding(f"{self.detector_name}_log_loss", "concept", stats, level))
+        self.pair_ts.append(event_ts)
+        excess = log_loss_1(probability, label, eps=1e-6) - expected_log_loss(probability) * self.calibration
+        self.detector.update(excess)
+        if self.detector.drift_detected:
+            self.changes += 1
+            self._changed = True

@@ -18,10 +18,28 @@ Detectors
     closed window's score PSI is at least moderate (0.1): a statistically detectable
     wiggle of the mean that leaves the score distribution in place is no reason to
     retrain.
-``*_log_loss``  scores joined with labels after the horizon; a river detector on the
-    per-example log loss. It becomes an alert only when the rolling AUC has also
-    dropped ``concept_auc_drop`` below the AUC first measured on this stream: more
-    churn alone raises log loss (a price hike does), broken ranking is concept drift.
+``concept``  scores joined with labels after the horizon. Every ``concept_check_pairs``
+    matured pairs the last ``concept_window`` pairs are measured against the model's own
+    promise (:class:`~stream.drift.detectors.ConceptDriftMonitor`): their log loss over
+    the log loss calibrated scores expect, corrected by the holdout's ratio from the
+    registry. A ratio of at least ``1 + concept_loss_rise`` in ``hysteresis`` checks in a
+    row raises a ``concept`` alert; a river Page-Hinkley change on the excess loss
+    checks at once. More churn that the model's scores follow (a price hike) keeps the
+    ratio near 1; a concept that changed does not.
+
+Severity and harm
+-----------------
+Every alert says whether the serving model is hurt (``harm``) and why (``evidence``).
+A concept alert is harm. A data or prediction alert is judged on matured labels when
+there are labels of scores made under at least half of the shift seen now (a slow
+drift, such as a population ageing, has them; a sudden one does not for a horizon):
+a loss ratio of at least ``1 + concept_loss_rise`` is harm (high), below it the model
+extrapolates over the shift correctly (low). Otherwise the expected effect decides:
+harm when the scores moved (score PSI at least moderate) or the importance-weighted
+PSI (each moved feature's PSI, capped at 2, times its share of the model's ranking,
+from the version's logged importances) is at least ``harm_shift``; high when the
+score PSI is major, medium otherwise. A shift in features the model barely uses that
+leaves the scores in place is low.
 
 A stream that starts from nothing has empty per-customer histories for its first
 weeks, which look nothing like training data: ``warmup_events`` skips them.
@@ -31,13 +49,21 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from schemas.outputs import DriftAlert
-from stream.drift.detectors import ConceptDriftMonitor, DataDriftDetector, Finding, ScoreStreamDetector
-from stream.drift.psi import PSI_THRESHOLDS, severity
+from stream.drift.detectors import (
+    ConceptDriftMonitor,
+    Cooldown,
+    DataDriftDetector,
+    Finding,
+    Hysteresis,
+    ScoreStreamDetector,
+)
+from stream.drift.psi import PSI_THRESHOLDS, Severity, severity
 from stream.drift.windows import FeatureWindow, WindowReport
 
 
@@ -52,8 +78,14 @@ class DriftConfig:
     sample: int = 10
     min_count: int = 200
     warmup_events: int = 0
-    concept_auc_drop: float = 0.05
-    concept_baseline_pairs: int = 1000
+    concept_window: int = 5000
+    concept_check_pairs: int = 1000
+    concept_loss_rise: float = 0.3
+    harm_shift: float = 0.05
+
+
+CONCEPT_DETECTOR = "concept_log_loss"
+HISTORY_WINDOWS = 512
 
 
 def _dt(ts: float) -> datetime:
@@ -61,23 +93,35 @@ def _dt(ts: float) -> datetime:
 
 
 class DriftMonitor:
-    """Every drift statistic of one worker, reset whenever the serving model changes."""
+    """Every drift statistic of one worker, reset whenever the serving model changes.
 
-    def __init__(self, reference: Mapping, model_version: str, config: DriftConfig = DriftConfig()) -> None:
+    ``baseline`` holds the version's holdout metrics from the registry (``log_loss``,
+    ``expected_log_loss``, ``roc_auc``...); ``importance`` each input's share of its ranking.
+    """
+
+    def __init__(self, reference: Mapping, model_version: str, config: DriftConfig = DriftConfig(),
+                 baseline: Mapping[str, float] | None = None, importance: Mapping[str, float] | None = None) -> None:
         self.config = config
         self.model_version = model_version
+        self.baseline = dict(baseline or {})
+        self.importance = dict(importance or {})
         window = {"every_s": config.window_seconds} if config.window_seconds else {"every_n": config.window_events}
         self.window = FeatureWindow(reference, **window)
         self.data = DataDriftDetector(reference, threshold=config.psi_threshold, k=config.hysteresis,
                                       cooldown_s=config.cooldown_s, min_count=config.min_count)
         self.scores = ScoreStreamDetector(seed=0)
-        self.concept = ConceptDriftMonitor(config.horizon_s)
+        self.concept = ConceptDriftMonitor(config.horizon_s, window=config.concept_window,
+                                           calibration=holdout_calibration(self.baseline))
+        self.concept_breaches = Hysteresis(config.hysteresis)
         self.last_report: WindowReport | None = None
+        self.last_performance: dict[str, float] = {}
         self.clock = -math.inf
         self._seen = 0
         self._score_cooldown_until = -math.inf
-        self._concept_cooldown_until = -math.inf
-        self._baseline_auc: float | None = None
+        self._concept_cooldown = Cooldown(config.cooldown_s)
+        self._next_check = config.concept_check_pairs
+        # Recent windows' PSI by their end (event time): what the scores behind matured labels saw.
+        self._history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY_WINDOWS)
 
     def observe(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float]) -> list[DriftAlert]:
         """A scored batch: feature rows, their probabilities and event times (epoch s)."""
@@ -88,16 +132,32 @@ class DriftMonitor:
             start = self.last_report.start_ts
             alerts.extend(self._alerts([Finding("+".join(sorted(fired)), "prediction", stats,
                                                 severity(stats["score_psi"]))], start, self.clock))
-        findings = self.concept.update(self.clock)
-        if self._baseline_auc is None and self.concept.matured >= self.config.concept_baseline_pairs:
-            self._baseline_auc = self.concept.auc
-        for finding in findings:
-            if not self._ranking_degraded():
-                continue
-            if self.clock >= self._concept_cooldown_until:
-                self._concept_cooldown_until = self.clock + self.config.cooldown_s
-                alerts.extend(self._alerts([finding], self.clock - self.config.horizon_s, self.clock))
+        self.concept.advance(self.clock)
+        changed = self.concept.take_change()
+        if self.concept.matured >= self._next_check or (changed and self.concept.pairs):
+            self._next_check = self.concept.matured + self.config.concept_check_pairs
+            alerts.extend(self._check_concept())
         return alerts
+
+    def _check_concept(self) -> list[DriftAlert]:
+        """Measure the window; a concept alert once the loss ratio has breached in enough checks in a row."""
+        config = self.config
+        if len(self.concept.pairs) < min(config.concept_window, config.concept_check_pairs):
+            return []
+        performance = self.last_performance = self.concept.performance()
+        ratio = performance.get("log_loss_ratio", math.nan)
+        breached = self.concept_breaches.update(math.isfinite(ratio) and ratio >= 1 + config.concept_loss_rise)
+        if not breached or not self._concept_cooldown.ready(self.clock):
+            return []
+        self._concept_cooldown.fire(self.clock)
+        stats = {k: v for k, v in performance.items() if k != "scored_from"}
+        for name in ("roc_auc", "log_loss"):
+            if name in self.baseline:
+                stats[f"holdout_{name}"] = self.baseline[name]
+        stats["detector_changes"] = float(self.concept.changes)
+        level: Severity = "high" if ratio >= 1 + 2 * config.concept_loss_rise else "medium"
+        finding = Finding(CONCEPT_DETECTOR, "concept", stats, level)
+        return self._alerts([finding], performance["scored_from"], self.clock)
 
     def _take(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float]
               ) -> tuple[list[DriftAlert], set[str]]:
@@ -117,6 +177,7 @@ class DriftMonitor:
         rows, probabilities, event_ts = rows[skip:], probabilities[skip:], event_ts[skip:]
         for _, report in self.window.update_many(rows, probabilities, event_ts):
             self.last_report = report
+            self._history.append((report.end_ts, report.psi))
             alerts.extend(self._alerts(self.data.update(report), report.start_ts, report.end_ts))
         # The score detectors see every sample-th vector of the stream, counting from its first.
         sample = self.config.sample
@@ -131,19 +192,57 @@ class DriftMonitor:
         """Ground truth: the customer closed the account at ``closed_ts``."""
         self.concept.add_label(customer_id, closed_ts)
 
-    def _ranking_degraded(self) -> bool:
-        """The rolling AUC fell clearly below the AUC the model first showed on this stream."""
-        auc = self.concept.auc
-        return (self._baseline_auc is not None and not math.isnan(auc)
-                and auc <= self._baseline_auc - self.config.concept_auc_drop)
-
     def _score_shifted(self) -> bool:
         return self.last_report is not None and self.last_report.psi.get("score", 0.0) >= PSI_THRESHOLDS["moderate"]
 
+    def judge(self, finding: Finding) -> tuple[bool, Severity, dict[str, float]]:
+        """Whether ``finding`` hurts the serving model, how much, and the evidence (see the module doc)."""
+        config = self.config
+        evidence: dict[str, float] = {}
+        if finding.kind == "concept":
+            return True, finding.severity, evidence
+        moderate, major = PSI_THRESHOLDS["moderate"], PSI_THRESHOLDS["major"]
+        last_psi = self.last_report.psi if self.last_report is not None else {}
+        score_psi = finding.statistics.get("score_psi", last_psi.get("score", 0.0))
+        evidence["score_psi"] = score_psi
+        shifted = {k: v for k, v in finding.statistics.items() if k != "score_psi"}
+        if shifted and self.importance:
+            for name in shifted:
+                evidence[f"importance.{name}"] = float(self.importance.get(name, 0.0))
+            evidence["shift_weighted"] = sum(min(v, 2.0) * self.importance.get(k, 0.0) for k, v in shifted.items())
+        measured = self.last_performance
+        if measured and shifted and self._labels_cover(shifted, measured):
+            evidence.update({k: v for k, v in measured.items() if k != "scored_from"})
+            if measured["log_loss_ratio"] >= 1 + config.concept_loss_rise:
+                return True, "high", evidence
+            return False, "low", evidence  # the model extrapolates over this shift correctly
+        weighted = evidence.get("shift_weighted", math.inf)  # no importances logged: harm is not ruled out
+        if score_psi >= moderate or weighted >= config.harm_shift:
+            return True, ("high" if score_psi >= major else "medium"), evidence
+        return False, "low", evidence
+
+    def _labels_cover(self, shifted: Mapping[str, float], measured: Mapping[str, float]) -> bool:
+        """Whether the matured labels measured were scored under at least half of the shift seen now.
+
+        A sudden shift has no such labels for a horizon; a slow one (a population ageing) has them
+        long before its PSI crosses the threshold.
+        """
+        start = measured.get("scored_from", math.inf)
+        then = [psi for end, psi in self._history if end >= start]
+        if not then:
+            return False
+        for name, now in shifted.items():
+            past = sum(p.get(name, 0.0) for p in then) / len(then)
+            if past < now / 2:
+                return False
+        return True
+
     def _alerts(self, findings: Sequence[Finding], start: float, end: float) -> list[DriftAlert]:
         now = datetime.now(timezone.utc)
-        return [
-            DriftAlert(
+        alerts = []
+        for f in findings:
+            harm, level, evidence = self.judge(f)
+            alerts.append(DriftAlert(
                 alert_id=uuid.uuid4().hex,
                 detector=f.detector,
                 kind=f.kind,
@@ -151,8 +250,19 @@ class DriftMonitor:
                 window_start=_dt(start),
                 window_end=_dt(end),
                 model_version=self.model_version,
-                severity=f.severity,
+                severity=level,
                 created_at=now,
-            )
-            for f in findings
-        ]
+                harm=harm,
+                evidence={k: round(v, 6) for k, v in evidence.items() if math.isfinite(v)},
+            ))
+        return alerts
+
+
+def holdout_calibration(baseline: Mapping[str, float]) -> float:
+    """The holdout's measured over expected log loss (1 when the registry has not both)."""
+    measured, expected = baseline.get("log_loss"), baseline.get("expected_log_loss")
+    if measured is None or expected is None or not (math.isfinite(measured) and math.isfinite(expected)):
+        return 1.0
+    if measured <= 0 or expected <= 0:
+        return 1.0
+    return measured / expected

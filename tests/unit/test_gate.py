@@ -60,3 +60,37 @@ def test_lists_every_failure():
     bad = {"roc_auc": 0.5, "pr_auc": 0.01, "brier": 0.5, "batch_latency_ms": 500.0}
     decision = decide(bad, {"roc_auc": 0.8}, ["x"], CONFIG)
     assert len(decision.reasons) == 6
+
+
+def test_promotes_a_candidate_that_beats_production_below_the_old_floor():
+    """After drift no model reaches the old floor: a clearly better candidate still replaces production."""
+    harder = {**GOOD, "roc_auc": 0.6954}
+    decision = decide(harder, {"roc_auc": 0.6454}, list(FEATURE_NAMES), CONFIG)
+    assert decision.promote, decision.reasons
+    assert decision.evidence["floors_waived"] == "roc_auc"
+    assert decision.evidence["gain_over_production"] == pytest.approx(0.05)
+
+
+def test_floor_without_a_clear_gain_still_rejects():
+    decision = decide({**GOOD, "roc_auc": 0.66}, {"roc_auc": 0.65}, list(FEATURE_NAMES), CONFIG)
+    assert not decision.promote
+    assert decision.reasons == ["roc_auc 0.6600 below floor 0.7000"]
+
+
+def test_a_candidate_worse_than_production_is_rejected_even_above_the_floors():
+    decision = decide({**GOOD, "roc_auc": 0.74}, {"roc_auc": 0.80}, list(FEATURE_NAMES), CONFIG)
+    assert not decision.promote and decision.reasons[0].startswith("regression")
+
+
+def test_the_oracle_lowers_an_unattainable_floor():
+    """Where the best attainable AUC is 0.72, a floor of 0.70 would reject nearly every model."""
+    decision = decide({**GOOD, "roc_auc": 0.68, "oracle_roc_auc": 0.72}, None, list(FEATURE_NAMES), CONFIG)
+    assert decision.promote, decision.reasons
+    assert decision.evidence["roc_auc_floor"] == pytest.approx(0.67)
+
+
+def test_waiving_never_covers_latency_or_signature():
+    slow = {**GOOD, "roc_auc": 0.66, "batch_latency_ms": 80.0}
+    decision = decide(slow, {"roc_auc": 0.60}, list(reversed(FEATURE_NAMES)), CONFIG)
+    assert not decision.promote
+    assert any("latency" in r for r in decision.reasons) and any("signature" in r for r in decision.reasons)

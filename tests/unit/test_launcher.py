@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from stream.errors import ConfigError
 import yaml
 
 from schemas.outputs import DriftAlert
@@ -102,6 +104,23 @@ def test_an_alert_already_handled_is_never_launched_again():
     state.record_alert("a")
     assert policy.on_alert(state, "a", T0).reason == "duplicate"
     assert policy.on_alert(state, "b", T0).launch
+
+
+def test_alerts_that_judge_the_model_unhurt_launch_nothing_unless_asked():
+    state = LauncherState()
+    assert LaunchPolicy(cooldown_s=0).on_alert(state, "low", T0, harm=False).reason == "no_harm"
+    assert LaunchPolicy(cooldown_s=0, retrain_on="any").on_alert(state, "low", T0, harm=False).launch
+    with pytest.raises(ConfigError, match="--retrain-on"):
+        LaunchPolicy(retrain_on="sometimes")
+
+
+def test_a_rejected_job_is_retried_by_the_next_harmful_alert_after_the_cooldown():
+    policy, state = LaunchPolicy(cooldown_s=300), LauncherState()
+    state.record_launch(RunningJob("1", 1, "drift", "a", T0))
+    state.record_end(JobEnd(0, "rejected"), now=T0 + 100)
+    state.record_alert("a")
+    assert policy.on_alert(state, "b", T0 + 200).reason == "cooldown"
+    assert policy.on_alert(state, "c", T0 + 400).launch
 
 
 def test_schedule_is_due_every_period_and_single_flight():
