@@ -274,19 +274,7 @@ def create_app(
                              schema=RawSchema(key_type=bytes, value_type=bytes), partitions=partitions, internal=False)
     model_topic = app.topic(names.model_events, key_serializer="raw", value_serializer="raw", internal=False)
     labels_topic = app.topic(names.churn_labels, **topic_args)
-    drift_config = DriftConfig(
-        window_events=settings.drift_window_events,
-        window_seconds=settings.drift_window_seconds,
-        psi_threshold=settings.drift_psi_threshold,
-        hysteresis=settings.drift_hysteresis,
-        cooldown_s=settings.drift_cooldown_days * 86_400.0,
-        horizon_s=settings.horizon_days * 86_400.0,
-        warmup_events=settings.drift_warmup_events,
-        concept_window=settings.drift_concept_window,
-        concept_check_pairs=settings.drift_concept_check_pairs,
-        concept_loss_rise=settings.drift_concept_loss_rise,
-        harm_shift=settings.drift_harm_shift,
-    )
+    drift_config = DriftConfig.from_settings(settings)
     # The greatest event time processed per account-events partition. Silence is
     # judged against the clock of the customer's own partition: another partition
     # being ahead says nothing about events still queued on this one.

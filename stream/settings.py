@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     drift_harm_shift: float = Field(
         0.05, ge=0, description="CHURN_DRIFT_HARM_SHIFT: importance-weighted PSI from which a covariate shift "
         "that also moved the scores counts as harm.")
+    drift_harm_unseen: float = Field(
+        0.05, gt=0, le=1, description="CHURN_DRIFT_HARM_UNSEEN: share of a window's values of a categorical "
+        "feature unseen in training from which its shift counts as harm.")
     horizon_days: float = Field(30.0, gt=0, description="CHURN_HORIZON_DAYS: the churn label horizon.")
     silence_days: float = Field(
         7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."

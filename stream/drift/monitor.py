@@ -30,7 +30,10 @@ Detectors
 Severity and harm
 -----------------
 Every alert says whether the serving model is hurt (``harm``) and why (``evidence``).
-A concept alert is harm. A data or prediction alert is judged on matured labels when
+A concept alert is harm. So is a shift that brings categorical values the model never
+saw in training, once they are ``harm_unseen`` of a window (an unseen plan encodes as
+no plan: the model has learnt nothing about it, whatever the loss over all customers
+says); high from twice that share. A data or prediction alert is judged on matured labels when
 there are labels of scores made under at least half of the shift seen now (a slow
 drift, such as a population ageing, has them; a sudden one does not for a horizon):
 a loss ratio of at least ``1 + concept_loss_rise`` is harm (high), below it the model
@@ -82,6 +85,26 @@ class DriftConfig:
     concept_check_pairs: int = 1000
     concept_loss_rise: float = 0.3
     harm_shift: float = 0.05
+    harm_unseen: float = 0.05
+
+    @classmethod
+    def from_settings(cls, settings, **over) -> DriftConfig:
+        """The drift settings a worker runs with (``stream.settings.Settings``; ``over`` replaces fields)."""
+        values = dict(
+            window_events=settings.drift_window_events,
+            window_seconds=settings.drift_window_seconds,
+            psi_threshold=settings.drift_psi_threshold,
+            hysteresis=settings.drift_hysteresis,
+            cooldown_s=settings.drift_cooldown_days * 86_400.0,
+            horizon_s=settings.horizon_days * 86_400.0,
+            warmup_events=settings.drift_warmup_events,
+            concept_window=settings.drift_concept_window,
+            concept_check_pairs=settings.drift_concept_check_pairs,
+            concept_loss_rise=settings.drift_concept_loss_rise,
+            harm_shift=settings.drift_harm_shift,
+            harm_unseen=settings.drift_harm_unseen,
+        )
+        return cls(**{**values, **over})
 
 
 CONCEPT_DETECTOR = "concept_log_loss"
@@ -210,6 +233,14 @@ class DriftMonitor:
             for name in shifted:
                 evidence[f"importance.{name}"] = float(self.importance.get(name, 0.0))
             evidence["shift_weighted"] = sum(min(v, 2.0) * self.importance.get(k, 0.0) for k, v in shifted.items())
+        unseen = self.last_report.unseen if self.last_report is not None else {}
+        blind = {name: share for name, share in unseen.items() if name in shifted}
+        for name, share in blind.items():
+            evidence[f"unseen.{name}"] = share
+        if blind and max(blind.values()) >= config.harm_unseen:
+            # Values the model never saw in training: it has learnt nothing about them, whatever the
+            # loss over all customers says (they are a minority of it).
+            return True, ("high" if max(blind.values()) >= 2 * config.harm_unseen else "medium"), evidence
         measured = self.last_performance
         if measured and shifted and self._labels_cover(shifted, measured):
             evidence.update({k: v for k, v in measured.items() if k != "scored_from"})

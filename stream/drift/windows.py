@@ -31,7 +31,7 @@ import math
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,6 +54,9 @@ class WindowReport:
     end_ts: float
     count: int
     score_count: int = 0
+    # Per categorical feature, the share of the window's values the reference never saw: a model
+    # has learnt nothing about them (an unseen plan encodes as no plan at all).
+    unseen: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -94,7 +97,7 @@ class FeatureWindow:
     >>> w.update({"x": 0.1}, None, 10.0) is None
     True
     >>> w.update({"x": 0.9}, None, 11.0)
-    WindowReport(psi={'x': 0.0}, start_ts=10.0, end_ts=11.0, count=2, score_count=0)
+    WindowReport(psi={'x': 0.0}, start_ts=10.0, end_ts=11.0, count=2, score_count=0, unseen={})
     """
 
     def __init__(self, reference: Mapping, *, every_n: int | None = None, every_s: float | None = None) -> None:
@@ -209,14 +212,19 @@ class FeatureWindow:
         if self._count == 0:
             return None
         values = {name: bins.close() for name, bins in self._numeric.items()}
+        unseen: dict[str, float] = {}
         for name, (shares, counter) in self._categorical.items():
             values[name] = categorical_psi(shares, counter)
+            total = sum(counter.values())
+            new = sum(n for value, n in counter.items() if value not in shares)
+            if total and new:
+                unseen[name] = new / total
             counter.clear()
         if self._score is not None:
             score_psi = self._score.close()
             if self._score_count:
                 values[SCORE] = score_psi
-        report = WindowReport(values, self._min_ts, self._max_ts, self._count, self._score_count)
+        report = WindowReport(values, self._min_ts, self._max_ts, self._count, self._score_count, unseen)
         self._count = self._score_count = 0
         self._min_ts, self._max_ts = math.inf, -math.inf
         return report

@@ -790,3 +790,23 @@ def test_without_logged_importances_a_shift_is_not_ruled_harmless(reference):
     monitor.last_report = WindowReport({"score": 0.0}, 0.0, 100.0, 500)
     harm, level, evidence = monitor.judge(Finding("feature_psi", "data", {"usage_30d": 0.5}, "high"))
     assert harm and level == "medium" and "shift_weighted" not in evidence
+
+
+def test_values_the_model_never_saw_are_harm_whatever_the_overall_loss_says(reference):
+    monitor = DriftMonitor(reference, "1", DriftConfig(), importance=IMPORTANCE)
+    monitor.last_report = WindowReport({"score": 0.01}, 0.0, 100.0, 500, unseen={"plan": 0.12})
+    monitor.last_performance = {"log_loss_ratio": 0.95, "scored_from": 5.0, "pairs": 5000.0}
+    monitor._history.extend((float(t), {"plan": 0.4}) for t in range(10, 100, 10))
+    harm, level, evidence = monitor.judge(Finding("feature_psi", "data", {"plan": 0.5}, "high"))
+    assert harm and level == "high" and evidence["unseen.plan"] == 0.12
+    monitor.last_report = WindowReport({"score": 0.01}, 0.0, 100.0, 500, unseen={"plan": 0.01})
+    assert monitor.judge(Finding("feature_psi", "data", {"plan": 0.5}, "high"))[:2] == (False, "low")
+
+
+def test_a_window_reports_the_share_of_categories_it_never_saw(reference):
+    window = FeatureWindow(reference, every_n=4)
+    base = {name: 1.0 for name in NUMERIC_FEATURES}
+    report = None
+    for plan in ("basic", "flex", "flex", "premium"):
+        report = window.update({**base, "plan": plan}, None, 1.0) or report
+    assert report is not None and report.unseen == {"plan": 0.5}
