@@ -426,7 +426,12 @@ def _java_failure(output: str) -> str:
 
 def _new_cluster_id() -> str:
     """A random 16-byte id in Kafka's form (URL-safe base64, no padding), like ``kafka-storage random-uuid``."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    # Kafka's own tool (kafka-storage random-uuid) never starts an id with "-": its command
+    # line would read such an id as an option.
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def _read_properties(path: Path) -> dict[str, str]:

@@ -200,3 +200,14 @@ def test_maven_failure_names_its_log(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert str(tmp_path / "cache" / "0.0.1" / "mvn.log") in message
     assert "Could not find artifact" in message
     assert not (tmp_path / "cache" / "0.0.1" / "lib").exists()
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
+    """kafka-storage format reads an id starting with "-" as an option and fails ("expected one argument")."""
+    import uuid
+
+    from stream import kafka_cluster
+
+    drawn = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(bytes=bytes(range(16)))])
+    monkeypatch.setattr(kafka_cluster.uuid, "uuid4", lambda: next(drawn))
+    assert kafka_cluster._new_cluster_id() == "AAECAwQFBgcICQoLDA0ODw"
