@@ -64,6 +64,12 @@ Scenarios (from ``onset_day`` on)
 ``concept_flip``
     Autopay stops protecting: its coefficient flips sign, so autopay customers
     churn more. Feature distributions do not change; only the relation does.
+``gradual_surge``
+    ``support_surge`` ramped in: the support-call rate grows linearly from its usual
+    level to four times it over ``GRADUAL_DAYS`` (six weeks).
+``segment_surge``
+    ``support_surge`` confined to one segment: only customers on the ``basic`` plan
+    call four times as often.
 
 >>> sim = Simulator(SimConfig(n_customers=3, days=2, seed=1))
 >>> evs = list(sim.events())
@@ -98,6 +104,8 @@ from stream.features import DAY, MONTH_DAYS, CustomerState, apply, feature_value
 
 __all__ = [
     "SCENARIOS",
+    "SHAPES",
+    "ALL_SCENARIOS",
     "PLAN_PRICES",
     "FLEX_PLAN",
     "Hazard",
@@ -108,6 +116,9 @@ __all__ = [
 ]
 
 SCENARIOS: tuple[str, ...] = ("price_hike", "support_surge", "new_plan", "concept_flip")
+# Drift shapes the detectors were not tuned on, for the replay harness (stream.drift.harness).
+SHAPES: tuple[str, ...] = ("gradual_surge", "segment_surge")
+ALL_SCENARIOS: tuple[str, ...] = SCENARIOS + SHAPES
 
 # --- plans ----------------------------------------------------------------------
 
@@ -141,6 +152,8 @@ SUPPORT_SURGE = 4.0
 FLEX_SIGNUP_SHARE = 0.40
 FLEX_CHANGE_SHARE = 0.50
 NEW_PLAN_CHANGE_BOOST = 3.0
+GRADUAL_DAYS = 42
+SURGE_SEGMENT = "basic"
 
 
 @dataclass(frozen=True)
@@ -227,9 +240,9 @@ class SimConfig:
     id_prefix: str = ""
 
     def __post_init__(self) -> None:
-        if self.scenario is not None and self.scenario not in SCENARIOS:
+        if self.scenario is not None and self.scenario not in ALL_SCENARIOS:
             raise ValueError(
-                f"unknown scenario {self.scenario!r}; allowed: {', '.join(SCENARIOS)} (or None)"
+                f"unknown scenario {self.scenario!r}; allowed: {', '.join(ALL_SCENARIOS)} (or None)"
             )
         if self.n_customers < 0:
             raise ValueError(f"n_customers must be >= 0, got {self.n_customers}")
@@ -506,6 +519,10 @@ class Simulator:
         rate = tr.support[idx] * (1.0 + SUPPORT_WHEN_DISENGAGED * (1.0 - engagement))
         if scenario == "support_surge":
             rate = rate * SUPPORT_SURGE
+        elif scenario == "gradual_surge":
+            rate = rate * (1.0 + (SUPPORT_SURGE - 1.0) * min(1.0, (day - cfg.onset_day) / GRADUAL_DAYS))
+        elif scenario == "segment_surge":
+            rate = rate * np.where(plan == SURGE_SEGMENT, SUPPORT_SURGE, 1.0)
         calls = rng.poisson(rate)
         callers = np.repeat(idx, calls)
         reasons = rng.choice(len(SUPPORT_REASONS), size=callers.size)

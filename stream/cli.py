@@ -109,6 +109,9 @@ def broker(
     data_dir: Annotated[Optional[Path], typer.Option(help="With --engine kafka: keep the brokers' data here across "
                                                           "restarts (default: a temporary folder, removed on "
                                                           "stop).")] = None,
+    kafka_version: Annotated[str, typer.Option(help="With --engine kafka: the Apache Kafka release from Maven "
+                                                    "Central (3.9.1 as in compose; 4.1.1 and 4.4.0 are "
+                                                    "tested too).")] = "3.9.1",
 ) -> None:
     """Run a local broker on loopback and create the topics, until Ctrl-C."""
     import signal
@@ -125,8 +128,8 @@ def broker(
     if engine == "kafka":
         from stream.kafka_cluster import KafkaCluster
 
-        running = KafkaCluster(nodes, data_dir=data_dir, log_dir=settings.data_dir / "logs" / "kafka",
-                               port=port)
+        running = KafkaCluster(nodes, version=kafka_version, data_dir=data_dir,
+                               log_dir=settings.data_dir / "logs" / "kafka", port=port)
         settings = settings.model_copy(update={"topic_replication": max(settings.topic_replication, nodes)})
         what = f"Apache Kafka {running.version}, {nodes} node(s)"
     else:
@@ -307,13 +310,56 @@ def demo(
                                              "Java 17 and Maven).")] = "embedded",
 ) -> None:
     """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
-    from stream.demo import DemoOptions, run_demo
+    from dataclasses import replace
+
+    from stream.demo import ALL, DemoOptions, run_all, run_demo
 
     options = DemoOptions(scenario=scenario, customers=customers, onset_day=onset_day, max_days=max_days,
                           seconds_per_day=seconds_per_day, window_days=window_days,
                           after_swap_events=after_swap_events, timeout_s=timeout, json_path=json_path, engine=engine)
-    options.check()
-    run_demo(_settings(), options, console)
+    if scenario == ALL:
+        replace(options, scenario="none").check()
+        run_all(_settings(), options, console)
+    else:
+        options.check()
+        run_demo(_settings(), options, console)
+
+
+@app.command("drift-replay")
+def drift_replay(
+    seeds: Annotated[int, typer.Option(help="Seeds per stream (each a world of its own).")] = 3,
+    customers: Annotated[int, typer.Option(help="Simulated customers per stream.")] = 3000,
+    stable_events: Annotated[int, typer.Option(help="Stable events after the warm-up, over all seeds.")] = 1_000_000,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the table (Markdown) here.")] = None,
+) -> None:
+    """Replay simulated streams through the drift monitor at the worker's settings: false alarms per million
+    stable events, and each scenario's first alert and delay, per seed."""
+    from stream.drift.harness import Model, measure, table
+    from stream.drift.monitor import DriftConfig
+    from training.config import DEFAULT_CONFIG, load_config
+    from training.dataset import SNAPSHOT, label_array, model_inputs
+    from training.importance import global_importance
+    from training.reference import reference_distributions
+    from training.train import train as fit
+
+    if seeds < 1 or customers < 200 or stable_events < 1:
+        raise ConfigError("--seeds must be >= 1, --customers >= 200 and --stable-events >= 1")
+    settings = _settings()
+    console.print(f"training the bootstrap model ({DEFAULT_CONFIG.name}) to replay against")
+    result = fit(load_config(DEFAULT_CONFIG))
+    events = result.split.train[result.split.train[SNAPSHOT] == "event"]
+    x = model_inputs(events)
+    holdout = result.split.holdout
+    model = Model(lambda frame: result.pipeline.predict_proba(frame)[:, 1],
+                  reference_distributions(x, result.pipeline.predict_proba(x)[:, 1]), dict(result.metrics),
+                  global_importance(result.pipeline, model_inputs(holdout), label_array(holdout)))
+    console.print(f"replaying {seeds} seed(s) of {customers:,} customers: stable streams and every scenario")
+    rows = measure(model, DriftConfig.from_settings(settings), seeds=tuple(range(1, seeds + 1)),
+                   customers=customers, stable_events=stable_events)
+    text = table(rows)
+    console.print(text)
+    if out is not None:
+        out.write_text(text + "\n")
 
 
 @app.command()

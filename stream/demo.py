@@ -64,6 +64,11 @@ EVENTS_PER_CUSTOMER_DAY = 0.74
 
 
 ENGINES = ("embedded", "kafka")
+STABLE = "none"  # no scenario: a stable world, which must end without any alert
+ALL = "all"
+# A stable run lasts as long as a drift run needs to close its loop.
+STABLE_EXTRA_DAYS = 150
+RETRY_COOLDOWN_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,9 @@ class DemoOptions:
         """Raise ``ConfigError`` naming the option to fix."""
         if self.engine not in ENGINES:
             raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
-        if self.scenario not in SCENARIOS:
-            raise ConfigError(f"--scenario must be one of {', '.join(SCENARIOS)}, not {self.scenario!r}")
+        if self.scenario not in (*SCENARIOS, STABLE):
+            raise ConfigError(f"--scenario must be one of {', '.join((*SCENARIOS, STABLE, ALL))}, "
+                              f"not {self.scenario!r}")
         if self.customers < 200:
             raise ConfigError(f"--customers must be at least 200 (drift windows need the traffic), "
                               f"got {self.customers}")
@@ -102,6 +108,15 @@ class DemoOptions:
             raise ConfigError(f"--window-days must be positive, got {self.window_days}")
         if self.timeout_s <= 0 or self.after_swap_events < 1:
             raise ConfigError("--timeout and --after-swap-events must be positive")
+
+    @property
+    def stable(self) -> bool:
+        return self.scenario == STABLE
+
+    @property
+    def days(self) -> int:
+        """Simulated days at most."""
+        return min(self.max_days, self.onset_day + STABLE_EXTRA_DAYS) if self.stable else self.max_days
 
     @property
     def warmup_events(self) -> int:
@@ -251,6 +266,13 @@ class Published:
     day: float = 0.0
     done: bool = False
     error: str = ""
+    by_day: list[int] = field(default_factory=list)  # events sent before the end of each stream day
+
+    def sent_by(self, day: float) -> int:
+        """Events sent before stream day ``day`` ended."""
+        if not self.by_day:
+            return 0
+        return self.by_day[min(max(int(day), 0), len(self.by_day) - 1)]
 
 
 def produce(settings: Settings, config: SimConfig, seconds_per_day: float, stop: threading.Event,
@@ -264,6 +286,10 @@ def produce(settings: Settings, config: SimConfig, seconds_per_day: float, stop:
                 publisher.publish(event)
                 out.sent += 1
                 out.day = (event.ts - config.start).total_seconds() / DAY
+                day = max(0, int(out.day))  # backdated signups come before day 0
+                while len(out.by_day) <= day:
+                    out.by_day.append(out.sent - 1)
+                out.by_day[day] = out.sent
     except Exception as exc:  # noqa: BLE001 - reported by the demo, which then stops
         out.error = f"{type(exc).__name__}: {exc}"
     finally:
@@ -287,6 +313,9 @@ class Story:
     promoted_version: str = ""
     swap_day: float | None = None
     needed_day: float | None = None
+    first_alert_at: float | None = None  # monotonic seconds
+    swap_at: float | None = None
+    outcomes: list[str] = field(default_factory=list)
 
 
 def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, elapsed: float,
@@ -356,7 +385,9 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console,
     print_summary(summary, console)
     problems = summary["problems"]
     if problems:
-        raise ChurnError("the loop did not close: " + "; ".join(problems) + f" (logs in {run_dir})")
+        error = ChurnError("the loop did not close: " + "; ".join(problems) + f" (logs in {run_dir})")
+        error.summary = summary
+        raise error
     return summary
 
 
@@ -398,7 +429,8 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         worker.wait_serving()
 
         jobs = SubprocessLauncher(run_dir, child_env(settings_env(settings)))
-        launcher = RetrainLauncher(settings, jobs, LaunchPolicy(cooldown_s=3600.0),
+        # A rejected job is retried by the next harmful alert after RETRY_COOLDOWN_S, with more matured data.
+        launcher = RetrainLauncher(settings, jobs, LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S),
                                    state_path=run_dir / "launcher-state.json",
                                    learn_since_drift_s=options.timeout_s,
                                    job_args=("--window-days", f"{options.window_days:g}"))
@@ -412,16 +444,18 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         stack.callback(launcher_thread.join, 15)
         stack.callback(launcher_stop.set)  # runs first: the callbacks unwind in reverse
 
-        sim = SimConfig(n_customers=options.customers, days=options.max_days, seed=options.seed,
-                        scenario=options.scenario, onset_day=options.onset_day)
+        sim = SimConfig(n_customers=options.customers, days=options.days, seed=options.seed,
+                        scenario=None if options.stable else options.scenario, onset_day=options.onset_day)
         pub = Published()
         producer = threading.Thread(target=produce, args=(settings, sim, options.seconds_per_day, stop, pub),
                                     name="producer", daemon=True)
         stack.callback(producer.join, 15)
         stack.callback(stop.set)  # runs first: the callbacks unwind in reverse
         producer.start()
-        console.print(f"simulator: {options.customers:,} customers, {options.scenario} from day "
-                      f"{options.onset_day}, {options.seconds_per_day:g}s per day; launcher: one job at a time")
+        world = (f"a stable world for {options.days} days" if options.stable
+                 else f"{options.scenario} from day {options.onset_day}")
+        console.print(f"simulator: {options.customers:,} customers, {world}, {options.seconds_per_day:g}s per day; "
+                      "launcher: one job at a time, on alerts that judge the model hurt")
 
         watcher = Watcher(settings, sim.start.timestamp())
         stack.callback(watcher.close)
@@ -460,6 +494,7 @@ def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horiz
     if seen.alerts and story.first_alert_day is None:
         first = seen.alerts[0]
         story.first_alert_day = watcher.day(first.window_end.timestamp())
+        story.first_alert_at = time.monotonic()
         console.print(f"first drift alert: {first.detector} ({first.kind}, {first.severity}) at stream day "
                       f"{story.first_alert_day:.0f}: {', '.join(f'{k} {v:.2f}' for k, v in first.features.items())}")
     state = launcher.state
@@ -475,8 +510,10 @@ def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horiz
         story.job = (f"run {state.running.run} (pid {state.running.handle}) "
                      + (f"waiting for labels: stream day {seen.score_day:.0f} of {story.needed_day:.0f}"
                         if waiting else "training, gating"))
-    elif state.last_job is not None and not story.outcome:
+    elif state.last_job is not None and len(story.outcomes) < state.launches:
+        story.outcomes.append(state.last_outcome)
         story.outcome = state.last_outcome
+        story.result = {}
         with suppress(OSError, ValueError):
             story.result = json.loads(Path(state.last_job.result_file).read_text())
         auc = ""
@@ -492,6 +529,7 @@ def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horiz
                       f"{promoted[-1].previous_version}); the worker swaps without a restart")
     if story.promoted_version and story.swap_day is None and story.promoted_version in seen.first_day_by_version:
         story.swap_day = seen.first_day_by_version[story.promoted_version]
+        story.swap_at = time.monotonic()
         console.print(f"scores now carry version {story.promoted_version} (from stream day {story.swap_day:.0f})")
 
 
@@ -499,28 +537,18 @@ def summarize(options: DemoOptions, seen: Observed, pub: Published, story: Story
               run_dir: Path) -> dict:
     state = launcher.state
     problems = []
-    if not seen.alerts:
-        problems.append("no drift alert")
-    if state.launches != 1:
-        problems.append(f"{state.launches} retraining jobs launched (expected exactly one)")
-    if state.running is not None:
-        problems.append("the retraining job did not finish in time")
-    elif story.outcome and story.outcome != "promoted":
-        reasons = story.result.get("reasons") or story.result.get("error") or ""
-        problems.append(f"the retraining job ended {story.outcome}: {reasons}")
-    if not story.promoted_version:
-        problems.append("no promotion")
-    elif story.swap_day is None:
-        problems.append(f"no score carries version {story.promoted_version}")
-    elif seen.by_version[story.promoted_version] < options.after_swap_events:
-        problems.append(f"version {story.promoted_version} scored {seen.by_version[story.promoted_version]:,} "
-                        f"events before the stream ended (--after-swap-events {options.after_swap_events:,}); "
-                        "raise --max-days or lower --after-swap-events")
-    if seen.stale_after_swap:
-        problems.append(f"{seen.stale_after_swap} scores by an older version after the swap")
     if len(seen.event_ids) < pub.sent:
         problems.append(f"{pub.sent - len(seen.event_ids)} published events unscored")
+    if options.stable:
+        if seen.alerts:
+            problems.append(f"{len(seen.alerts)} drift alerts on a stable world "
+                            f"({dict(Counter(a.detector for a in seen.alerts))})")
+        if state.launches:
+            problems.append(f"{state.launches} retraining jobs launched on a stable world")
+    else:
+        problems += _loop_problems(options, seen, story, state)
     first_alert = seen.alerts[0] if seen.alerts else None
+    onset_events = pub.sent_by(options.onset_day - 1)
     return {
         "scenario": options.scenario,
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
@@ -535,19 +563,49 @@ def summarize(options: DemoOptions, seen: Observed, pub: Published, story: Story
         "alerts_by_detector": dict(Counter(a.detector for a in seen.alerts)),
         "first_alert": None if first_alert is None else {
             "detector": first_alert.detector, "kind": first_alert.kind, "severity": first_alert.severity,
-            "features": first_alert.features, "stream_day": round(story.first_alert_day or 0.0, 1),
+            "harm": first_alert.harm, "features": first_alert.features, "evidence": first_alert.evidence,
+            "stream_day": round(story.first_alert_day or 0.0, 1),
             "days_after_onset": round((story.first_alert_day or 0.0) - options.onset_day, 1),
+            "events_after_onset": max(0, pub.sent_by(story.first_alert_day or 0.0) - onset_events),
         },
-        "retraining": {"launches": state.launches, "outcome": story.outcome, **story.result},
+        "retraining": {"launches": state.launches, "outcomes": list(story.outcomes), "outcome": story.outcome,
+                       **story.result},
         "bootstrap_version": story.bootstrap_version,
         "promoted_version": story.promoted_version,
         "swap_stream_day": None if story.swap_day is None else round(story.swap_day, 1),
+        "seconds_alert_to_new_scores": (None if story.swap_at is None or story.first_alert_at is None
+                                        else round(story.swap_at - story.first_alert_at, 1)),
         "scores_by_version": dict(seen.by_version),
         "stale_scores_after_swap": seen.stale_after_swap,
         "registry": story.registry,
         "run_dir": str(run_dir),
         "problems": problems,
     }
+
+
+def _loop_problems(options: DemoOptions, seen: Observed, story: Story, state) -> list[str]:
+    """What keeps a drift run's loop from being closed: alert, retraining, promotion, new scores."""
+    problems = []
+    if not seen.alerts:
+        problems.append("no drift alert")
+    if not state.launches:
+        problems.append("no retraining job launched")
+    if state.running is not None and not story.promoted_version:
+        problems.append("the retraining job did not finish in time")
+    elif story.outcome and story.outcome != "promoted" and not story.promoted_version:
+        reasons = story.result.get("reasons") or story.result.get("error") or ""
+        problems.append(f"the retraining job ended {story.outcome}: {reasons}")
+    if not story.promoted_version:
+        problems.append("no promotion")
+    elif story.swap_day is None:
+        problems.append(f"no score carries version {story.promoted_version}")
+    elif seen.by_version[story.promoted_version] < options.after_swap_events:
+        problems.append(f"version {story.promoted_version} scored {seen.by_version[story.promoted_version]:,} "
+                        f"events before the stream ended (--after-swap-events {options.after_swap_events:,}); "
+                        "raise --max-days or lower --after-swap-events")
+    if seen.stale_after_swap:
+        problems.append(f"{seen.stale_after_swap} scores by an older version after the swap")
+    return problems
 
 
 def write_summary(summary: dict, run_dir: Path, json_path: Path | None) -> None:
@@ -583,5 +641,55 @@ def print_summary(summary: dict, console: Console) -> None:
     console.print(t)
     if summary["problems"]:
         console.print("[bold red]not closed:[/] " + "; ".join(summary["problems"]))
+    elif summary["scenario"] == STABLE:
+        console.print(f"[bold green]stable:[/] {summary['stream_days']:.0f} days, 0 drift alerts, no retraining")
     else:
-        console.print("[bold green]loop closed:[/] drift -> alert -> one retraining -> promotion -> new version scoring")
+        console.print("[bold green]loop closed:[/] drift -> alert -> retraining -> promotion -> new version scoring")
+
+
+def run_all(settings: Settings, options: DemoOptions, console: Console) -> list[dict]:
+    """Every scenario, then the stable world, one after another; the table of them. ``ChurnError`` when
+    any row did not close."""
+    from dataclasses import replace
+
+    summaries = []
+    for scenario in (STABLE, *SCENARIOS):
+        console.rule(f"churn demo --scenario {scenario}")
+        json_path = None if options.json_path is None else options.json_path.with_suffix(f".{scenario}.json")
+        try:
+            summaries.append(run_demo(settings, replace(options, scenario=scenario, json_path=json_path), console))
+        except ChurnError as exc:
+            summary = getattr(exc, "summary", None)
+            summaries.append(summary or {"scenario": scenario, "problems": [str(exc)]})
+    console.print(scenario_table(summaries))
+    if options.json_path is not None:
+        options.json_path.parent.mkdir(parents=True, exist_ok=True)
+        options.json_path.write_text(json.dumps(summaries, indent=2, default=str))
+    failed = [s["scenario"] for s in summaries if s.get("problems")]
+    if failed:
+        raise ChurnError(f"the loop did not close for {', '.join(failed)} (the table above says why)")
+    return summaries
+
+
+def scenario_table(summaries: list[dict]) -> Table:
+    """One row per run: first alert, its delay, the retraining, the AUCs, the time to new scores."""
+    t = Table(title="churn demo --scenario all", title_justify="left")
+    for column in ("scenario", "first alert", "kind", "severity", "after onset", "retraining", "AUC old / new",
+                   "alert to new scores", "closed"):
+        t.add_column(column)
+    for s in summaries:
+        first = s.get("first_alert")
+        r = s.get("retraining") or {}
+        auc = ""
+        if r.get("roc_auc") is not None and r.get("production_roc_auc") is not None:
+            auc = f"{r['production_roc_auc']:.3f} / {r['roc_auc']:.3f}"
+        after = "" if first is None or s["scenario"] == STABLE else \
+            f"{first['days_after_onset']:.0f} d, {first['events_after_onset']:,} ev"
+        seconds = s.get("seconds_alert_to_new_scores")
+        closed = "no: " + "; ".join(s["problems"]) if s.get("problems") else \
+            ("yes, 0 alerts" if s["scenario"] == STABLE else "yes")
+        t.add_row(s["scenario"], "-" if first is None else first["detector"], "" if first is None else first["kind"],
+                  "" if first is None else f"{first['severity']}{', harm' if first['harm'] else ''}", after,
+                  " → ".join(r.get("outcomes") or []) or ("-" if "launches" in r else ""), auc,
+                  "" if seconds is None else f"{seconds:.0f} s", closed)
+    return t

@@ -71,7 +71,9 @@ def test_drift_alerts_launch_one_retraining_whose_promotion_every_later_score_ca
     assert summary["retraining"]["launches"] == 1 and summary["promoted_version"] == new
     assert registry.version_for_alias(client, settings.model_name, "production") == new
     assert events[0].checksum == client.get_model_version(settings.model_name, new).tags[registry.CHECKSUM_TAG]
-    assert runs[0].data.tags["alert_id"] == alerts[0].alert_id
+    # The launcher retrains on harm: the job answers the first alert that judged the model hurt.
+    assert runs[0].data.tags["alert_id"] == next(a for a in alerts if a.harm).alert_id
+    assert events[0].evidence["candidate_roc_auc"] == pytest.approx(summary["retraining"]["roc_auc"])
 
     # Every published event scored exactly once; per partition the version changes once, for good.
     published = {orjson.loads(r.value)["event_id"] for r in read_all(kafka_bootstrap, settings.topic("account-events"))}
