@@ -95,13 +95,15 @@ def broker_tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         return
     from stream.kafka_cluster import DEFAULT_KAFKA_VERSION, QUICK_START_JVM_OPTS, KafkaCluster
 
+    # CHURN_TEST_KAFKA_VERSION runs the tier on another release (the compose file's by default).
+    version = os.environ.get("CHURN_TEST_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
     try:
-        cluster = KafkaCluster(1, log_dir=tmp_path_factory.mktemp("kafka"), jvm_opts=QUICK_START_JVM_OPTS).start()
+        cluster = KafkaCluster(1, version=version, log_dir=tmp_path_factory.mktemp("kafka"),
+                               jvm_opts=QUICK_START_JVM_OPTS).start()
     except BrokerError as exc:
         missing_tier(name, str(exc))
     try:
-        outcome.broker = (f"Apache Kafka {DEFAULT_KAFKA_VERSION} from Maven Central (KRaft, one node) on "
-                          f"{cluster.bootstrap}")
+        outcome.broker = f"Apache Kafka {version} from Maven Central (KRaft, one node) on {cluster.bootstrap}"
         yield cluster.bootstrap
     finally:
         cluster.stop()
