@@ -436,11 +436,14 @@ def create_app(
         # The worker owns each customer's partition, so it sees the closes itself, in order with the
         # scores: a score never matures before the labels up to its horizon are in (the labels agent
         # may lag the scores by days of event time when a backlog is drained). Labels are idempotent.
+        home = featurizer.home
         for customer_id, closed_ts in closes:
-            monitor.label(customer_id, closed_ts)
+            monitor.label(customer_id, closed_ts, home(customer_id.encode()))
         if not scored.probabilities:
             return
-        alerts = monitor.observe(scored.rows, scored.probabilities, scored.event_s)
+        # Each customer's scores mature against the clock of the partition its state lives on.
+        homes = [home(str(row.get("customer_id", "")).encode()) for row in scored.rows]
+        alerts = monitor.observe(scored.rows, scored.probabilities, scored.event_s, homes)
         if monitor.last_report is not None:
             for name, value in monitor.last_report.psi.items():
                 metrics.psi.labels(name).set(value)
@@ -467,7 +470,8 @@ def create_app(
                 continue
             monitor = drift_monitor()
             if monitor is not None:
-                monitor.label(label.customer_id, label.closed_at.timestamp())
+                monitor.label(label.customer_id, label.closed_at.timestamp(),
+                              featurizer.home(label.customer_id.encode()))
 
     @app.timer(settings.silence_check_s)
     async def silence():

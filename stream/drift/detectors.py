@@ -501,19 +501,27 @@ class ConceptDriftMonitor:
         self.late = 0
         self.dropped = 0
         self.pending = 0
-        self.watermark = -math.inf
+        # Event time up to which each partition's scores and labels are in. A worker drains its
+        # partitions unevenly (a backlog, a takeover): one partition's clock says nothing about
+        # another's labels, so each matures against its own.
+        self.watermarks: dict[int, float] = {}
         self.changes = 0  # times the detector flagged a rise in excess loss
         self._pending: dict[str, deque[_Pending]] = {}
-        self._due: list[tuple[float, int, str, _Pending]] = []
+        self._due: dict[int, list[tuple[float, int, str, _Pending]]] = {}
         self._stale = 0
         self._seq = itertools.count()
         self._closes: dict[str, list[float]] = {}
         self._close_heap: list[tuple[float, str]] = []
         self._changed = False
 
-    def add_score(self, customer_id: str, event_ts: float, probability: float) -> None:
-        """Hold a score until it matures."""
-        if event_ts + self.horizon_s <= self.watermark:
+    @property
+    def watermark(self) -> float:
+        """The greatest event time any partition has reached."""
+        return max(self.watermarks.values(), default=-math.inf)
+
+    def add_score(self, customer_id: str, event_ts: float, probability: float, partition: int = 0) -> None:
+        """Hold a score of a customer of ``partition`` until it matures."""
+        if event_ts + self.horizon_s <= self.watermarks.get(partition, -math.inf):
             self.late += 1
             return
         queue = self._pending.setdefault(customer_id, deque())
@@ -525,15 +533,19 @@ class ConceptDriftMonitor:
         item = _Pending(event_ts, probability)
         queue.append(item)
         self.pending += 1
-        heapq.heappush(self._due, (event_ts + self.horizon_s, next(self._seq), customer_id, item))
-        if self._stale > 1024 and self._stale * 2 > len(self._due):
-            self._due = [entry for entry in self._due if entry[3].alive]
-            heapq.heapify(self._due)
+        due = self._due.get(partition)
+        if due is None:
+            due = self._due[partition] = []
+        heapq.heappush(due, (event_ts + self.horizon_s, next(self._seq), customer_id, item))
+        if self._stale > 1024 and self._stale * 2 > sum(len(d) for d in self._due.values()):
+            for heap in self._due.values():
+                heap[:] = [entry for entry in heap if entry[3].alive]
+                heapq.heapify(heap)
             self._stale = 0
 
-    def add_label(self, customer_id: str, closed_ts: float) -> None:
-        """Record that the customer closed the account at ``closed_ts``."""
-        if closed_ts <= self.watermark - self.horizon_s:
+    def add_label(self, customer_id: str, closed_ts: float, partition: int = 0) -> None:
+        """Record that the customer (of ``partition``) closed the account at ``closed_ts``."""
+        if closed_ts <= self.watermarks.get(partition, -math.inf) - self.horizon_s:
             return
         closes = self._closes.setdefault(customer_id, [])
         if closed_ts not in closes:
@@ -542,15 +554,27 @@ class ConceptDriftMonitor:
             if len(closes) > self.MAX_CLOSES:
                 del closes[0]
 
-    def advance(self, now_ts: float) -> list[tuple[float, int]]:
-        """Mature every score due by ``now_ts``; return the ``(probability, label)`` pairs.
+    def advance(self, now_ts: float, partition: int | None = None) -> list[tuple[float, int]]:
+        """Mature every score of ``partition`` (of every partition when None) due by ``now_ts``;
+        return the ``(probability, label)`` pairs.
 
         The pairs also feed the rolling window and the detector.
         """
-        self.watermark = max(self.watermark, now_ts)
+        parts = list(self._due) if partition is None else [partition]
         matured: list[tuple[float, int]] = []
-        while self._due and self._due[0][0] <= now_ts:
-            _, _, customer_id, item = heapq.heappop(self._due)
+        for part in parts:
+            self.watermarks[part] = max(self.watermarks.get(part, -math.inf), now_ts)
+            matured += self._mature(self._due.get(part, []), now_ts)
+        if partition is None:
+            self.watermarks = {p: max(c, now_ts) for p, c in self.watermarks.items()} or {0: now_ts}
+        # A close is needed until every partition's scores before it have matured.
+        self._forget_closes(min(self.watermarks.values()) - self.horizon_s)
+        return matured
+
+    def _mature(self, due: list, now_ts: float) -> list[tuple[float, int]]:
+        matured: list[tuple[float, int]] = []
+        while due and due[0][0] <= now_ts:
+            _, _, customer_id, item = heapq.heappop(due)
             if not item.alive:
                 self._stale -= 1
                 continue
@@ -562,7 +586,6 @@ class ConceptDriftMonitor:
             label = int(self._closed_within(customer_id, item.event_ts))
             matured.append((item.probability, label))
             self._observe(item.probability, label, item.event_ts)
-        self._forget_closes(self.watermark - self.horizon_s)
         return matured
 
     def take_change(self) -> bool:

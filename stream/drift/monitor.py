@@ -143,19 +143,23 @@ class DriftMonitor:
         self._score_cooldown_until = -math.inf
         self._concept_cooldown = Cooldown(config.cooldown_s)
         self._next_check = config.concept_check_pairs
+        self._batch_clocks: dict[int, float] = {}
         # Recent windows' PSI by their end (event time): what the scores behind matured labels saw.
         self._history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY_WINDOWS)
 
-    def observe(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float]) -> list[DriftAlert]:
-        """A scored batch: feature rows, their probabilities and event times (epoch s)."""
-        alerts, fired = self._take(rows, probabilities, event_ts)
+    def observe(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float],
+                partitions: Sequence[int] | None = None) -> list[DriftAlert]:
+        """A scored batch: feature rows, their probabilities, event times (epoch s) and the partition each
+        customer's state lives on (all 0 when not given): scores mature against their partition's clock."""
+        alerts, fired = self._take(rows, probabilities, event_ts, partitions)
         if fired and self._score_shifted() and self.clock >= self._score_cooldown_until:
             self._score_cooldown_until = self.clock + self.config.cooldown_s
             stats = {"score_psi": self.last_report.psi.get("score", 0.0)}
             start = self.last_report.start_ts
             alerts.extend(self._alerts([Finding("+".join(sorted(fired)), "prediction", stats,
                                                 severity(stats["score_psi"]))], start, self.clock))
-        self.concept.advance(self.clock)
+        for partition, clock in self._batch_clocks.items():
+            self.concept.advance(clock, partition)
         changed = self.concept.take_change()
         if self.concept.matured >= self._next_check or (changed and self.concept.pairs):
             self._next_check = self.concept.matured + self.config.concept_check_pairs
@@ -182,8 +186,8 @@ class DriftMonitor:
         finding = Finding(CONCEPT_DETECTOR, "concept", stats, level)
         return self._alerts([finding], performance["scored_from"], self.clock)
 
-    def _take(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float]
-              ) -> tuple[list[DriftAlert], set[str]]:
+    def _take(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float],
+              partitions: Sequence[int] | None = None) -> tuple[list[DriftAlert], set[str]]:
         """Feed a batch's vectors to the windows and detectors: the data alerts of the windows it
         closes, and the score detectors that flagged a change.
 
@@ -194,10 +198,15 @@ class DriftMonitor:
         fired: set[str] = set()
         if len(event_ts):
             self.clock = max(self.clock, max(event_ts))
+        clocks = self._batch_clocks = {}
+        for part, ts in zip(partitions if partitions is not None else [0] * len(event_ts), event_ts):
+            if ts > clocks.get(part, -math.inf):
+                clocks[part] = ts
         # Histories are still filling (windows of 30-90 days): not yet comparable to training.
         skip = min(len(rows), max(0, self.config.warmup_events - self._seen))
         self._seen += skip
         rows, probabilities, event_ts = rows[skip:], probabilities[skip:], event_ts[skip:]
+        parts = partitions[skip:] if partitions is not None else [0] * len(rows)
         for _, report in self.window.update_many(rows, probabilities, event_ts):
             self.last_report = report
             self._history.append((report.end_ts, report.psi))
@@ -207,13 +216,13 @@ class DriftMonitor:
         fired.update(self.scores.update_many(probabilities[(-self._seen - 1) % sample::sample]))
         self._seen += len(rows)
         add_score = self.concept.add_score
-        for row, p, ts in zip(rows, probabilities, event_ts):
-            add_score(str(row.get("customer_id", "")), ts, p)
+        for row, p, ts, part in zip(rows, probabilities, event_ts, parts):
+            add_score(str(row.get("customer_id", "")), ts, p, part)
         return alerts, fired
 
-    def label(self, customer_id: str, closed_ts: float) -> None:
-        """Ground truth: the customer closed the account at ``closed_ts``."""
-        self.concept.add_label(customer_id, closed_ts)
+    def label(self, customer_id: str, closed_ts: float, partition: int = 0) -> None:
+        """Ground truth: the customer (of ``partition``) closed the account at ``closed_ts``."""
+        self.concept.add_label(customer_id, closed_ts, partition)
 
     def _score_shifted(self) -> bool:
         return self.last_report is not None and self.last_report.psi.get("score", 0.0) >= PSI_THRESHOLDS["moderate"]

@@ -242,8 +242,9 @@ def test_the_monitor_fed_in_batches_alerts_as_fed_one_vector_at_a_time(reference
     class OneByOne(DriftMonitor):
         """The monitor taking a batch's vectors one at a time, as it did before windows took batches."""
 
-        def _take(self, rows, probabilities, event_ts):
+        def _take(self, rows, probabilities, event_ts, partitions=None):
             alerts, fired = [], set()
+            self._batch_clocks = {0: max(event_ts)} if len(event_ts) else {}
             for row, p, ts in zip(rows, probabilities, event_ts):
                 self.clock = max(self.clock, ts)
                 if self._seen < self.config.warmup_events:
@@ -566,7 +567,7 @@ def test_concept_monitor_memory_is_bounded():
         m.add_label("a", 5.0 + t)
     assert len(m._closes["a"]) == ConceptDriftMonitor.MAX_CLOSES
     assert [p for p, _ in m.advance(200.0)] == [0.5] * 4
-    assert m.pending == 0 and not m._pending and not m._closes and not m._due
+    assert m.pending == 0 and not m._pending and not m._closes and not any(m._due.values())
     m.add_score("a", 50.0, 0.5)  # already mature against the watermark: dropped as late
     assert m.late == 1 and m.pending == 0
 
@@ -810,3 +811,18 @@ def test_a_window_reports_the_share_of_categories_it_never_saw(reference):
     for plan in ("basic", "flex", "flex", "premium"):
         report = window.update({**base, "plan": plan}, None, 1.0) or report
     assert report is not None and report.unseen == {"plan": 0.5}
+
+
+def test_each_partition_matures_against_its_own_clock():
+    """A worker drains its partitions unevenly: partition 1 far ahead says nothing of partition 0's labels."""
+    m = ConceptDriftMonitor(horizon_s=H, window=100)
+    m.add_score("slow", 0.0, 0.8, partition=0)
+    m.add_score("fast", 0.0, 0.2, partition=1)
+    assert m.advance(500.0, partition=1) == [(0.2, 0)]
+    # Partition 0's clock is still at 0: its score waits for its label, and its late scores are kept.
+    m.add_score("slow2", 10.0, 0.5, partition=0)
+    assert m.late == 0 and m.pending == 2
+    m.add_label("slow", 60.0, partition=0)
+    assert sorted(m.advance(110.0, partition=0)) == [(0.5, 0), (0.8, 1)]
+    m.add_score("fast2", 300.0, 0.4, partition=1)  # mature already against partition 1's clock
+    assert m.late == 1
