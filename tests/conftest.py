@@ -144,7 +144,7 @@ def _tier_of(item: pytest.Item) -> str | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A test marked ``tiers(...)`` runs on those tiers only. Under xdist (``make test`` runs two processes),
     each broker tier's tests go to one process: one broker per tier, and the tiers run side by side. Tests
-    that start Apache Kafka themselves go with the Kafka tier."""
+    that start Apache Kafka themselves go with the embedded tier, whose process has less to do."""
     kept, deselected = [], []
     for item in items:
         only = item.get_closest_marker("tiers")
@@ -158,12 +158,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = kept
     for item in items:
         tier_name = _tier_of(item)
-        if tier_name is None and item.get_closest_marker("integration") is not None:
-            kafka = "kafka" in item.nodeid or item.get_closest_marker("broker_faults") is not None
-            tier_name = "kafka" if kafka else "embedded"
         if tier_name is not None:
-            group = "embedded" if tier_name == "embedded" else "kafka"
-            item.add_marker(pytest.mark.xdist_group(group))
+            item.add_marker(pytest.mark.xdist_group("embedded" if tier_name == "embedded" else "kafka"))
+        elif item.get_closest_marker("integration") is not None:
+            # Tests that start Apache Kafka clusters of their own (three nodes, other versions) go beside the
+            # embedded tier: the Kafka tier's process is the longer one.
+            item.add_marker(pytest.mark.xdist_group("embedded"))
 
 
 @pytest.hookimpl(hookwrapper=True)
