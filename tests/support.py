@@ -49,7 +49,7 @@ def worker_env(base: dict[str, str], **over: str) -> dict[str, str]:
     return child_env({**base, **over})
 
 
-def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
+def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]], flush_s: float = 60.0) -> int:
     producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
                          "enable.idempotence": True, "linger.ms": 5})
     n = 0
@@ -63,8 +63,8 @@ def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, b
         n += 1
         if n % 5000 == 0:
             producer.poll(0)
-    remaining = producer.flush(60)
-    assert remaining == 0, f"{remaining} messages not delivered"
+    remaining = producer.flush(flush_s)
+    assert remaining == 0, f"{remaining} messages not delivered within {flush_s:.0f}s"
     return n
 
 

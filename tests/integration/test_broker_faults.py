@@ -135,8 +135,9 @@ def test_a_rolling_restart_of_all_three_brokers_while_the_stream_runs(kafka_trio
     def paced_producer() -> None:
         try:
             for i in range(0, len(events), 500):  # a slice every 0.25 s: the stream runs through the restarts
+                # A slice produced while a broker restarts waits for the new leaders' elections.
                 produce(kafka_trio.bootstrap, topic, [(e.customer_id.encode(), dump_event(e))
-                                                      for e in events[i:i + 500]])
+                                                      for e in events[i:i + 500]], flush_s=180)
                 time.sleep(0.25)
         except BaseException as exc:  # noqa: BLE001 - reported by the test below
             failure.append(exc)
