@@ -632,7 +632,9 @@ class ConceptDriftMonitor:
             "mean_probability": float(p.mean()),
             "roc_auc": roc_auc(p, y),
             "roc_auc_expected": expected_auc(p),
-            "scored_from": self.pair_ts[0],
+            "scored_from": min(self.pair_ts),
+            # The event time at which the newest of these labels was known: its score's plus the horizon.
+            "known_at": max(self.pair_ts) + self.horizon_s,
         }
         return out
 

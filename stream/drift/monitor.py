@@ -108,6 +108,7 @@ class DriftConfig:
 
 
 CONCEPT_DETECTOR = "concept_log_loss"
+TIMES = ("scored_from", "known_at")  # event times in a performance summary, not statistics
 HISTORY_WINDOWS = 512
 
 
@@ -177,14 +178,16 @@ class DriftMonitor:
         if not breached or not self._concept_cooldown.ready(self.clock):
             return []
         self._concept_cooldown.fire(self.clock)
-        stats = {k: v for k, v in performance.items() if k != "scored_from"}
+        stats = {k: v for k, v in performance.items() if k not in TIMES}
         for name in ("roc_auc", "log_loss"):
             if name in self.baseline:
                 stats[f"holdout_{name}"] = self.baseline[name]
         stats["detector_changes"] = float(self.concept.changes)
         level: Severity = "high" if ratio >= 1 + 2 * config.concept_loss_rise else "medium"
         finding = Finding(CONCEPT_DETECTOR, "concept", stats, level)
-        return self._alerts([finding], performance["scored_from"], self.clock)
+        # The window judged: from its oldest score to when its newest label was known (a partition drained
+        # ahead of the others moves the worker's clock, not this).
+        return self._alerts([finding], performance["scored_from"], min(performance["known_at"], self.clock))
 
     def _take(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float],
               partitions: Sequence[int] | None = None) -> tuple[list[DriftAlert], set[str]]:
@@ -252,7 +255,7 @@ class DriftMonitor:
             return True, ("high" if max(blind.values()) >= 2 * config.harm_unseen else "medium"), evidence
         measured = self.last_performance
         if measured and shifted and self._labels_cover(shifted, measured):
-            evidence.update({k: v for k, v in measured.items() if k != "scored_from"})
+            evidence.update({k: v for k, v in measured.items() if k not in TIMES})
             if measured["log_loss_ratio"] >= 1 + config.concept_loss_rise:
                 return True, "high", evidence
             return False, "low", evidence  # the model extrapolates over this shift correctly
