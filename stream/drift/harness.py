@@ -11,7 +11,7 @@ over several seeds, each in a process of its own:
   first alert after the onset or ``max_days_after`` days: the alert's kind, detector,
   harm and its delay after the onset in days and events.
 
-``churn drift-replay`` prints the table; ``docs/operations.md`` keeps it.
+``churn drift-replay`` prints the table (``--out`` writes it as Markdown).
 """
 
 from __future__ import annotations
