@@ -71,7 +71,13 @@ def _kafka_container():  # type: ignore[no-untyped-def]
     return KafkaContainer().with_kraft()
 
 
-@pytest.fixture(scope="session", params=session_tiers())
+# Under xdist (make test runs two processes, --dist loadgroup) each tier's tests go to one process: one broker
+# per tier, the tiers side by side. A mark on a fixture param reaches every test using it at collection, before
+# xdist reads the groups (a mark added later, in a collection hook, came too late and was ignored).
+@pytest.fixture(scope="session", params=[
+    pytest.param(name, id=name, marks=pytest.mark.xdist_group("embedded" if name == "embedded" else "kafka"))
+    for name in session_tiers()
+])
 def broker_tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The session's broker of one tier (``request.param``): its ``host:port``."""
     name = request.param
@@ -142,9 +148,7 @@ def _tier_of(item: pytest.Item) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """A test marked ``tiers(...)`` runs on those tiers only. Under xdist (``make test`` runs two processes),
-    each broker tier's tests go to one process: one broker per tier, and the tiers run side by side. Tests
-    that start Apache Kafka themselves go with the embedded tier, whose process has less to do."""
+    """A test marked ``tiers(...)`` runs on those tiers only."""
     kept, deselected = [], []
     for item in items:
         only = item.get_closest_marker("tiers")
@@ -156,14 +160,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = kept
-    for item in items:
-        tier_name = _tier_of(item)
-        if tier_name is not None:
-            item.add_marker(pytest.mark.xdist_group("embedded" if tier_name == "embedded" else "kafka"))
-        elif item.get_closest_marker("integration") is not None:
-            # Tests that start Apache Kafka clusters of their own (three nodes, other versions) go beside the
-            # embedded tier: the Kafka tier's process is the longer one.
-            item.add_marker(pytest.mark.xdist_group("embedded"))
 
 
 @pytest.hookimpl(hookwrapper=True)

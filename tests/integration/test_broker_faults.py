@@ -34,7 +34,8 @@ from support import (
 from schemas.events import dump_event
 from stream.features import CustomerState, apply, feature_values
 
-pytestmark = [pytest.mark.integration, pytest.mark.broker_faults]
+# Clusters of its own: beside the embedded tier, whose process has less to do (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.broker_faults, pytest.mark.xdist_group("embedded")]
 
 
 @pytest.fixture

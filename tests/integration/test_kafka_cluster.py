@@ -43,7 +43,8 @@ from stream.kafka_cluster import (
 )
 from support import wait_for
 
-pytestmark = pytest.mark.integration
+# Clusters of its own: beside the embedded tier, whose process has less to do (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("embedded")]
 
 KAFKA_4X = [v.strip() for v in os.environ.get("CHURN_TEST_KAFKA_4X", "4.4.0").split(",") if v.strip()]
 VERSIONS = [DEFAULT_KAFKA_VERSION, *KAFKA_4X]
