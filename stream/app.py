@@ -366,7 +366,7 @@ def create_app(
                 metrics.batch_wait_ms.observe(max(0.0, began * 1000.0 - min(m.timestamp_ms for m in inbound)))
                 result = featurizer.process(inbound, load_state)
                 scored = scorer.score(result.scorable, model)
-                await observe_drift(scored, result.closes)
+                await observe_drift(scored, result)
                 sent = producer().submit(outbound(result.out + scored.out), offsets=False)
                 seq += 1
                 for key, state in result.dirty.items():
@@ -429,7 +429,7 @@ def create_app(
             drift_state["matured"] = 0
         return monitor
 
-    async def observe_drift(scored, closes) -> None:
+    async def observe_drift(scored, batch) -> None:
         monitor = drift_monitor()
         if monitor is None:
             return
@@ -437,12 +437,13 @@ def create_app(
         # scores: a score never matures before the labels up to its horizon are in (the labels agent
         # may lag the scores by days of event time when a backlog is drained). Labels are idempotent.
         home = featurizer.home
-        for customer_id, closed_ts in closes:
+        for customer_id, closed_ts in batch.closes:
             monitor.label(customer_id, closed_ts, home(customer_id.encode()))
         if not scored.probabilities:
             return
-        # Each customer's scores mature against the clock of the partition its state lives on.
-        homes = [home(str(row.get("customer_id", "")).encode()) for row in scored.rows]
+        # Each customer's scores mature against the clock of the partition its state lives on (the
+        # featurizer has just asked for each key's home: the memo answers).
+        homes = [home(item.key) for item in batch.scorable]
         alerts = monitor.observe(scored.rows, scored.probabilities, scored.event_s, homes)
         if monitor.last_report is not None:
             for name, value in monitor.last_report.psi.items():
@@ -451,6 +452,8 @@ def create_app(
         if matured:
             drift_state["matured"] = monitor.concept.matured
             metrics.matured_pairs.labels(monitor.model_version).inc(matured)
+        if monitor.last_performance is not drift_state.get("performance"):  # a concept check measured anew
+            drift_state["performance"] = monitor.last_performance
             for name in LIVE_METRICS:
                 value = monitor.last_performance.get(name)
                 if value is not None and math.isfinite(value):

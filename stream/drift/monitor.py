@@ -33,16 +33,16 @@ Every alert says whether the serving model is hurt (``harm``) and why (``evidenc
 A concept alert is harm. So is a shift that brings categorical values the model never
 saw in training, once they are ``harm_unseen`` of a window (an unseen plan encodes as
 no plan: the model has learnt nothing about it, whatever the loss over all customers
-says); high from twice that share. A data or prediction alert is judged on matured labels when
-there are labels of scores made under at least half of the shift seen now (a slow
-drift, such as a population ageing, has them; a sudden one does not for a horizon):
-a loss ratio of at least ``1 + concept_loss_rise`` is harm (high), below it the model
-extrapolates over the shift correctly (low). Otherwise the expected effect decides:
-harm when the scores moved (score PSI at least moderate) or the importance-weighted
-PSI (each moved feature's PSI, capped at 2, times its share of the model's ranking,
-from the version's logged importances) is at least ``harm_shift``; high when the
-score PSI is major, medium otherwise. A shift in features the model barely uses that
-leaves the scores in place is low.
+says); high from twice that share. A data or prediction alert is judged on matured
+labels when there are labels of scores made under at least half of the shift seen now
+(a slow drift, such as a population ageing, has them; a sudden one does not for a
+horizon): a loss ratio of at least ``1 + concept_loss_rise`` is harm (high), below it
+the model extrapolates over the shift correctly (low). Otherwise the expected effect
+decides: harm when the scores moved (score PSI at least moderate) or the
+importance-weighted PSI (each moved feature's PSI, capped at 2, times its share of the
+model's ranking, from the version's logged importances) is at least ``harm_shift``;
+high when the score PSI is major, medium otherwise. A shift in features the model
+barely uses that leaves the scores in place is low.
 
 A stream that starts from nothing has empty per-customer histories for its first
 weeks, which look nothing like training data: ``warmup_events`` skips them.
