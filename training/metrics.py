@@ -15,6 +15,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from stream.drift.detectors import mean_expected_log_loss
+
 
 def heuristic_score(frame: pd.DataFrame) -> np.ndarray:
     """A hand-written risk rule, the baseline any model must beat.
@@ -57,16 +59,10 @@ def classification_metrics(
         "brier": float(brier_score_loss(y, p)),
         "log_loss": float(log_loss(y, np.clip(p, 1e-6, 1 - 1e-6), labels=[0, 1])),
         # What the scores promise if calibrated: the workers compare live log loss with it.
-        "expected_log_loss": expected_log_loss(p),
+        "expected_log_loss": mean_expected_log_loss(p),
         "base_rate": float(y.mean()),
         "threshold": threshold,
     }
-
-
-def expected_log_loss(p: np.ndarray) -> float:
-    """Mean entropy of Bernoulli(p): the log loss calibrated scores ``p`` expect."""
-    c = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
-    return float(-(c * np.log(c) + (1 - c) * np.log1p(-c)).mean())
 
 
 def auc_or_nan(y: np.ndarray, score: np.ndarray) -> float:

@@ -409,6 +409,12 @@ def expected_log_loss(probability: float, eps: float = 1e-6) -> float:
     return -(p * math.log(p) + (1 - p) * math.log1p(-p))
 
 
+def mean_expected_log_loss(probabilities: np.ndarray, eps: float = 1e-6) -> float:
+    """:func:`expected_log_loss` averaged over many scores, in one NumPy pass."""
+    p = np.clip(np.asarray(probabilities, dtype=float), eps, 1 - eps)
+    return float(-(p * np.log(p) + (1 - p) * np.log1p(-p)).mean())
+
+
 def expected_auc(probabilities: np.ndarray) -> float:
     """The ROC AUC these scores would reach if each label were drawn with its score's probability.
 
@@ -620,7 +626,7 @@ class ConceptDriftMonitor:
         y = np.fromiter((b for _, b in self.pairs), float, len(self.pairs))
         clipped = np.clip(p, 1e-6, 1 - 1e-6)
         loss = float(-(y * np.log(clipped) + (1 - y) * np.log1p(-clipped)).mean())
-        expected = float(-(clipped * np.log(clipped) + (1 - clipped) * np.log1p(-clipped)).mean())
+        expected = mean_expected_log_loss(p)
         out = {
             "pairs": float(len(p)),
             "log_loss": loss,
