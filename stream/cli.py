@@ -275,8 +275,9 @@ def bench(
                       f"{1e6 / s['worker_cpu_us_per_event']:,.0f} events per CPU-second)")
     cpu = s["cpu_us_per_event"]
     if cpu["paced_worker_us"] > 0 and cpu["paced_broker_us"] > 0:
-        console.print(f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; in the paced "
-                      f"phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's {cpu['paced_worker_us']:,.1f} µs")
+        console.print(f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; "
+                      f"in the paced phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's "
+                      f"{cpu['paced_worker_us']:,.1f} µs")
     sizes = doc["state_bytes"]
     pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
     console.print(f"producers' partitioner {s['partitioner']}: {s['rerouted']:,.0f} events re-published to their "

@@ -366,6 +366,16 @@ def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, e
 def run_demo(settings: Settings, options: DemoOptions, console: Console,
              on_progress: Callable[[Observed, Story], None] | None = None) -> dict:
     """Run the demo; returns the summary (also written as JSON). ``ChurnError`` when the loop did not close."""
+    summary = demo_summary(settings, options, console, on_progress)
+    if summary["problems"]:
+        raise ChurnError("the loop did not close: " + "; ".join(summary["problems"])
+                         + f" (logs in {summary['run_dir']})")
+    return summary
+
+
+def demo_summary(settings: Settings, options: DemoOptions, console: Console,
+                 on_progress: Callable[[Observed, Story], None] | None = None) -> dict:
+    """Run the demo; the summary, written as JSON and printed, with what kept the loop open in ``problems``."""
     options.check()
     settings = demo_settings(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -383,11 +393,6 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console,
         raise SystemExit(130) from None
     write_summary(summary, run_dir, options.json_path)
     print_summary(summary, console)
-    problems = summary["problems"]
-    if problems:
-        error = ChurnError("the loop did not close: " + "; ".join(problems) + f" (logs in {run_dir})")
-        error.summary = summary
-        raise error
     return summary
 
 
@@ -648,7 +653,7 @@ def print_summary(summary: dict, console: Console) -> None:
 
 
 def run_all(settings: Settings, options: DemoOptions, console: Console) -> list[dict]:
-    """Every scenario, then the stable world, one after another; the table of them. ``ChurnError`` when
+    """The stable world, then every scenario, one after another; the table of them. ``ChurnError`` when
     any row did not close."""
     from dataclasses import replace
 
@@ -657,10 +662,10 @@ def run_all(settings: Settings, options: DemoOptions, console: Console) -> list[
         console.rule(f"churn demo --scenario {scenario}")
         json_path = None if options.json_path is None else options.json_path.with_suffix(f".{scenario}.json")
         try:
-            summaries.append(run_demo(settings, replace(options, scenario=scenario, json_path=json_path), console))
-        except ChurnError as exc:
-            summary = getattr(exc, "summary", None)
-            summaries.append(summary or {"scenario": scenario, "problems": [str(exc)]})
+            summaries.append(demo_summary(settings, replace(options, scenario=scenario, json_path=json_path),
+                                          console))
+        except ChurnError as exc:  # the run itself failed (a broker, the simulator): no summary, a row all the same
+            summaries.append({"scenario": scenario, "problems": [str(exc)]})
     console.print(scenario_table(summaries))
     if options.json_path is not None:
         options.json_path.parent.mkdir(parents=True, exist_ok=True)

@@ -776,7 +776,8 @@ def test_labels_matured_under_the_shift_decide(reference):
     harm, level, evidence = judged(reference, {"tenure_months": 0.3}, score_psi=0.2, measured=holds, history=history)
     assert (harm, level) == (False, "low") and evidence["log_loss_ratio"] == 1.02
     hurt = dict(holds, log_loss_ratio=1.6)
-    assert judged(reference, {"tenure_months": 0.3}, score_psi=0.2, measured=hurt, history=history)[:2] == (True, "high")
+    verdict = judged(reference, {"tenure_months": 0.3}, score_psi=0.2, measured=hurt, history=history)
+    assert verdict[:2] == (True, "high")
 
 
 def test_labels_from_before_a_sudden_shift_say_nothing_about_it(reference):
