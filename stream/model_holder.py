@@ -111,7 +111,9 @@ class RegistrySource:
         reference = self._run_json(mv.run_id, "reference/reference.json", "reference distributions", version)
         # Versions registered before importances were logged have none: their drift alerts judge harm
         # without them.
-        importance = self._run_json(mv.run_id, "importance/importance.json", "feature importances", version)
+        from training.importance import IMPORTANCE_ARTIFACT
+
+        importance = self._run_json(mv.run_id, IMPORTANCE_ARTIFACT, "feature importances", version)
         metrics: dict = {}
         if mv.run_id:
             try:

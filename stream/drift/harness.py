@@ -19,7 +19,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from producers.simulator import ALL_SCENARIOS, SimConfig, Simulator
 from stream.drift.monitor import DriftConfig, DriftMonitor
@@ -82,7 +82,7 @@ def measure(model: Model, config: DriftConfig, seeds: Sequence[int] = (1, 2, 3),
     global _MODEL
     per_day = customers * EVENTS_PER_CUSTOMER_DAY
     warmup_events = int(per_day * WARMUP_DAYS)
-    config = DriftConfig(**{**config.__dict__, "warmup_events": warmup_events})
+    config = replace(config, warmup_events=warmup_events)
     stable_days = WARMUP_DAYS + int(stable_events / len(seeds) / per_day) + 2
     jobs = [(None, seed, customers, stable_days, onset_day, config) for seed in seeds]
     jobs += [(scenario, seed, customers, onset_day + max_days_after, onset_day, config)

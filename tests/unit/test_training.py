@@ -95,3 +95,19 @@ def test_register_promote_reject_and_roll_back(tmp_path):
     versions = registry.list_versions(client, "churn-model")
     assert [v.version for v in versions] == ["3", "2", "1"]
     assert "production" in versions[2].aliases
+
+
+def test_a_served_version_carries_its_holdout_metrics_importances_and_gate_evidence(tmp_path):
+    """What the worker's drift monitor judges the live model against, as the worker loads it."""
+    from schemas.features import FEATURE_NAMES
+    from stream.model_holder import RegistrySource
+
+    settings = Settings(data_dir=tmp_path)
+    outcome = run_training(SMALL, settings)
+    loaded = RegistrySource(settings).load(outcome.version)
+    assert loaded.metrics["log_loss"] == pytest.approx(outcome.metrics["log_loss"])
+    assert loaded.metrics["expected_log_loss"] == pytest.approx(outcome.metrics["expected_log_loss"])
+    assert set(loaded.importance) == set(FEATURE_NAMES)
+    assert sum(loaded.importance.values()) == pytest.approx(1.0, abs=1e-4)
+    tags = registry.connect(settings).get_run(outcome.run_id).data.tags
+    assert float(tags["gate.candidate_roc_auc"]) == pytest.approx(outcome.metrics["roc_auc"], abs=1e-5)
