@@ -23,9 +23,11 @@ from support import (
     with_faults,
 )
 
-from stream.partitioning import partition_for
 from schemas.events import dump_event
+from stream.errors import RegistryError
 from stream.features import CustomerState, apply, feature_values
+from stream.partitioning import partition_for
+from training.registry import check_reachable
 
 pytestmark = pytest.mark.integration
 
@@ -185,6 +187,17 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store)
         b.stop()
 
 
+def registry_answers(settings, env, server: subprocess.Popen) -> bool:
+    """True once the MLflow server at the worker's tracking URI answers ``/health``."""
+    if server.poll() is not None:
+        raise AssertionError(f"the MLflow server exited with {server.returncode}")
+    try:
+        check_reachable(settings.model_copy(update={"mlflow_tracking_uri": env["CHURN_MLFLOW_TRACKING_URI"]}), 2.0)
+    except RegistryError:
+        return False
+    return True
+
+
 def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, registry_dir, tmp_path):
     settings = provision(stream_env)
     bootstrap = settings.resolved_bootstrap()
@@ -205,6 +218,9 @@ def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, regist
              "--backend-store-uri", f"sqlite:///{db}", "--workers", "1"],
             stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT,
         )
+        # MLflow's server takes a minute to import on a loaded machine; the worker's clock starts
+        # once the registry answers.
+        wait_for(lambda: registry_answers(settings, env, server), 240, 1.0, "the MLflow server's /health")
         worker.wait_serving(timeout=120)
         scores = TopicReader(bootstrap, settings.topic("churn-scores"))
         scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in events}, 120, "scored once it answers")
