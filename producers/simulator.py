@@ -70,6 +70,10 @@ Scenarios (from ``onset_day`` on)
 ``segment_surge``
     ``support_surge`` confined to one segment: only customers on the ``basic`` plan
     call four times as often.
+``seasonal``
+    A recurring peak: from the onset, the first ``SEASON_PEAK_DAYS`` (one week) of every
+    ``SEASON_DAYS`` (four weeks) see usage amounts ``SEASON_USAGE`` times the usual. The
+    churn relation is unchanged; after the first season the peak is nothing new.
 
 >>> sim = Simulator(SimConfig(n_customers=3, days=2, seed=1))
 >>> evs = list(sim.events())
@@ -82,10 +86,11 @@ True
 from __future__ import annotations
 
 import calendar
+import json
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -117,7 +122,7 @@ __all__ = [
 
 SCENARIOS: tuple[str, ...] = ("price_hike", "support_surge", "new_plan", "concept_flip")
 # Drift shapes the detectors were not tuned on, for the replay harness (stream.drift.harness).
-SHAPES: tuple[str, ...] = ("gradual_surge", "segment_surge")
+SHAPES: tuple[str, ...] = ("gradual_surge", "segment_surge", "seasonal")
 ALL_SCENARIOS: tuple[str, ...] = SCENARIOS + SHAPES
 
 # --- plans ----------------------------------------------------------------------
@@ -154,6 +159,9 @@ FLEX_CHANGE_SHARE = 0.50
 NEW_PLAN_CHANGE_BOOST = 3.0
 GRADUAL_DAYS = 42
 SURGE_SEGMENT = "basic"
+SEASON_DAYS = 28
+SEASON_PEAK_DAYS = 7
+SEASON_USAGE = 1.6
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,20 @@ class SimConfig:
             raise ValueError(f"onset_day must be >= 0, got {self.onset_day}")
         if self.start.tzinfo is None:
             raise ValueError("start must be timezone-aware")
+
+    def to_json(self) -> str:
+        """This config as JSON; :meth:`from_json` rebuilds it (equal configs, equal worlds).
+
+        >>> config = SimConfig(seed=3, scenario="new_plan")
+        >>> SimConfig.from_json(config.to_json()) == config
+        True
+        """
+        return json.dumps({**asdict(self), "start": self.start.isoformat()})
+
+    @classmethod
+    def from_json(cls, text: str) -> SimConfig:
+        fields = json.loads(text)
+        return cls(**{**fields, "start": datetime.fromisoformat(fields["start"])})
 
 
 class _Traits:
@@ -513,6 +535,8 @@ class Simulator:
         if day == 0:
             used[:] = True
         amount = np.round(tr.level[idx] * engagement * rng.lognormal(0.0, USAGE_NOISE_SD, k), 3)
+        if scenario == "seasonal" and (day - cfg.onset_day) % SEASON_DAYS < SEASON_PEAK_DAYS:
+            amount = np.round(amount * SEASON_USAGE, 3)
         add(times(int(used.sum())), idx[used], Usage, ({"amount": a} for a in amount[used].tolist()))
 
         # 5. support calls

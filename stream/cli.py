@@ -405,12 +405,16 @@ def retrain(
     wait_labels: Annotated[float, typer.Option(help="With --since: wait up to this many seconds for the labels of "
                                                     "a full window since then to mature.")] = 0.0,
     result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
+    oracle_world: Annotated[Optional[Path], typer.Option(
+        hidden=True, help="The simulated world (SimConfig JSON) that published the stream: its oracle's ROC AUC "
+                          "on the holdout is measured and the gate's floors are judged against it.")] = None,
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
     from training.cli import run_retrain
 
     # The job checks its arguments, then asks the broker and the registry (failures reach --result-file too).
-    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels)
+    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels,
+                oracle_world)
 
 
 @app.command()

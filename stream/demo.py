@@ -433,12 +433,16 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         console.print(f"worker: pid {worker.pid}, http://127.0.0.1:{worker.web_port}/metrics, log {worker.log_path}")
         worker.wait_serving()
 
+        sim = SimConfig(n_customers=options.customers, days=options.days, seed=options.seed,
+                        scenario=None if options.stable else options.scenario, onset_day=options.onset_day)
+        world = run_dir / "world.json"  # the job measures the simulator's oracle on its holdout
+        world.write_text(sim.to_json())
         jobs = SubprocessLauncher(run_dir, child_env(settings_env(settings)))
         # A rejected job is retried by the next harmful alert after RETRY_COOLDOWN_S, with more matured data.
         launcher = RetrainLauncher(settings, jobs, LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S),
                                    state_path=run_dir / "launcher-state.json",
                                    learn_since_drift_s=options.timeout_s,
-                                   job_args=("--window-days", f"{options.window_days:g}"))
+                                   job_args=("--window-days", f"{options.window_days:g}", "--oracle-world", str(world)))
         stop = threading.Event()
         # The launcher outlives the publishing: it must still see the job it launched end.
         launcher_stop = threading.Event()
@@ -449,8 +453,6 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         stack.callback(launcher_thread.join, 15)
         stack.callback(launcher_stop.set)  # runs first: the callbacks unwind in reverse
 
-        sim = SimConfig(n_customers=options.customers, days=options.days, seed=options.seed,
-                        scenario=None if options.stable else options.scenario, onset_day=options.onset_day)
         pub = Published()
         producer = threading.Thread(target=produce, args=(settings, sim, options.seconds_per_day, stop, pub),
                                     name="producer", daemon=True)
@@ -633,7 +635,10 @@ def print_summary(summary: dict, console: Console) -> None:
     r = summary["retraining"]
     line = f"{r['launches']} job(s); {r.get('outcome') or 'none ended'}"
     if r.get("roc_auc") is not None and r.get("production_roc_auc") is not None:
-        line += f"; roc_auc {r['roc_auc']:.4f} vs production {r['production_roc_auc']:.4f} (same post-drift holdout)"
+        line += f"; roc_auc {r['roc_auc']:.4f} vs production {r['production_roc_auc']:.4f}"
+        if r.get("oracle_roc_auc") is not None:
+            line += f", oracle {r['oracle_roc_auc']:.4f}"
+        line += " (same post-drift holdout)"
     t.add_row("retraining", line)
     t.add_row("promotion", f"version {summary['bootstrap_version']} -> {summary['promoted_version'] or '-'}")
     t.add_row("scores by version", ", ".join(f"v{k}: {v:,}" for k, v in sorted(summary["scores_by_version"].items(),
@@ -679,15 +684,16 @@ def run_all(settings: Settings, options: DemoOptions, console: Console) -> list[
 def scenario_table(summaries: list[dict]) -> Table:
     """One row per run: first alert, its delay, the retraining, the AUCs, the time to new scores."""
     t = Table(title="churn demo --scenario all", title_justify="left")
-    for column in ("scenario", "first alert", "kind", "severity", "after onset", "retraining", "AUC old / new",
-                   "alert to new scores", "closed"):
+    for column in ("scenario", "first alert", "kind", "severity", "after onset", "retraining",
+                   "AUC old / new / oracle", "alert to new scores", "closed"):
         t.add_column(column)
     for s in summaries:
         first = s.get("first_alert")
         r = s.get("retraining") or {}
         auc = ""
         if r.get("roc_auc") is not None and r.get("production_roc_auc") is not None:
-            auc = f"{r['production_roc_auc']:.3f} / {r['roc_auc']:.3f}"
+            oracle = r.get("oracle_roc_auc")
+            auc = f"{r['production_roc_auc']:.3f} / {r['roc_auc']:.3f} / {'-' if oracle is None else f'{oracle:.3f}'}"
         after = "" if first is None or s["scenario"] == STABLE else \
             f"{first['days_after_onset']:.0f} d, {first['events_after_onset']:,} ev"
         seconds = s.get("seconds_alert_to_new_scores")

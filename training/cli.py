@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from stream.errors import ChurnError
+from stream.errors import ChurnError, ConfigError
 from stream.settings import Settings
 from training.config import DEFAULT_CONFIG, load_config
 
@@ -69,6 +69,7 @@ def run_retrain(
     console: Console,
     since: str = "",
     wait_labels_s: float = 0.0,
+    oracle_world: Path | None = None,
 ) -> None:
     config = load_config(config_path or DEFAULT_CONFIG)
     since_ts = parse_since(since)
@@ -76,11 +77,13 @@ def run_retrain(
         from training.preflight import check_reachable, check_retrain_arguments
 
         check_retrain_arguments(trigger, window_days, wait_labels_s)
+        world = load_world(oracle_world)
         check_reachable(settings)  # before the job's modules, which take seconds to import
         from training.retrain import retrain
 
         with _stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
-            outcome = retrain(settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s)
+            outcome = retrain(settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s,
+                              world)
     except ChurnError as exc:
         if result_file is not None:  # tells a launcher that can only see the file (not the exit code)
             result_file.write_text(json.dumps({"decision": "failed", "error": str(exc)}, indent=2))
@@ -98,9 +101,23 @@ def run_retrain(
             "roc_auc": outcome.metrics["roc_auc"],
             "production_version": outcome.champion_version,
             "production_roc_auc": (outcome.champion_metrics or {}).get("roc_auc"),
+            "oracle_roc_auc": outcome.metrics.get("oracle_roc_auc"),
             "evidence": outcome.decision.evidence,
         }
         result_file.write_text(json.dumps(summary, indent=2, default=str))
+
+
+def load_world(path: Path | None):
+    """``--oracle-world``: the config of the simulated world that published the stream, or None;
+    :class:`ConfigError` in one line when the file is not one."""
+    if path is None:
+        return None
+    from producers.simulator import SimConfig
+
+    try:
+        return SimConfig.from_json(path.read_text())
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"--oracle-world {path}: not a simulated world's config ({exc})") from exc
 
 
 def parse_since(since: str) -> float | None:

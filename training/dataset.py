@@ -126,11 +126,27 @@ def simulated_snapshots(
         if customer_id not in closed_at:
             silent_snapshots(state, customer_id, end_ts)
     frame = pd.DataFrame(rows, columns=[*FEATURE_NAMES, *META_COLUMNS, SNAPSHOT])
-    # The oracle in one vectorized pass: per row, it cost more than the features.
-    oracle = sim.oracle_probabilities([r["customer_id"] for r in rows], rows,
-                                      frame["event_ts"].to_numpy(float), horizon)
-    frame.insert(len(FEATURE_NAMES) + len(META_COLUMNS), ORACLE, oracle)
+    frame.insert(len(FEATURE_NAMES) + len(META_COLUMNS), ORACLE, oracle_probabilities(sim, frame, horizon))
     return label_snapshots(frame, closed_at, horizon, end_ts, start_ts), sim
+
+
+def oracle_probabilities(sim: Simulator, frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """The simulator's oracle for each snapshot (customer, feature values, event time), in one
+    vectorized pass (per row it cost more than the features). ``sim`` must have created the
+    customers: it has generated its events past the newest snapshot."""
+    values = frame[list(FEATURE_NAMES)].to_dict("records")
+    return sim.oracle_probabilities(frame["customer_id"].tolist(), values, frame["event_ts"].to_numpy(float),
+                                    horizon_days)
+
+
+def world_oracle(world: SimConfig, frame: pd.DataFrame, horizon_days: int) -> np.ndarray:
+    """:func:`oracle_probabilities` for snapshots of a stream the simulated ``world`` published
+    (the demo's): the world is generated again, up to the day after the newest snapshot."""
+    sim = Simulator(world)
+    until_day = int((frame["event_ts"].max() - world.start.timestamp()) // DAY) + 1
+    for _ in sim.events(until_day=until_day):
+        pass
+    return oracle_probabilities(sim, frame, horizon_days)
 
 
 def feature_log_snapshots(

@@ -43,6 +43,7 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pydantic import ValidationError
 
+from producers.simulator import SimConfig
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel
 from stream.end_offsets import exact_end_offsets
@@ -53,7 +54,15 @@ from stream.settings import Settings
 from stream.topics import CHURN_FEATURES, CHURN_LABELS
 from training import registry
 from training.config import DatasetConfig, TrainConfig
-from training.dataset import LABEL, _keep, feature_log_snapshots, fingerprint, split_by_customer
+from training.dataset import (
+    LABEL,
+    ORACLE,
+    _keep,
+    feature_log_snapshots,
+    fingerprint,
+    split_by_customer,
+    world_oracle,
+)
 from training.drift_report import log_drift_report, production_reference
 from training.job import TrainOutcome, run_training
 from training.preflight import Trigger, check_reachable, check_retrain_arguments  # noqa: F401 - Trigger is API
@@ -290,11 +299,14 @@ def retrain(
     progress: Progress | None = None,
     since_ts: float | None = None,
     wait_labels_s: float = 0.0,
+    oracle_world: SimConfig | None = None,
 ) -> TrainOutcome:
     """Retrain on the feature log, gate, promote or reject, and publish the ``ModelEvent``.
 
     ``since_ts`` keeps snapshots from that event time on; ``wait_labels_s`` waits up to
-    that long for the stream's clock to reach ``since_ts + window + horizon``."""
+    that long for the stream's clock to reach ``since_ts + window + horizon``. When the
+    stream was published by a simulated ``oracle_world`` (the demo), its oracle is measured
+    on the same holdout and the gate judges the floors against it."""
     trigger = check_retrain_arguments(trigger, window_days, wait_labels_s)
     check_reachable(settings)
     report = progress or (lambda stage, done: None)
@@ -320,6 +332,8 @@ def retrain(
     frame = snapshot_frame(feature_log, window, dataset)
     split = split_by_customer(frame, dataset.holdout_fraction)
     check_split(split.train, split.holdout, window)
+    if oracle_world is not None:
+        split.holdout[ORACLE] = world_oracle(oracle_world, split.holdout, dataset.horizon_days)
 
     report("fit", 0.0)
     pipeline, metrics = train_on_split(split, config)

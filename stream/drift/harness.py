@@ -9,7 +9,9 @@ over several seeds, each in a process of its own:
 - **each scenario** (the demo's four and the shapes the detectors were not tuned on: a
   surge ramped in over six weeks, a surge confined to one plan), replayed until its
   first alert after the onset or ``max_days_after`` days: the alert's kind, detector,
-  harm and its delay after the onset in days and events.
+  harm and its delay after the onset in days and events;
+- **seasonal**, a recurring peak, replayed for all ``max_days_after`` days: besides its
+  first alert, how many alerts came after the first season (none should).
 
 ``churn drift-replay`` prints the table (``--out`` writes it as Markdown).
 """
@@ -21,7 +23,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from producers.simulator import ALL_SCENARIOS, SimConfig, Simulator
+from producers.simulator import ALL_SCENARIOS, SEASON_DAYS, SimConfig, Simulator
 from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.drift.replay import Replay
 
@@ -52,6 +54,7 @@ class Row:
     harm: bool = False
     delay_days: float | None = None
     delay_events: int | None = None
+    later_seasons: int | None = None  # seasonal only: alerts after the first season
 
 
 _MODEL: Model | None = None  # inherited by the forked workers
@@ -62,17 +65,19 @@ def _replay(scenario: str | None, seed: int, customers: int, days: int, onset_da
     sim = Simulator(SimConfig(n_customers=customers, days=days, seed=seed, scenario=scenario, onset_day=onset_day))
     run = Replay(model.predict, model.reference, drift=config, onset_ts=sim.onset_ts)
     run.monitor = DriftMonitor(model.reference, "1", config, baseline=model.baseline, importance=model.importance)
-    result = run.play(sim.events(), until_detected=scenario is not None)
+    seasonal = scenario == "seasonal"
+    result = run.play(sim.events(), until_detected=scenario is not None and not seasonal)
     if scenario is None:
         return Row("stable", seed, result.events - config.warmup_events, len(result.alerts))
     after = [(i, a) for i, a in result.alerts if result.onset_index is not None and i >= result.onset_index]
     events = result.events - (result.onset_index or result.events)
+    later = sum(a.window_end.timestamp() >= sim.onset_ts + SEASON_DAYS * DAY for _, a in after) if seasonal else None
     if not after:
-        return Row(scenario, seed, events, 0)
+        return Row(scenario, seed, events, 0, later_seasons=later)
     index, alert = after[0]
     delay_days = (alert.window_end.timestamp() - sim.onset_ts) / DAY
     return Row(scenario, seed, events, len(after), alert.kind, alert.detector, alert.severity, alert.harm,
-               round(delay_days, 1), index - result.onset_index)
+               round(delay_days, 1), index - result.onset_index, later)
 
 
 def measure(model: Model, config: DriftConfig, seeds: Sequence[int] = (1, 2, 3), customers: int = 3000,
@@ -95,13 +100,14 @@ def measure(model: Model, config: DriftConfig, seeds: Sequence[int] = (1, 2, 3),
 def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table: one line per stable seed and per scenario and seed."""
     lines = ["| stream | seed | events | alerts | first alert (kind, detector, severity) | harm | delay days | "
-             "delay events |", "|---|---|---|---|---|---|---|---|"]
+             "delay events | alerts after the first season |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         first = f"{r.kind}, {r.detector}, {r.severity}" if r.kind else "-"
         lines.append(f"| {r.scenario} | {r.seed} | {r.events:,} | {r.alerts} | {first} | "
                      f"{'yes' if r.harm else ('no' if r.kind else '-')} | "
                      f"{'' if r.delay_days is None else r.delay_days} | "
-                     f"{'' if r.delay_events is None else f'{r.delay_events:,}'} |")
+                     f"{'' if r.delay_events is None else f'{r.delay_events:,}'} | "
+                     f"{'' if r.later_seasons is None else r.later_seasons} |")
     stable = [r for r in rows if r.scenario == "stable"]
     if stable:
         events, alarms = sum(r.events for r in stable), sum(r.alerts for r in stable)

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from schemas.outputs import DriftAlert
-from stream.demo import DemoOptions, Observed, Published, Story, summarize
+from stream.demo import DemoOptions, Observed, Published, Story, scenario_table, summarize
 
 pytestmark = pytest.mark.unit
 
@@ -41,3 +41,17 @@ def test_too_few_scores_by_the_new_version_is_a_problem_that_says_what_to_change
     problems = verdict(*closed_loop(40), DemoOptions(after_swap_events=50))
     assert len(problems) == 1
     assert "version 2 scored 40 events" in problems[0] and "--max-days" in problems[0]
+
+
+def test_the_scenario_table_shows_old_new_and_oracle_auc_and_why_a_row_did_not_close():
+    from rich.console import Console
+
+    seen, pub, story = closed_loop(60)
+    story.result = {"roc_auc": 0.7812, "production_roc_auc": 0.7034, "oracle_roc_auc": 0.8126}
+    closed = summarize(DemoOptions(after_swap_events=50), seen, pub, story,
+                       SimpleNamespace(state=SimpleNamespace(launches=1, running=None)), 10.0, Path("run"))
+    console = Console(record=True, width=250)
+    console.print(scenario_table([closed, {"scenario": "new_plan", "problems": ["no promotion"]}]))
+    text = console.export_text()
+    assert "0.703 / 0.781 / 0.813" in text
+    assert "no: no promotion" in text

@@ -34,5 +34,13 @@ def test_the_harness_counts_stable_events_and_times_a_drift_shape(bootstrap_resu
 
 def test_the_table_says_when_a_drift_went_unseen():
     text = table([Row("stable", 1, 1_000_000, 0), Row("gradual_surge", 1, 90_000, 0)])
-    assert "| gradual_surge | 1 | 90,000 | 0 | - | - |  |  |" in text
+    assert "| gradual_surge | 1 | 90,000 | 0 | - | - |  |  |  |" in text
     assert "False alarms: 0 in 1,000,000 stable events (0.00 per million)." in text
+
+
+def test_the_table_counts_a_seasonal_streams_alerts_after_its_first_season():
+    rows = [Row("seasonal", 2, 300_000, 3, "data", "feature_psi", "low", False, 1.5, 2_400, 1),
+            Row("support_surge", 2, 20_000, 1, "data", "feature_psi", "medium", True, 3.0, 6_000)]
+    text = table(rows)
+    assert "| seasonal | 2 | 300,000 | 3 | data, feature_psi, low | no | 1.5 | 2,400 | 1 |" in text
+    assert "| support_surge | 2 | 20,000 | 1 | data, feature_psi, medium | yes | 3.0 | 6,000 |  |" in text

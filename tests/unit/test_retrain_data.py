@@ -114,3 +114,24 @@ def test_model_events_for_promotion_and_rejection():
     rejected = model_event("churn-model", outcome(False), "trigger=drift", now)
     assert rejected.action == "rejected" and rejected.checksum == "" and rejected.previous_version == ""
     assert rejected.reason.startswith("roc_auc 0.5 below floor 0.7; regression") and "trigger=drift" in rejected.reason
+
+
+def test_the_oracle_of_a_world_generated_again_is_the_simulators_own():
+    """The demo's retraining job measures the oracle by generating the published world again;
+    it must give each snapshot the probability the simulator that published it gives."""
+    from producers.simulator import SimConfig
+    from training.config import SimulationConfig, TrainConfig
+    from training.dataset import ORACLE, simulated_snapshots, world_oracle
+
+    config = TrainConfig(seed=5, simulation=SimulationConfig(n_customers=150, days=100, scenario="concept_flip",
+                                                             onset_day=70))
+    frame, _ = simulated_snapshots(config)
+    world = SimConfig(n_customers=150, days=400, seed=5, scenario="concept_flip", onset_day=70)
+    rows = frame.iloc[:: max(1, len(frame) // 300)]
+    got = world_oracle(SimConfig.from_json(world.to_json()), rows, config.dataset.horizon_days)
+    assert len(rows) > 100 and rows[ORACLE].nunique() > 50
+    np.testing.assert_allclose(got, rows[ORACLE].to_numpy(float), rtol=1e-12)
+    # Another world's customers have other frailties: the check can fail.
+    other = world_oracle(SimConfig(n_customers=150, days=400, seed=6, scenario="concept_flip", onset_day=70), rows,
+                         config.dataset.horizon_days)
+    assert not np.allclose(other, rows[ORACLE].to_numpy(float))

@@ -11,7 +11,17 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from producers.simulator import FLEX_PLAN, SCENARIOS, SimConfig, Simulator, paced
+from producers.simulator import (
+    ALL_SCENARIOS,
+    FLEX_PLAN,
+    SCENARIOS,
+    SEASON_DAYS,
+    SEASON_PEAK_DAYS,
+    SEASON_USAGE,
+    SimConfig,
+    Simulator,
+    paced,
+)
 from schemas.events import AccountEvent, Usage, dump_event, parse_event
 from stream.features import DAY, CustomerState, apply, feature_values
 
@@ -169,7 +179,7 @@ def test_onset_ts():
 # --- scenarios: nothing changes before the onset, the right thing changes after ---------
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+@pytest.mark.parametrize("name", ALL_SCENARIOS)
 def test_scenario_leaves_events_before_onset_untouched(name):
     before, _ = split(scenario(name))
     baseline, _ = split(scenario(None))
@@ -202,6 +212,21 @@ def test_support_surge_multiplies_support_calls():
     per_day = surge / active_days(config, config.onset_day, config.days)
     per_day_normal = normal / active_days(scenario(None), config.onset_day, config.days)
     assert per_day > 2.5 * per_day_normal
+
+
+def test_seasonal_peaks_recur_in_the_first_week_of_every_season():
+    config = scenario("seasonal")
+    _, after = split(config)
+    _, baseline_after = split(scenario(None))
+    onset = config.start.timestamp() + config.onset_day * DAY
+
+    def usage(events, peak: bool) -> float:
+        return sum(e.amount for e in events if e.event_type == "usage"
+                   and ((e.ts.timestamp() - onset) // DAY % SEASON_DAYS < SEASON_PEAK_DAYS) == peak)
+
+    assert usage(after, True) == pytest.approx(SEASON_USAGE * usage(baseline_after, True), rel=1e-3)
+    assert usage(after, False) == pytest.approx(usage(baseline_after, False), rel=1e-6)
+    assert usage(after, True) > 0 and usage(after, False) > 0
 
 
 def test_new_plan_appears_only_after_onset():
