@@ -14,7 +14,8 @@ none of the knobs set) and only what must differ on this machine is replaced:
 - ``CHURN_TOPIC_PREFIX`` and ``CHURN_APP_ID`` -> unique values, to isolate the run.
 
 Everything else (partitions, replication, log level, silence re-scores, the
-producer's rate, scenario, customers and days) is the compose file's.
+producer's rate, scenario, customers and days) is the compose file's, and so is the
+broker: these tests run on the Apache Kafka tier only (the compose file's version).
 The producer runs ``churn produce`` with the service's own arguments plus
 ``--max-events``. The test checks that every produced event is scored exactly once,
 that both workers own partitions and process events, and that a customer lookup asked
@@ -53,7 +54,7 @@ from support import (
     worker_env,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.tiers("kafka")]  # compose runs Apache Kafka
 
 COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yaml"
 MAX_EVENTS = 3000

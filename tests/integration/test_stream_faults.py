@@ -9,6 +9,7 @@ from collections import Counter
 import orjson
 import pytest
 from support import (
+    TcpRelay,
     TopicReader,
     WorkerProcess,
     consumer_lag,
@@ -187,54 +188,57 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store)
         b.stop()
 
 
-def registry_answers(settings, env, server: subprocess.Popen) -> bool:
-    """True once the MLflow server at the worker's tracking URI answers ``/health``."""
+def registry_answers(settings, url: str, server: subprocess.Popen) -> bool:
+    """True once the MLflow server at ``url`` answers ``/health``."""
     if server.poll() is not None:
         raise AssertionError(f"the MLflow server exited with {server.returncode}")
     try:
-        check_reachable(settings.model_copy(update={"mlflow_tracking_uri": env["CHURN_MLFLOW_TRACKING_URI"]}), 2.0)
+        check_reachable(settings.model_copy(update={"mlflow_tracking_uri": url}), 2.0)
     except RegistryError:
         return False
     return True
 
 
+@pytest.mark.tiers("kafka")  # the registry's absence and loss, on any broker
 def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, registry_dir, tmp_path):
+    """The worker's registry address refuses connections, then answers, then refuses again.
+
+    The MLflow server (a minute to import on a loaded machine) starts at once on a port of its
+    own; the worker's address is a relay that appears and vanishes in an instant."""
     settings = provision(stream_env)
     bootstrap = settings.resolved_bootstrap()
-    port = free_port()
+    port, server_port = free_port(), free_port()
     env = dict(stream_env, CHURN_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", CHURN_REGISTRY_RETRY_S="1")
     events = simulated(2_000, 60, seed=33, prefix="r")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(server_port),
+         "--backend-store-uri", f"sqlite:///{registry_dir / 'mlflow.db'}", "--workers", "1"],
+        stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT,
+    )
+    relay = TcpRelay(port, ("127.0.0.1", server_port))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    server = None
     try:
         wait_for(lambda: "no servable model yet" in worker.log_path.read_text(errors="replace"), 90, 0.5,
                  "a clear log line about the unreachable registry")
         assert worker.metrics().get("churn_model_version", 0) == 0
         produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
 
-        db = registry_dir / "mlflow.db"
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{db}", "--workers", "1"],
-            stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT,
-        )
-        # MLflow's server takes a minute to import on a loaded machine; the worker's clock starts
-        # once the registry answers.
-        wait_for(lambda: registry_answers(settings, env, server), 240, 1.0, "the MLflow server's /health")
+        wait_for(lambda: registry_answers(settings, f"http://127.0.0.1:{server_port}", server), 240, 1.0,
+                 "the MLflow server's /health")
+        assert worker.metrics().get("churn_model_version", 0) == 0
+        relay.start()  # the registry appears at the worker's address
         worker.wait_serving(timeout=120)
         scores = TopicReader(bootstrap, settings.topic("churn-scores"))
         scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in events}, 120, "scored once it answers")
 
-        server.terminate()
-        server.wait(30)
-        server = None
+        relay.close()  # and vanishes
         more = simulated(3_000, 60, seed=34, prefix="r2")
         produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in more])
         scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in more}, 120,
                           "scoring carries on without the registry")
         assert worker.proc.poll() is None
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait(30)
+        relay.close()
+        server.terminate()
+        server.wait(30)
         worker.stop()
