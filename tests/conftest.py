@@ -196,3 +196,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     missing = [name for name, outcome in TIER_OUTCOMES.items() if outcome.missing]
     if missing and os.environ.get("CI", "").lower() == "true" and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def bootstrap_result():  # type: ignore[no-untyped-def]
+    """The committed bootstrap config, trained once per session process (about 40 s)."""
+    from training.config import DEFAULT_CONFIG, load_config
+    from training.train import train
+
+    return train(load_config(DEFAULT_CONFIG))

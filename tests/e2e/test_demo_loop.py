@@ -1,7 +1,7 @@
 """The whole loop, end to end, as a user runs it: ``churn demo`` on a real broker and a real registry.
 
 The demo runs as a child process against the test broker (its topics under a prefix
-of our own) with a fresh registry folder, so it trains the bootstrap model first.
+of our own) with a registry folder of its own that holds the bootstrap version.
 Everything is then checked again from the outside: the topics the demo left behind
 and the registry, not the demo's own summary alone. The new model's edge is measured
 on post-drift data of an independent simulation, beside the bootstrap model and the
@@ -33,9 +33,19 @@ SCENARIO, ONSET_DAY = "support_surge", 90
 
 
 @pytest.fixture(scope="module")
-def demo(kafka_bootstrap, tmp_path_factory):
-    """Run ``churn demo`` to its end; its summary, settings and exit details."""
+def demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
+    """Run ``churn demo`` to its end; its summary, settings and exit details.
+
+    The registry holds the bootstrap version as an earlier demo run leaves it (the session's
+    model of the committed config): the demo serves it and goes straight to the stream."""
+    from stream.demo import BOOTSTRAP_TAG
+    from training.config import DEFAULT_CONFIG, load_config
+    from training.job import run_training
+
     home = tmp_path_factory.mktemp("demo")
+    registered = run_training(load_config(DEFAULT_CONFIG), Settings(data_dir=home / ".churn" / "demo"),
+                              tags={BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"}, result=bootstrap_result)
+    assert registered.decision.promote, registered.decision.reasons
     prefix = f"e2e{uuid.uuid4().hex[:6]}-"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
     env.update(CHURN_DATA_DIR=str(home / ".churn"), CHURN_BOOTSTRAP_SERVERS=kafka_bootstrap, CHURN_TOPIC_PREFIX=prefix)
@@ -46,7 +56,9 @@ def demo(kafka_bootstrap, tmp_path_factory):
     assert done.returncode == 0, f"churn demo exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     assert "Traceback" not in done.stderr
     settings = Settings(data_dir=home / ".churn" / "demo", bootstrap_servers=kafka_bootstrap, topic_prefix=prefix)
-    return json.loads(summary_path.read_text()), settings, done.stdout
+    summary = json.loads(summary_path.read_text())
+    assert summary["bootstrap_version"] == registered.version, "the demo did not serve the registered bootstrap"
+    return summary, settings, done.stdout
 
 
 @pytest.mark.timeout(600)
