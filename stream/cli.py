@@ -335,6 +335,9 @@ def drift_replay(
 ) -> None:
     """Replay simulated streams through the drift monitor at the worker's settings: false alarms per million
     stable events, and each scenario's first alert and delay, per seed."""
+    if seeds < 1 or customers < 200 or stable_events < 1:
+        raise ConfigError("--seeds must be >= 1, --customers >= 200 and --stable-events >= 1")
+    settings = _settings()  # a bad setting fails before the seconds the modules below take to import
     from stream.drift.harness import Model, measure, table
     from stream.drift.monitor import DriftConfig
     from training.config import DEFAULT_CONFIG, load_config
@@ -343,9 +346,6 @@ def drift_replay(
     from training.reference import reference_distributions
     from training.train import train as fit
 
-    if seeds < 1 or customers < 200 or stable_events < 1:
-        raise ConfigError("--seeds must be >= 1, --customers >= 200 and --stable-events >= 1")
-    settings = _settings()
     console.print(f"training the bootstrap model ({DEFAULT_CONFIG.name}) to replay against")
     result = fit(load_config(DEFAULT_CONFIG))
     events = result.split.train[result.split.train[SNAPSHOT] == "event"]
@@ -366,9 +366,10 @@ def drift_replay(
 @app.command()
 def worker() -> None:
     """Run a stream worker: featurize, score, model swaps, /metrics and lookups."""
+    settings = _settings()  # a bad setting fails before the seconds Faust takes to import
     from stream.worker import run_worker
 
-    run_worker(_settings())
+    run_worker(settings)
 
 
 # --- training -------------------------------------------------------------------------
