@@ -14,7 +14,7 @@ from producers.faults import inject
 from schemas.events import dump_event
 from schemas.outputs import ChurnScore
 from stream.features import CustomerState, apply, feature_values
-from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker
+from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker, wait_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -92,6 +92,9 @@ def test_republishing_the_same_events_changes_nothing(stream_env, tmp_path):
         produce(bootstrap, names("account-events"), messages)
         features = TopicReader(bootstrap, names("churn-features"))
         features.read_until(lambda r: len(r) >= len(events), 120, "features for the first publication")
+        # A batch's state reaches the table after its outputs are acknowledged, and its events are
+        # committed after that: once all are committed, lookups show every event.
+        wait_caught_up(bootstrap, settings.app_id, names("account-events"), timeout=60)
         customers = sorted({e.customer_id for e in events})
         before = {c: lookup(worker.web_port, c)["features"] for c in customers}
 
