@@ -4,16 +4,12 @@ UV := $(PYTHON) -m uv
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo train test unit lint schemas clean native test-tools
+.PHONY: demo train test unit lint schemas clean test-tools
 
 $(BIN)/churn: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv>=0.5"
 	$(UV) sync --frozen
 	@touch $@
-
-## Opt-in: the per-event code compiled with mypyc (stream/native.py), used while its sources are unchanged.
-native: $(BIN)/churn
-	@$(BIN)/python -m stream.native_build
 
 ## The main job: the whole loop on embedded defaults, live; ends by itself.
 demo: $(BIN)/churn
@@ -40,4 +36,4 @@ schemas: $(BIN)/churn
 	$(BIN)/churn schemas export schemas/json
 
 clean:
-	rm -rf $(VENV) .churn .pytest_cache build build-tools.log stream/native.json stream/*.so stream/drift/*.so
+	rm -rf $(VENV) .churn .pytest_cache build build-tools.log

@@ -36,7 +36,6 @@ from stream.errors import ChurnError, ConfigError
 from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
 from stream.kafka_config import confluent_config
 from stream.model_holder import RegistrySource
-from stream.native import compiled_modules
 from stream.processes import WorkerProcess, metric_sum
 from stream.settings import Settings
 from stream.topics import ensure_topics, topic_specs
@@ -545,8 +544,6 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
                         "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
                         "max": max(state_sizes, default=0)},
         "machine": {"cpus": os.cpu_count()},
-        # The per-event code as every variant ran it: these modules compiled with mypyc, the rest Python (stream.native).
-        "compiled_modules": compiled_modules(),
     }
     if json_path is not None:
         json_path.write_text(json.dumps(doc, indent=2) + "\n")

@@ -286,9 +286,6 @@ def bench(
                   f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
                   f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
                   f"({sizes['customers']:,} customers)")
-    native = doc.get("compiled_modules") or []
-    console.print(f"per-event code compiled with mypyc: {', '.join(native)}" if native else
-                  "per-event code ran as Python: not compiled here (`make` compiles it; see build/native.log)")
 
 
 @app.command()

@@ -10,7 +10,6 @@ from pathlib import Path
 from stream.app import create_app
 from stream.errors import ConfigError
 from stream.kafka_config import confluent_config
-from stream.native import compiled_modules
 from stream.settings import Settings, parse_cpus
 from stream.topics import connect_admin, ensure_topics, topic_specs
 
@@ -95,6 +94,4 @@ def run_worker(settings: Settings) -> None:
         settings.app_id, bootstrap, settings.web_host, settings.web_port,
         settings.advertised_web_host(), settings.web_port, settings.store,
     )
-    native = compiled_modules()
-    log.info("per-event code %s", f"compiled with mypyc: {', '.join(native)}" if native else "runs as Python")
     worker.execute_from_commandline()
