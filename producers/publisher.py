@@ -30,9 +30,9 @@ from pydantic import ValidationError
 from producers.ratelimit import TokenBucket
 from schemas.events import AccountEvent, dump_event, parse_event_obj
 from stream.errors import BrokerError
-from stream.kafka_config import confluent_config
+from stream.kafka.config import confluent_config
 from stream.settings import Settings
-from stream.topics import ACCOUNT_EVENTS
+from stream.kafka.topics import ACCOUNT_EVENTS
 
 log = logging.getLogger(__name__)
 

@@ -105,7 +105,7 @@ from schemas.events import (
     SupportCall,
     Usage,
 )
-from stream.features import DAY, MONTH_DAYS, CustomerState, apply, feature_values
+from stream.pipeline.features import DAY, MONTH_DAYS, CustomerState, apply, feature_values
 
 __all__ = [
     "SCENARIOS",
@@ -121,7 +121,7 @@ __all__ = [
 ]
 
 SCENARIOS: tuple[str, ...] = ("price_hike", "support_surge", "new_plan", "concept_flip")
-# Drift shapes the detectors were not tuned on, for the replay harness (stream.drift.harness).
+# Drift shapes the detectors were not tuned on, for the replay harness (stream.local.drift_harness).
 SHAPES: tuple[str, ...] = ("gradual_surge", "segment_surge", "seasonal")
 ALL_SCENARIOS: tuple[str, ...] = SCENARIOS + SHAPES
 

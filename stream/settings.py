@@ -29,7 +29,7 @@ from stream.errors import ConfigError
 
 ENV_PREFIX = "CHURN_"
 
-#: How the cluster id of every embedded broker churn starts begins (``stream.broker``).
+#: How the cluster id of every embedded broker churn starts begins (``stream.local.broker``).
 EMBEDDED_CLUSTER_PREFIX = "churn-embedded-"
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
 # Addresses a server binds to that no client can connect to.

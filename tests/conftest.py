@@ -26,7 +26,7 @@ import pytest
 
 from tiers import TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
 
-from stream.broker import EmbeddedBroker, free_port
+from stream.local.broker import EmbeddedBroker, free_port
 from stream.errors import BrokerError
 from stream.settings import Settings
 
@@ -99,7 +99,7 @@ def broker_tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
             outcome.broker = f"Apache Kafka in a container ({kafka.image}) on {kafka.get_bootstrap_server()}"
             yield kafka.get_bootstrap_server()
         return
-    from stream.kafka_cluster import DEFAULT_KAFKA_VERSION, QUICK_START_JVM_OPTS, KafkaCluster
+    from stream.local.kafka_cluster import DEFAULT_KAFKA_VERSION, QUICK_START_JVM_OPTS, KafkaCluster
 
     # CHURN_TEST_KAFKA_VERSION runs the tier on another release (the compose file's by default).
     version = os.environ.get("CHURN_TEST_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)

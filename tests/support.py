@@ -18,12 +18,13 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from producers.simulator import SimConfig, Simulator
-from stream.broker import free_port  # noqa: F401 - re-exported for tests
-from stream.end_offsets import exact_end_offsets
-from stream.kafka_config import confluent_config
-from stream.processes import WorkerProcess, child_env, metric_sum, scrape  # noqa: F401 - re-exported for tests
+from stream.local.broker import free_port  # noqa: F401 - re-exported for tests
+from stream.runtime.end_offsets import exact_end_offsets
+from stream.kafka.config import confluent_config
+from stream.local.processes import WorkerProcess, metric_sum, scrape  # noqa: F401 - re-exported for tests
+from training.launcher import child_env
 from stream.settings import Settings
-from stream.topics import ensure_topics, topic_specs
+from stream.kafka.topics import ensure_topics, topic_specs
 
 CHURN = str(Path(sys.executable).parent / "churn")
 FAULTS = Path(__file__).parent / "faults"

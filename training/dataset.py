@@ -1,7 +1,7 @@
 """Point-in-time training datasets.
 
 A row is a snapshot: the feature values of one customer at one event time ``t``,
-computed by the same :mod:`stream.features` functions the stream uses. Snapshots
+computed by the same :mod:`stream.pipeline.features` functions the stream uses. Snapshots
 are taken where the stream scores: at events (a sample of them), and every
 ``silence_days`` of a customer's quiet, as the worker's silence timer re-scores. Its label
 is whether the customer closed the account within ``horizon`` after ``t``.
@@ -25,7 +25,7 @@ import pandas as pd
 
 from producers.simulator import SimConfig, Simulator
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
-from stream.features import DAY, Admission, CustomerState, admit, apply, feature_values
+from stream.pipeline.features import DAY, Admission, CustomerState, admit, apply, feature_values
 from training.config import TrainConfig
 
 LABEL = "label"

@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 from sklearn.inspection import permutation_importance
 
-IMPORTANCE_ARTIFACT = "importance/importance.json"
 
 
 def global_importance(pipeline, inputs: pd.DataFrame, labels: np.ndarray, rows: int = 5000,

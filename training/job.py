@@ -14,10 +14,11 @@ import numpy as np
 from stream.errors import RegistryError
 from stream.settings import Settings
 from training import registry
+from training.registry import IMPORTANCE_ARTIFACT
 from training.config import TrainConfig
 from training.dataset import ORACLE, SNAPSHOT, label_array, model_inputs
 from training.gate import GateDecision, decide
-from training.importance import IMPORTANCE_ARTIFACT, global_importance, importance_table
+from training.importance import global_importance, importance_table
 from training.metrics import heuristic_score
 from training.model_card import model_card
 from training.plots import calibration_figure, close, roc_figure

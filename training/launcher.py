@@ -32,6 +32,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -47,12 +48,27 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import SecretStr, ValidationError
 
 from schemas.outputs import DriftAlert
-from stream.end_offsets import exact_end_offsets
+from stream.runtime.end_offsets import exact_end_offsets
 from stream.errors import BrokerError, ChurnError, ConfigError
-from stream.kafka_config import confluent_config
-from stream.processes import churn_executable
+from stream.kafka.config import confluent_config
 from stream.settings import ENV_PREFIX, Settings
-from stream.topics import DRIFT_ALERTS, ensure_topics, topic_specs
+from stream.kafka.topics import DRIFT_ALERTS, ensure_topics, topic_specs
+
+
+def churn_executable() -> list[str]:
+    """How to run ``churn`` from this interpreter's environment."""
+    script = Path(sys.executable).parent / "churn"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from stream.cli.commands import main; main()"]
+
+
+def child_env(churn_vars: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without its ``CHURN_*`` variables, plus ``churn_vars``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env.update({k: str(v) for k, v in churn_vars.items()})
+    return env
+
 
 log = logging.getLogger(__name__)
 

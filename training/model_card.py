@@ -26,7 +26,7 @@ def model_card(
 
 ## What it predicts
 The probability that a customer closes the account within {config.dataset.horizon_days}
-days of the scored event, from the per-customer features of `stream.features`.
+days of the scored event, from the per-customer features of `stream.pipeline.features`.
 
 ## Inputs
 Numeric: {", ".join(NUMERIC_FEATURES)}. Categorical: {", ".join(CATEGORICAL_FEATURES)}

@@ -16,9 +16,9 @@ from confluent_kafka import KafkaException, Producer
 
 from schemas.outputs import ModelEvent
 from stream.errors import BrokerError
-from stream.kafka_config import confluent_config
+from stream.kafka.config import confluent_config
 from stream.settings import Settings
-from stream.topics import MODEL_EVENTS, ensure_topics, topic_specs
+from stream.kafka.topics import MODEL_EVENTS, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 

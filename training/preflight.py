@@ -17,9 +17,9 @@ from __future__ import annotations
 import enum
 
 from stream.errors import ConfigError
-from stream.kafka_config import confluent_config
+from stream.kafka.config import confluent_config
 from stream.settings import Settings
-from stream.topics import CHURN_FEATURES, CHURN_LABELS, require_broker
+from stream.kafka.topics import CHURN_FEATURES, CHURN_LABELS, require_broker
 
 
 class Trigger(str, enum.Enum):

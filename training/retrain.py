@@ -46,12 +46,12 @@ from pydantic import ValidationError
 from producers.simulator import SimConfig
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel
-from stream.end_offsets import exact_end_offsets
+from stream.runtime.end_offsets import exact_end_offsets
 from stream.errors import BrokerError, ChurnError, ConfigError
-from stream.features import DAY
-from stream.kafka_config import confluent_config
+from stream.pipeline.features import DAY
+from stream.kafka.config import confluent_config
 from stream.settings import Settings
-from stream.topics import CHURN_FEATURES, CHURN_LABELS
+from stream.kafka.topics import CHURN_FEATURES, CHURN_LABELS
 from training import registry
 from training.config import DatasetConfig, TrainConfig
 from training.dataset import (

@@ -38,7 +38,7 @@ def demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
 
     The registry holds the bootstrap version as an earlier demo run leaves it (the session's
     model of the committed config): the demo serves it and goes straight to the stream."""
-    from stream.demo import BOOTSTRAP_TAG
+    from stream.local.demo import BOOTSTRAP_TAG
     from training.config import DEFAULT_CONFIG, load_config
     from training.job import run_training
 

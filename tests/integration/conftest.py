@@ -38,7 +38,7 @@ def kafka_trio(tmp_path_factory):
     """Apache Kafka's three-node cluster (replication 3, min.insync.replicas 2) for a module's broker faults."""
     from tiers import TRIO, missing_tier, tier_broker
     from stream.errors import BrokerError
-    from stream.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
+    from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
 
     cluster = KafkaCluster(3, log_dir=tmp_path_factory.mktemp("trio"), jvm_opts=QUICK_START_JVM_OPTS)
     try:

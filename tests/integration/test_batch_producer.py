@@ -9,8 +9,8 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream.partitioning import partition_for
-from stream.batch_producer import BatchProducer, _Batch
+from stream.kafka.partitioning import partition_for
+from stream.runtime.batch_producer import BatchProducer, _Batch
 from support import TopicReader, free_port
 
 pytestmark = pytest.mark.integration

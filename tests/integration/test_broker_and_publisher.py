@@ -19,10 +19,10 @@ from support import TopicReader, simulated, wait_for
 
 from producers.publisher import Publisher
 from schemas.events import dump_event
-from stream.kafka_config import confluent_config
-from stream.partitioning import partition_for
+from stream.kafka.config import confluent_config
+from stream.kafka.partitioning import partition_for
 from stream.settings import Settings
-from stream.topics import ACCOUNT_EVENTS, ALL_TOPICS, DRIFT_ALERTS, MODEL_EVENTS, TopicNames, ensure_topics, topic_specs
+from stream.kafka.topics import ACCOUNT_EVENTS, ALL_TOPICS, DRIFT_ALERTS, MODEL_EVENTS, TopicNames, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 

@@ -32,7 +32,7 @@ from support import (
 )
 
 from schemas.events import dump_event
-from stream.features import CustomerState, apply, feature_values
+from stream.pipeline.features import CustomerState, apply, feature_values
 
 # Clusters of its own: beside the embedded tier, whose process has less to do (tests/conftest.py).
 pytestmark = [pytest.mark.integration, pytest.mark.broker_faults, pytest.mark.xdist_group("embedded")]
@@ -165,7 +165,7 @@ def test_a_single_broker_restarted_on_its_data_dir(registry_dir, tmp_path, recor
     from tiers import TRIO, missing_tier
 
     from stream.errors import BrokerError
-    from stream.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
+    from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
 
     cluster = KafkaCluster(1, data_dir=tmp_path / "kafka-data", log_dir=tmp_path / "kafka-logs",
                            jvm_opts=QUICK_START_JVM_OPTS)

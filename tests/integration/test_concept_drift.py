@@ -11,7 +11,7 @@ from support import TopicReader, WorkerProcess, metric_sum, provision, wait_for
 from producers.simulator import SimConfig, Simulator
 from schemas.events import dump_event
 from schemas.outputs import DriftAlert
-from stream.processes import labelled
+from stream.local.processes import labelled
 
 pytestmark = pytest.mark.integration
 

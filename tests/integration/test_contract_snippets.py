@@ -96,7 +96,7 @@ def follow(command: list[str], env: dict[str, str], cwd: Path, wanted: set[str],
 def java_tools(bin_dir: Path) -> None:
     """``kafka-console-producer.sh`` and ``kafka-console-consumer.sh`` on ``bin_dir``, from the Kafka jars."""
     from stream.errors import BrokerError
-    from stream.kafka_cluster import CONSOLE_CONSUMER, CONSOLE_PRODUCER, java_command
+    from stream.local.kafka_cluster import CONSOLE_CONSUMER, CONSOLE_PRODUCER, java_command
 
     for script, main in (("kafka-console-producer.sh", CONSOLE_PRODUCER),
                          ("kafka-console-consumer.sh", CONSOLE_CONSUMER)):
@@ -142,7 +142,7 @@ def test_the_documented_snippets_produce_and_consume_with_real_clients(kafka_boo
         produced |= event_ids(code["java-console-produce"])
         source = tmp_path / "PublishEvent.java"
         source.write_text(code["java-clients-produce"])
-        from stream.kafka_cluster import java_command
+        from stream.local.kafka_cluster import java_command
 
         run(java_command(str(source)), env, tmp_path)
         produced |= event_ids(code["java-clients-produce"])

@@ -1,4 +1,4 @@
-"""Apache Kafka from Maven Central, started by stream/kafka_cluster.py: one node and three.
+"""Apache Kafka from Maven Central, started by stream/local/kafka_cluster.py: one node and three.
 
 One node, on the pinned version and on the newest 4.x line (Kafka 4 removed old protocol
 versions, KIP-896): a librdkafka producer with lz4 and an aiokafka consumer agree on 100
@@ -33,7 +33,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.errors import BrokerError
-from stream.kafka_cluster import (
+from stream.local.kafka_cluster import (
     CONSOLE_PRODUCER,
     DEFAULT_KAFKA_VERSION,
     QUICK_START_JVM_OPTS,

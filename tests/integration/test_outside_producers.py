@@ -27,7 +27,7 @@ from support import (
 )
 
 from schemas.events import dump_event
-from stream.features import CustomerState, apply, feature_values
+from stream.pipeline.features import CustomerState, apply, feature_values
 
 pytestmark = pytest.mark.integration
 

@@ -24,10 +24,10 @@ from support import CHURN, TopicReader, consumer_lag, free_port, produce
 
 from producers.simulator import SimConfig, Simulator
 from schemas.outputs import DriftAlert, ModelEvent
-from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
-from stream.kafka_config import confluent_config
+from stream.pipeline.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.kafka.config import confluent_config
 from stream.settings import Settings
-from stream.topics import ensure_topics, topic_specs
+from stream.kafka.topics import ensure_topics, topic_specs
 from training import registry
 from training.config import DatasetConfig, GateConfig, ModelConfig, SimulationConfig, TrainConfig
 from training.dataset import fingerprint

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from support import isolated_env
-from stream.topics import CONNECTION_SETUP_MS
+from stream.kafka.topics import CONNECTION_SETUP_MS
 from support import CHURN
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def fail_fast_s(kafka_bootstrap, tmp_path_factory) -> float:
     assert_one_line_naming(done, "CHURN_SASL_USERNAME")
     # The settings fail before the worker's imports; its start-up is both.
     began = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import stream.worker"], env=env, check=True, timeout=120,
+    subprocess.run([sys.executable, "-c", "import stream.app.worker"], env=env, check=True, timeout=120,
                    stdin=subprocess.DEVNULL)
     startup = settings_s + time.monotonic() - began
     return STARTUPS_ALLOWED * startup + CONNECTION_SETUP_MS / 1000 + MARGIN_S

@@ -13,7 +13,7 @@ import pytest
 from producers.faults import inject
 from schemas.events import dump_event
 from schemas.outputs import ChurnScore
-from stream.features import CustomerState, apply, feature_values
+from stream.pipeline.features import CustomerState, apply, feature_values
 from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker, wait_caught_up
 
 pytestmark = pytest.mark.integration

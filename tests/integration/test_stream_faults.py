@@ -26,8 +26,8 @@ from support import (
 
 from schemas.events import dump_event
 from stream.errors import RegistryError
-from stream.features import CustomerState, apply, feature_values
-from stream.partitioning import partition_for
+from stream.pipeline.features import CustomerState, apply, feature_values
+from stream.kafka.partitioning import partition_for
 from training.registry import check_reachable
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ import pytest
 from faust.sensors import Monitor, Sensor, SensorDelegate
 from faust.types import TP
 
-from stream.batching import batches
+from stream.runtime.batching import batches
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from stream import bench
+from stream.local import bench
 from stream.errors import ChurnError
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.broker import EmbeddedBroker, free_port
+from stream.local.broker import EmbeddedBroker, free_port
 from stream.errors import BrokerError
 
 pytestmark = pytest.mark.unit

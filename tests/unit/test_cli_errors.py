@@ -116,7 +116,7 @@ def test_bench_pin_needs_a_cpu_beyond_the_workers(tmp_path):
 
 
 def closed_port() -> str:
-    from stream.broker import free_port
+    from stream.local.broker import free_port
 
     return f"127.0.0.1:{free_port()}"  # nothing listens there
 

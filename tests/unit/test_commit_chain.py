@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream.commit_chain import CommitChain
+from stream.runtime.commit_chain import CommitChain
 from tests.unit.test_batching import wait_until
 
 pytestmark = pytest.mark.unit

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from schemas.outputs import DriftAlert
-from stream.demo import DemoOptions, Observed, Published, Story, scenario_table, summarize
+from stream.local.demo import DemoOptions, Observed, Published, Story, scenario_table, summarize
 
 pytestmark = pytest.mark.unit
 

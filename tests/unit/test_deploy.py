@@ -417,7 +417,7 @@ def test_unreachable_advertised_host_names_the_variable(bad, monkeypatch):
 
 
 def test_canonical_url_is_the_advertised_host_while_binding_the_web_host(tmp_path):
-    from stream.app import create_app
+    from stream.app.build import create_app
 
     settings = Settings(
         bootstrap_servers="127.0.0.1:9", data_dir=tmp_path, web_host="0.0.0.0", web_port=6070,

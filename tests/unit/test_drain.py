@@ -20,8 +20,8 @@ from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 from mode import Service
 
-from stream.drain import drain_messages, install
-from stream.seek_guard import SeekGuard
+from stream.runtime.drain import drain_messages, install
+from stream.runtime.seek_guard import SeekGuard
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.drift.harness import Model, Row, measure, table
+from stream.local.drift_harness import Model, Row, measure, table
 from stream.drift.monitor import DriftConfig
 from training.dataset import SNAPSHOT, label_array, model_inputs
 from training.importance import global_importance

@@ -9,7 +9,7 @@ import pytest
 
 from producers.simulator import SCENARIOS, SimConfig, Simulator
 from stream.drift.monitor import DriftConfig
-from stream.drift.replay import Replay, replay
+from stream.local.drift_replay import Replay, replay
 from training.dataset import SNAPSHOT, model_inputs
 from training.reference import reference_distributions
 

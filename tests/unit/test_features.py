@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from schemas.events import AccountClosed, AutopayChanged, Payment, PlanChanged, Signup, SupportCall, Usage
-from stream.features import (
+from stream.pipeline.features import (
     DEDUP_RING,
     Admission,
     CustomerState,
@@ -208,7 +208,7 @@ def test_an_unknown_state_format_is_refused():
 
 
 def test_the_ring_orders_events_of_the_same_millisecond_by_id_hash_in_any_arrival_order():
-    from stream.features import event_hash
+    from stream.pipeline.features import event_hash
 
     same_time = [Usage(event_id=f"u{i}", customer_id="c1", ts=at(80), amount=1.0) for i in range(10)]
     events = [*history(), *same_time]
@@ -230,7 +230,7 @@ def test_closure_is_recorded():
 
 def test_simulated_states_round_trip_and_apply_checked_agrees_with_admit_then_apply():
     from producers.simulator import SimConfig, Simulator
-    from stream.features import apply_checked
+    from stream.pipeline.features import apply_checked
 
     checked: dict[str, CustomerState] = {}
     stepwise: dict[str, CustomerState] = {}
@@ -305,7 +305,7 @@ def _trace(events) -> str:
 
     import orjson
 
-    from stream.features import apply_checked
+    from stream.pipeline.features import apply_checked
 
     digest = hashlib.sha256()
     states: dict[str, CustomerState] = {}
@@ -339,7 +339,7 @@ def test_the_features_rounding_gives_rounds_float_for_every_value(digits):
     import math
     import struct
 
-    from stream.features import rounder
+    from stream.pipeline.features import rounder
 
     rounded = rounder(digits)
     rng = random.Random(digits)

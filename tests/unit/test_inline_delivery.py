@@ -10,7 +10,7 @@ from faust.types import TP
 from mode import Service
 from mode.utils.queues import FlowControlEvent
 
-from stream.inline_delivery import READY, first_step, install
+from stream.runtime.inline_delivery import READY, first_step, install
 
 pytestmark = pytest.mark.unit
 

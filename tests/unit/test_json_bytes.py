@@ -7,12 +7,12 @@ import numpy as np
 import orjson
 import pytest
 
-from stream.features import CustomerState
-from stream.featurize import Featurizer
-from stream.json_bytes import json_bytes
+from stream.pipeline.features import CustomerState
+from stream.pipeline.featurize import Featurizer
+from stream.pipeline.json_bytes import json_bytes
 from stream.metrics import StreamMetrics
-from stream.model_holder import LoadedModel
-from stream.scoring import Scorer
+from stream.serving.model_holder import LoadedModel
+from stream.serving.scoring import Scorer
 from tests.unit.test_featurize import messages
 
 pytestmark = pytest.mark.unit

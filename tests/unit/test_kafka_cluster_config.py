@@ -1,6 +1,6 @@
 """The Kafka test clusters agree with the compose file, and their launcher fails in one clear line.
 
-The compose file's ``kafka`` service and :mod:`stream.kafka_cluster` share one broker
+The compose file's ``kafka`` service and :mod:`stream.local.kafka_cluster` share one broker
 configuration (``KAFKA_FOO_BAR`` <-> ``foo.bar``): every compose setting other than a
 node's addresses, id, storage and the compose knob for partitions must equal what a
 one-node test cluster gets, and every shared setting must be in the compose file. The
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
-from stream import kafka_cluster
+from stream.local import kafka_cluster
 from stream.errors import BrokerError, ConfigError
-from stream.kafka_cluster import (
+from stream.local.kafka_cluster import (
     DEFAULT_KAFKA_VERSION,
     LAUNCHER_CONFIG,
     NODE_KEYS,
@@ -69,11 +69,11 @@ def test_compose_sets_every_shared_setting_to_the_same_value(compose_config: dic
 def test_compose_has_no_setting_the_one_node_cluster_does_not_share(compose_config: dict[str, str]) -> None:
     one_node = {**SHARED_BROKER_CONFIG, **replication_config(1)}
     differ = {
-        key: (value, one_node.get(key, "(not set by stream/kafka_cluster.py)"))
+        key: (value, one_node.get(key, "(not set by stream/local/kafka_cluster.py)"))
         for key, value in compose_config.items()
         if key not in NODE_KEYS and key not in COMPOSE_ONLY and one_node.get(key) != value
     }
-    assert not differ, f"compose value vs stream/kafka_cluster.py: {differ}"
+    assert not differ, f"compose value vs stream/local/kafka_cluster.py: {differ}"
 
 
 def test_compose_replication_is_the_one_node_clusters(compose_config: dict[str, str]) -> None:
@@ -206,7 +206,7 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch):
     """kafka-storage format reads an id starting with "-" as an option and fails ("expected one argument")."""
     import uuid
 
-    from stream import kafka_cluster
+    from stream.local import kafka_cluster
 
     drawn = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(bytes=bytes(range(16)))])
     monkeypatch.setattr(kafka_cluster.uuid, "uuid4", lambda: next(drawn))

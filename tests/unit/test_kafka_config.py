@@ -11,7 +11,7 @@ from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
 from pydantic import SecretStr
 
 from stream.errors import ConfigError
-from stream.kafka_config import CLIENT_LOG, bootstrap_hosts, confluent_config, faust_broker_kwargs, faust_broker_url
+from stream.kafka.config import CLIENT_LOG, bootstrap_hosts, confluent_config, faust_broker_kwargs, faust_broker_url
 from stream.settings import Settings, load_settings
 
 pytestmark = pytest.mark.unit
@@ -192,7 +192,7 @@ TLS_TIMEOUT = (
 def test_refused_sasl_login_is_a_config_error_naming_the_protocol() -> None:
     from confluent_kafka import KafkaError
 
-    from stream.topics import _mismatch
+    from stream.kafka.topics import _mismatch
 
     error = _mismatch(SASL_CONFIG, [KafkaError(KafkaError._AUTHENTICATION, "k1:9092/1: auth failed")], [])
     assert isinstance(error, ConfigError)
@@ -206,7 +206,7 @@ def test_refused_sasl_login_is_a_config_error_naming_the_protocol() -> None:
 def test_tls_handshake_that_never_completes_is_a_config_error() -> None:
     from confluent_kafka import KafkaError
 
-    from stream.topics import _mismatch
+    from stream.kafka.topics import _mismatch
 
     error = _mismatch(SASL_CONFIG, [], [TLS_TIMEOUT])
     assert isinstance(error, ConfigError)
@@ -218,7 +218,7 @@ def test_tls_handshake_that_never_completes_is_a_config_error() -> None:
 
 
 def test_an_unreachable_broker_is_not_a_config_mismatch() -> None:
-    from stream.topics import _mismatch
+    from stream.kafka.topics import _mismatch
 
     refused = "[thrd:k1:9092/bootstrap]: k1:9092/bootstrap: Connect to ipv4#10.0.0.1:9092 failed: Connection refused"
     assert _mismatch({"bootstrap.servers": "k1:9092", "security.protocol": "PLAINTEXT"}, [], [refused]) is None
@@ -227,9 +227,9 @@ def test_an_unreachable_broker_is_not_a_config_mismatch() -> None:
 def test_connect_admin_gives_up_on_a_closed_port_naming_the_bootstrap_setting() -> None:
     import time
 
-    from stream.broker import free_port
+    from stream.local.broker import free_port
     from stream.errors import BrokerError
-    from stream.topics import connect_admin
+    from stream.kafka.topics import connect_admin
 
     start = time.monotonic()
     with pytest.raises(BrokerError, match="CHURN_BOOTSTRAP_SERVERS") as info:

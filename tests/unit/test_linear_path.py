@@ -8,8 +8,8 @@ import pytest
 from sklearn.preprocessing import OneHotEncoder
 
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
-from stream.linear_path import compile_pipeline, probe_columns, verified
-from stream.model_holder import LoadedModel, columns_to_frame
+from stream.serving.linear_path import compile_pipeline, probe_columns, verified
+from stream.serving.model_holder import LoadedModel, columns_to_frame
 from training.config import ModelConfig
 from training.dataset import LABEL, model_inputs
 from training.model import build_pipeline

@@ -7,7 +7,7 @@ import random
 import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
-from stream.partitioning import murmur2, partition_for
+from stream.kafka.partitioning import murmur2, partition_for
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ import pytest
 
 from schemas.features import FEATURE_NAMES
 from stream.errors import ChurnError
-from stream.features import DAY
+from stream.pipeline.features import DAY
 from training.config import DatasetConfig
 from training.drift_report import feature_psi
 from training.gate import GateDecision

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from stream.seek_guard import install
+from stream.runtime.seek_guard import install
 
 pytestmark = pytest.mark.unit
 

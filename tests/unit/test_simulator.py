@@ -23,7 +23,7 @@ from producers.simulator import (
     paced,
 )
 from schemas.events import AccountEvent, Usage, dump_event, parse_event
-from stream.features import DAY, CustomerState, apply, feature_values
+from stream.pipeline.features import DAY, CustomerState, apply, feature_values
 
 pytestmark = pytest.mark.unit
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream.features import CustomerState
-from stream.state_cache import StateCache
+from stream.pipeline.features import CustomerState
+from stream.pipeline.state_cache import StateCache
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError, KafkaException
 
 from stream.errors import BrokerError
 from stream.settings import Settings
-from stream.topics import ALL_TOPICS, TopicNames, TopicSpec, ensure_topics, topic_specs
+from stream.kafka.topics import ALL_TOPICS, TopicNames, TopicSpec, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.unit
 
@@ -82,7 +82,7 @@ def test_creates_missing_only() -> None:
 
 def test_rejected_config_degrades_to_a_plain_topic_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     admin = FakeAdmin(reject_config=KafkaError(KafkaError.INVALID_CONFIG, "no compaction here"))
-    with caplog.at_level(logging.WARNING, logger="stream.topics"):
+    with caplog.at_level(logging.WARNING, logger="stream.kafka.topics"):
         assert sorted(ensure_topics(admin, SPECS, timeout=1)) == ["a", "m"]  # type: ignore[arg-type]
     assert ("m", {}) in admin.calls
     assert "rejected config {'cleanup.policy': 'compact'} of topic m" in caplog.text
@@ -96,7 +96,7 @@ def test_real_failure_raises_broker_error() -> None:
 
 def test_partition_mismatch_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     admin = FakeAdmin(existing={"a": 2, "m": 1})
-    with caplog.at_level(logging.WARNING, logger="stream.topics"):
+    with caplog.at_level(logging.WARNING, logger="stream.kafka.topics"):
         assert ensure_topics(admin, SPECS, timeout=1) == []  # type: ignore[arg-type]
     assert "topic a has 2 partitions, expected 4" in caplog.text
 

@@ -100,7 +100,7 @@ def test_register_promote_reject_and_roll_back(tmp_path):
 def test_a_served_version_carries_its_holdout_metrics_importances_and_gate_evidence(tmp_path):
     """What the worker's drift monitor judges the live model against, as the worker loads it."""
     from schemas.features import FEATURE_NAMES
-    from stream.model_holder import RegistrySource
+    from stream.serving.model_holder import RegistrySource
 
     settings = Settings(data_dir=tmp_path)
     outcome = run_training(SMALL, settings)

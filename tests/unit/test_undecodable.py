@@ -14,10 +14,10 @@ from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream import undecodable
-from stream.kafka_config import ClientLog
+from stream.runtime import undecodable
+from stream.kafka.config import ClientLog
 from stream.metrics import StreamMetrics
-from stream.undecodable import RecordsWithBytes, TolerantPartitionRecords, UndecodableBatch
+from stream.runtime.undecodable import RecordsWithBytes, TolerantPartitionRecords, UndecodableBatch
 
 pytestmark = pytest.mark.unit
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import risk_band
-from stream.features import rounder
-from stream.json_bytes import json_bytes
-from stream.messages import Outbound, Scorable
+from stream.pipeline.features import rounder
+from stream.pipeline.json_bytes import json_bytes
+from stream.pipeline.messages import Outbound, Scorable
 from stream.metrics import StreamMetrics
-from stream.model_holder import LoadedModel
+from stream.serving.model_holder import LoadedModel
 
 SCORES = "scores"
 SCHEMA_VERSION = 1

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from confluent_kafka import Consumer, TopicPartition
 
-from stream.consumer_hooks import adapt_consumers
+from stream.runtime.consumer_hooks import adapt_consumers
 
 log = logging.getLogger(__name__)
 

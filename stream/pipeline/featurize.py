@@ -4,7 +4,7 @@ For every consumed ``account-events`` message:
 
 1. payloads over ``max_event_bytes`` and anything that fails validation go to the
    dead-letter topic with headers that say where they came from and why;
-2. a repeated ``event_id`` (or one too late to tell, see :mod:`stream.features`)
+2. a repeated ``event_id`` (or one too late to tell, see :mod:`stream.pipeline.features`)
    is counted and skipped;
 3. the customer's state is updated and its ``FeatureVector`` emitted to
    ``churn-features`` and handed on (as ``scorable``) to be scored in the same
@@ -37,11 +37,11 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from schemas.events import account_event_adapter
-from stream.features import Admission, CustomerState, apply_checked, event_time, feature_values
-from stream.json_bytes import json_bytes
-from stream.messages import Inbound, Outbound, Scorable
+from stream.pipeline.features import Admission, CustomerState, apply_checked, event_time, feature_values
+from stream.pipeline.json_bytes import json_bytes
+from stream.pipeline.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
-from stream.partitioning import HomePartitions
+from stream.kafka.partitioning import HomePartitions
 
 FEATURES = "features"
 LABELS = "labels"

@@ -35,7 +35,7 @@ have.
 The consumer's own seek when it finds its flow stopped (``getmany``) is left as it
 is: there the flow is not active.
 
-The worker's fetch loop (:mod:`stream.drain`) keeps the guard's ``idle`` flag itself,
+The worker's fetch loop (:mod:`stream.runtime.drain`) keeps the guard's ``idle`` flag itself,
 as :meth:`SeekGuard.getmany` keeps it, without a generator per message; the guarded
 ``getmany`` serves Faust's own loop, where that one is kept.
 """
@@ -46,7 +46,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from stream.consumer_hooks import adapt_consumers
+from stream.runtime.consumer_hooks import adapt_consumers
 
 log = logging.getLogger(__name__)
 

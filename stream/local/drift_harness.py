@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from producers.simulator import ALL_SCENARIOS, SEASON_DAYS, SimConfig, Simulator
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.drift.replay import Replay
+from stream.local.drift_replay import Replay
 
 DAY = 86_400.0
 EVENTS_PER_CUSTOMER_DAY = 0.74

@@ -51,13 +51,13 @@ from typing import IO, Any, Self
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from stream.broker import LOOPBACK, free_port
+from stream.local.broker import LOOPBACK, free_port
 from stream.errors import BrokerError, ConfigError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_KAFKA_VERSION = "3.9.1"  # the compose file's apache/kafka image tag
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 POM = ROOT / "deploy" / "kafka" / "pom.xml"
 DEFAULT_CACHE_DIR = ROOT / "build" / "kafka"
 
@@ -74,7 +74,7 @@ SHARED_BROKER_CONFIG: dict[str, str] = {
     "inter.broker.listener.name": "PLAINTEXT",
     # A new group's first rebalance starts at once instead of after 3 s.
     "group.initial.rebalance.delay.ms": "0",
-    # Every topic is created explicitly (stream/topics.py, Faust); a typo must not make one.
+    # Every topic is created explicitly (stream/kafka/topics.py, Faust); a typo must not make one.
     "auto.create.topics.enable": "false",
 }
 
@@ -642,7 +642,7 @@ class KafkaCluster:
 
     def _write_config(self, node: _Node) -> None:
         lines = [f"{key}={value}" for key, value in self.broker_config(node.index).items()]
-        _write_if_changed(node.config_path, "# written by stream/kafka_cluster.py\n" + "\n".join(lines) + "\n")
+        _write_if_changed(node.config_path, "# written by stream/local/kafka_cluster.py\n" + "\n".join(lines) + "\n")
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -2,10 +2,10 @@
 
 Faust's ``Consumer._drain_messages`` takes each fetched record from
 ``Consumer.getmany``, an async generator that turns a fetch's records into
-messages one at a time; the seek guard (:mod:`stream.seek_guard`) wraps ``getmany``
+messages one at a time; the seek guard (:mod:`stream.runtime.seek_guard`) wraps ``getmany``
 in a generator of its own, to know when the loop holds a message; and each
 delivery made a coroutine for the flow's suspension event only to close it when
-the delivery did not wait (:mod:`stream.inline_delivery`). So every message resumed
+the delivery did not wait (:mod:`stream.runtime.inline_delivery`). So every message resumed
 two generators and made and closed a coroutine before the conductor saw it.
 
 :func:`install` replaces the consumer's ``_drain_messages`` with
@@ -41,9 +41,9 @@ import logging
 from faust.transport.consumer import CONSUMER_FETCHING
 from mode import Service
 
-from stream.consumer_hooks import adapt_consumers
-from stream.inline_delivery import first_step
-from stream.seek_guard import SeekGuard
+from stream.runtime.consumer_hooks import adapt_consumers
+from stream.runtime.inline_delivery import first_step
+from stream.runtime.seek_guard import SeekGuard
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from stream.consumer_hooks import adapt_consumers
+from stream.runtime.consumer_hooks import adapt_consumers
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from confluent_kafka import KafkaException, Producer
 
 from stream.errors import BrokerError
-from stream.messages import Headers
+from stream.pipeline.messages import Headers
 
 log = logging.getLogger(__name__)
 

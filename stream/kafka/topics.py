@@ -36,7 +36,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.errors import BrokerError, ConfigError
-from stream.kafka_config import ClientLog
+from stream.kafka.config import ClientLog
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -3,58 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from stream.errors import ChurnError, ConfigError
+from stream.local.console import stages, table
 from stream.settings import Settings
 from training.config import DEFAULT_CONFIG, load_config
 
-_STAGES = {
-    "simulate": "simulating customers and replaying their events",
-    "wait": "waiting for the labels since the drift to mature",
-    "read": "reading the feature log and labels to their end",
-    "dataset": "building point-in-time snapshots",
-    "split": "splitting by customer",
-    "fit": "fitting the pipeline",
-    "champion": "evaluating the production model on the same holdout",
-    "log": "logging the run and registering the candidate",
-    "publish": "publishing the model event",
-    "drift": "logging the drift report",
-    "done": "done",
-}
 KEY_METRICS = ("roc_auc", "oracle_roc_auc", "heuristic_roc_auc", "pr_auc", "f1", "precision_at_k", "brier", "log_loss", "base_rate")
-
-
-@contextmanager
-def _stages(console: Console, first: str) -> Iterator[Callable[[str, float], None]]:
-    """A transient progress line; yields the ``progress(stage, done)`` callback the jobs take."""
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
-    ) as bar:
-        task = bar.add_task(_STAGES[first], total=None)
-
-        def progress(stage: str, done: float) -> None:
-            text = _STAGES.get(stage, stage)
-            if stage == "simulate" and done:
-                text = f"{text} ({int(done):,} events)"
-            elif stage == "wait":
-                text = f"{text} ({done:.1f} days of event time to go)"
-            bar.update(task, description=text)
-
-        yield progress
 
 
 def run_train(settings: Settings, config_path: Path | None, console: Console) -> None:
     config = load_config(config_path or DEFAULT_CONFIG)
     from training.job import run_training
 
-    with _stages(console, "simulate") as progress:
+    with stages(console, "simulate") as progress:
         outcome = run_training(config, settings, progress)
     render_outcome(settings, outcome, console)
 
@@ -81,7 +46,7 @@ def run_retrain(
         check_reachable(settings)  # before the job's modules, which take seconds to import
         from training.retrain import retrain
 
-        with _stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
+        with stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
             outcome = retrain(settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s,
                               world)
     except ChurnError as exc:
@@ -141,7 +106,6 @@ def parse_since(since: str) -> float | None:
 
 def render_outcome(settings: Settings, outcome, console: Console) -> None:
     """The candidate's and production's metrics on the same holdout, and the gate's decision."""
-    from stream.cli import table
 
     t = table("holdout metrics", ["metric", "candidate", "production (same holdout)"])
     for key in KEY_METRICS:
@@ -162,7 +126,6 @@ def render_outcome(settings: Settings, outcome, console: Console) -> None:
 
 
 def show_models(settings: Settings, console: Console) -> None:
-    from stream.cli import table
     from training import registry
 
     client = registry.connect(settings)
@@ -209,8 +172,8 @@ def run_launcher(
     from training.launcher import LauncherMetrics, LaunchPolicy, RetrainLauncher, build_launcher
 
     policy = LaunchPolicy(cooldown_s, every_s, retrain_on)
-    from stream.kafka_config import confluent_config
-    from stream.topics import require_broker
+    from stream.kafka.config import confluent_config
+    from stream.kafka.topics import require_broker
 
     require_broker(confluent_config(settings, settings.resolved_bootstrap()))
     metrics = LauncherMetrics.create()

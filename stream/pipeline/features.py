@@ -51,7 +51,7 @@ import orjson
 
 from schemas.events import AccountEvent
 from schemas.features import FeatureVector
-from stream.json_bytes import json_bytes
+from stream.pipeline.json_bytes import json_bytes
 
 DAY = 86_400.0
 MONTH_DAYS = 30.4375
@@ -120,7 +120,7 @@ class CustomerState:
 
         Every value is already JSON (times are epoch seconds rounded to the millisecond,
         whose shortest repr orjson writes back exactly), so the encoding is one C call
-        and a copy to the document's size (:mod:`stream.json_bytes`): it runs once per
+        and a copy to the document's size (:mod:`stream.pipeline.json_bytes`): it runs once per
         new event, on the worker's hot path. The de-duplication ring is one base64
         string of its 64-bit integers (times, then id hashes, little endian): writing
         its 32 large integers as decimals was two thirds of the encoding's time, and

@@ -13,9 +13,9 @@ from rich.live import Live
 from rich.table import Table
 
 from stream.errors import BrokerError
-from stream.kafka_config import confluent_config
+from stream.kafka.config import confluent_config
 from stream.settings import Settings
-from stream.topics import CHURN_SCORES
+from stream.kafka.topics import CHURN_SCORES
 
 _BAND_STYLE = {"low": "green", "medium": "yellow", "high": "bold red"}
 

@@ -21,22 +21,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.errors import ChurnError
-from stream.settings import ENV_PREFIX
-
-
-def churn_executable() -> list[str]:
-    """How to run ``churn`` from this interpreter's environment."""
-    script = Path(sys.executable).parent / "churn"
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from stream.cli import main; main()"]
-
-
-def child_env(churn_vars: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment without its ``CHURN_*`` variables, plus ``churn_vars``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    env.update({k: str(v) for k, v in churn_vars.items()})
-    return env
+from training.launcher import child_env, churn_executable
 
 
 def scrape(port: int, host: str = "127.0.0.1", timeout: float = 2.0) -> dict[str, float]:

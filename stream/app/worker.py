@@ -7,11 +7,11 @@ import logging
 import os
 from pathlib import Path
 
-from stream.app import create_app
+from stream.app.build import create_app
 from stream.errors import ConfigError
-from stream.kafka_config import confluent_config
+from stream.kafka.config import confluent_config
 from stream.settings import Settings, parse_cpus
-from stream.topics import connect_admin, ensure_topics, topic_specs
+from stream.kafka.topics import connect_admin, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 

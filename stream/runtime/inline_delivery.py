@@ -12,7 +12,7 @@ service's stopped and crashed events, and waits on the four with
 
 The delivery almost never waits: it waits only when flow control is suspended, the
 producer buffer is over its high-water mark, or the agent's queue is full. The
-worker's fetch loop (:mod:`stream.drain`) runs the delivery coroutine inline, one
+worker's fetch loop (:mod:`stream.runtime.drain`) runs the delivery coroutine inline, one
 step (:func:`first_step`), when the flow is not suspended. If it finishes in that
 step (the common case) the result is the same as Faust's, without the tasks. If it
 has to wait, the rest of it runs as a task under Faust's own ``wait_first``, exactly
@@ -43,7 +43,7 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from stream.consumer_hooks import adapt_consumers
+from stream.runtime.consumer_hooks import adapt_consumers
 
 log = logging.getLogger(__name__)
 

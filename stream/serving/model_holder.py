@@ -21,7 +21,7 @@ import pandas as pd
 
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from stream.errors import ChurnError, ModelLoadError
-from stream.linear_path import ColumnsPredictor, compile_pipeline, verified
+from stream.serving.linear_path import ColumnsPredictor, compile_pipeline, verified
 from stream.metrics import StreamMetrics
 from stream.settings import Settings
 
@@ -65,7 +65,7 @@ class LoadedModel:
 
     def predict_columns(self, columns: dict[str, list]):
         """Churn probabilities for a batch given as columns (``FEATURE_NAMES`` to lists): the verified
-        NumPy path when the pipeline has one (see ``stream.linear_path``), else ``predict_proba``."""
+        NumPy path when the pipeline has one (see ``stream.serving.linear_path``), else ``predict_proba``."""
         if self.fast is not None:
             return self.fast(columns)
         return self.predict(columns_to_frame(columns))
@@ -80,18 +80,18 @@ class RegistrySource:
 
     def client(self):
         if self._client is None:
-            from training import registry
+            from stream.serving import registry
 
             self._client = registry.connect(self.settings, fail_fast=True)
         return self._client
 
     def version_for_alias(self) -> str | None:
-        from training import registry
+        from stream.serving import registry
 
         return registry.version_for_alias(self.client(), self.settings.model_name, self.settings.model_alias)
 
     def load(self, version: str, expected_checksum: str | None = None) -> LoadedModel:
-        from training import registry
+        from stream.serving import registry
 
         name = self.settings.model_name
         client = self.client()
@@ -111,7 +111,7 @@ class RegistrySource:
         reference = self._run_json(mv.run_id, "reference/reference.json", "reference distributions", version)
         # Versions registered before importances were logged have none: their drift alerts judge harm
         # without them.
-        from training.importance import IMPORTANCE_ARTIFACT
+        from stream.serving.registry import IMPORTANCE_ARTIFACT
 
         importance = self._run_json(mv.run_id, IMPORTANCE_ARTIFACT, "feature importances", version)
         metrics: dict = {}

@@ -14,7 +14,7 @@ recently used.
 
 from __future__ import annotations
 
-from stream.features import CustomerState
+from stream.pipeline.features import CustomerState
 
 
 class StateCache:

@@ -14,8 +14,8 @@ from schemas.events import AccountEvent
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import DriftAlert
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.features import Admission, CustomerState, apply_checked, event_time, feature_values
-from stream.model_holder import columns_to_frame
+from stream.pipeline.features import Admission, CustomerState, apply_checked, event_time, feature_values
+from stream.serving.model_holder import columns_to_frame
 
 
 @dataclass

@@ -33,12 +33,12 @@ from producers.simulator import SimConfig, Simulator
 from schemas.events import account_event_adapter, dump_event
 from schemas.features import FEATURE_NAMES
 from stream.errors import ChurnError, ConfigError
-from stream.features import Admission, CustomerState, admit, apply, event_time, feature_values
-from stream.kafka_config import confluent_config
-from stream.model_holder import RegistrySource
-from stream.processes import WorkerProcess, metric_sum
+from stream.pipeline.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.kafka.config import confluent_config
+from stream.serving.model_holder import RegistrySource
+from stream.local.processes import WorkerProcess, metric_sum
 from stream.settings import Settings
-from stream.topics import ensure_topics, topic_specs
+from stream.kafka.topics import ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
     of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs.
     ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``; ``partitioner`` is the producers'."""
-    from stream.broker import free_port
+    from stream.local.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
     run_settings = settings.model_copy(update={"topic_prefix": prefix})
@@ -451,8 +451,8 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     a CPU of its own, this process and the broker it starts on the rest (Linux). ``partitioner`` is the
     stream's producers' (:func:`_produce`); ``engine`` the broker started when ``CHURN_BOOTSTRAP_SERVERS``
     is empty: the embedded one, or one Apache Kafka node from Maven Central."""
-    from stream.broker import EmbeddedBroker
-    from stream.broker import free_port
+    from stream.local.broker import EmbeddedBroker
+    from stream.local.broker import free_port
 
     if events < 1000:
         raise ConfigError("--events must be at least 1000")
@@ -489,7 +489,7 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         os.sched_setaffinity(0, own_cpus)  # the embedded broker, started next, inherits it
     broker_name = bootstrap
     if not bootstrap and engine == "kafka":
-        from stream.kafka_cluster import KafkaCluster
+        from stream.local.kafka_cluster import KafkaCluster
 
         report("starting Apache Kafka")
         broker = KafkaCluster(1, log_dir=workdir).start()

@@ -1,7 +1,7 @@
 """The Faust app: topics, tables, agents and web views, wired to the plain processors.
 
-Thin on purpose: validation and features live in :mod:`stream.featurize`, scoring in
-:mod:`stream.scoring`, the model in :mod:`stream.model_holder`. Nothing happens at
+Thin on purpose: validation and features live in :mod:`stream.pipeline.featurize`, scoring in
+:mod:`stream.serving.scoring`, the model in :mod:`stream.serving.model_holder`. Nothing happens at
 import time; :func:`create_app` builds an app from explicit settings.
 
 Agents
@@ -30,7 +30,7 @@ key, so Kafka's murmur2 partitioner puts each changelog record on the partition 
 the event that produced it.
 
 That ordered end of a batch (two broker round trips) runs in the background
-(:mod:`stream.commit_chain`) while the agent processes the next batch, up to
+(:mod:`stream.runtime.commit_chain`) while the agent processes the next batch, up to
 ``CHURN_BATCHES_IN_FLIGHT`` batches deep, and batches finish in their order. A
 batch's states reach the table only in its finish, after its outputs are
 acknowledged; until then later batches read them from the agent's ``unwritten``
@@ -54,31 +54,31 @@ from faust.types import TP
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from stream.partitioning import HomePartitions, partition_for
+from stream.kafka.partitioning import HomePartitions, partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
-from stream.batch_producer import BatchProducer
-from stream.batching import batches
-from stream.commit_chain import CommitChain
+from stream.runtime.batch_producer import BatchProducer
+from stream.runtime.batching import batches
+from stream.runtime.commit_chain import CommitChain
 from stream.drift.monitor import DriftConfig, DriftMonitor
-from stream.drain import install as install_drain
-from stream.end_offsets import install as install_exact_end_offsets
-from stream.features import CustomerState, features
-from stream.featurize import DLQ, FEATURES, LABELS, REROUTE, Featurizer
-from stream.fetch_wait import install as install_fetch_wait
-from stream.inline_delivery import install as install_inline_delivery
-from stream.json_bytes import json_bytes
-from stream.kafka_config import confluent_config, faust_broker_kwargs
-from stream.messages import Inbound, Outbound, Scorable
+from stream.runtime.drain import install as install_drain
+from stream.runtime.end_offsets import install as install_exact_end_offsets
+from stream.pipeline.features import CustomerState, features
+from stream.pipeline.featurize import DLQ, FEATURES, LABELS, REROUTE, Featurizer
+from stream.runtime.fetch_wait import install as install_fetch_wait
+from stream.runtime.inline_delivery import install as install_inline_delivery
+from stream.pipeline.json_bytes import json_bytes
+from stream.kafka.config import confluent_config, faust_broker_kwargs
+from stream.pipeline.messages import Inbound, Outbound, Scorable
 from stream.metrics import StreamMetrics
-from stream.model_holder import ModelHolder
-from stream.scoring import SCORES, Scorer
-from stream.seek_guard import install as install_seek_guard
+from stream.serving.model_holder import ModelHolder
+from stream.serving.scoring import SCORES, Scorer
+from stream.runtime.seek_guard import install as install_seek_guard
 from stream.settings import Settings
-from stream.state_cache import StateCache
-from stream.topics import TopicNames
-from stream.undecodable import DeadLetterReporter
-from stream.undecodable import install as install_undecodable
+from stream.pipeline.state_cache import StateCache
+from stream.kafka.topics import TopicNames
+from stream.runtime.undecodable import DeadLetterReporter
+from stream.runtime.undecodable import install as install_undecodable
 
 # The rolling measurements of the serving model on matured labels, exported per version.
 LIVE_METRICS = ("roc_auc", "roc_auc_expected", "log_loss", "log_loss_expected", "log_loss_ratio", "brier",

@@ -19,9 +19,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.table import Table
 
 from stream.errors import ChurnError, ConfigError
+from stream.local.console import table
 from stream.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -49,8 +49,8 @@ def _reachable(settings: Settings, *, broker: bool = False, registry: bool = Fal
     """Fail in one line unless the broker (and ``topics`` on it) and the registry answer; the admin client."""
     admin = None
     if broker:
-        from stream.kafka_config import confluent_config
-        from stream.topics import require_broker
+        from stream.kafka.config import confluent_config
+        from stream.kafka.topics import require_broker
 
         admin = require_broker(confluent_config(settings, settings.resolved_bootstrap()),
                                [settings.topic(t) for t in topics])
@@ -117,8 +117,8 @@ def broker(
     import signal
     import threading
 
-    from stream.kafka_config import confluent_config
-    from stream.topics import ensure_topics, topic_specs
+    from stream.kafka.config import confluent_config
+    from stream.kafka.topics import ensure_topics, topic_specs
 
     if engine not in ("embedded", "kafka"):
         raise ConfigError(f"--engine must be embedded or kafka, not {engine!r}")
@@ -126,14 +126,14 @@ def broker(
         raise ConfigError("--nodes must be 1, or 3 with --engine kafka")
     settings = _settings()
     if engine == "kafka":
-        from stream.kafka_cluster import KafkaCluster
+        from stream.local.kafka_cluster import KafkaCluster
 
         running = KafkaCluster(nodes, version=kafka_version, data_dir=data_dir,
                                log_dir=settings.data_dir / "logs" / "kafka", port=port)
         settings = settings.model_copy(update={"topic_replication": max(settings.topic_replication, nodes)})
         what = f"Apache Kafka {running.version}, {nodes} node(s)"
     else:
-        from stream.broker import EmbeddedBroker
+        from stream.local.broker import EmbeddedBroker
 
         if port is not None:
             settings = settings.model_copy(update={"broker_port": port})
@@ -158,8 +158,8 @@ def broker(
 @app.command()
 def topics() -> None:
     """Create every churn-stream topic on the configured broker (idempotent) and exit."""
-    from stream.kafka_config import confluent_config
-    from stream.topics import BROKER_WAIT_S, ensure_topics, topic_specs
+    from stream.kafka.config import confluent_config
+    from stream.kafka.topics import BROKER_WAIT_S, ensure_topics, topic_specs
 
     settings = _settings()
     created = ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings),
@@ -187,7 +187,7 @@ def produce(
     """Publish simulated or recorded account events to account-events."""
     from producers.cli import ProduceOptions
     from producers.cli import produce as run_produce
-    from stream.topics import ACCOUNT_EVENTS
+    from stream.kafka.topics import ACCOUNT_EVENTS
 
     options = ProduceOptions(
         customers=customers, days=days, seed=seed, scenario=None if scenario == "none" else scenario,
@@ -219,8 +219,8 @@ def tail(
     rows: Annotated[int, typer.Option(help="Rows in the live table.")] = 20,
 ) -> None:
     """Show churn-scores live."""
-    from stream.tail import tail_scores
-    from stream.topics import CHURN_SCORES
+    from stream.cli.tail import tail_scores
+    from stream.kafka.topics import CHURN_SCORES
 
     settings = _settings()
     _reachable(settings, broker=True, topics=(CHURN_SCORES,))
@@ -246,8 +246,8 @@ def bench(
                                              "Central).")] = "embedded",
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
-    from stream.bench import bench as run_bench
-    from stream.processes import stopped_by_signals
+    from stream.local.bench import bench as run_bench
+    from stream.local.processes import stopped_by_signals
 
     settings = _settings()
     _reachable(settings, broker=bool(settings.bootstrap_servers), registry=True)
@@ -310,7 +310,7 @@ def demo(
     """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
     from dataclasses import replace
 
-    from stream.demo import ALL, DemoOptions, run_all, run_demo
+    from stream.local.demo import ALL, DemoOptions, run_all, run_demo
 
     options = DemoOptions(scenario=scenario, customers=customers, onset_day=onset_day, max_days=max_days,
                           seconds_per_day=seconds_per_day, window_days=window_days,
@@ -335,7 +335,7 @@ def drift_replay(
     if seeds < 1 or customers < 200 or stable_events < 1:
         raise ConfigError("--seeds must be >= 1, --customers >= 200 and --stable-events >= 1")
     settings = _settings()  # a bad setting fails before the seconds the modules below take to import
-    from stream.drift.harness import Model, measure, table
+    from stream.local.drift_harness import Model, measure, table
     from stream.drift.monitor import DriftConfig
     from training.config import DEFAULT_CONFIG, load_config
     from training.dataset import SNAPSHOT, label_array, model_inputs
@@ -364,7 +364,7 @@ def drift_replay(
 def worker() -> None:
     """Run a stream worker: featurize, score, model swaps, /metrics and lookups."""
     settings = _settings()  # a bad setting fails before the seconds Faust takes to import
-    from stream.worker import run_worker
+    from stream.app.worker import run_worker
 
     run_worker(settings)
 
@@ -379,7 +379,7 @@ def train(
     ] = None,
 ) -> None:
     """Train a model, log it to MLflow, register it and pass it through the gate."""
-    from training.cli import run_train
+    from stream.cli.training import run_train
     from training.config import DEFAULT_CONFIG, load_config
 
     settings = _settings()
@@ -408,7 +408,7 @@ def retrain(
                           "on the holdout is measured and the gate's floors are judged against it.")] = None,
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
-    from training.cli import run_retrain
+    from stream.cli.training import run_retrain
 
     # The job checks its arguments, then asks the broker and the registry (failures reach --result-file too).
     run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels,
@@ -430,7 +430,7 @@ def launcher(
         help="harm: launch only for alerts that judge the serving model hurt; any: for every alert.")] = "harm",
 ) -> None:
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
-    from training.cli import run_launcher
+    from stream.cli.training import run_launcher
 
     run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on)
 
@@ -439,7 +439,7 @@ def launcher(
 def models(ctx: typer.Context) -> None:
     """List registered versions with aliases and key metrics."""
     if ctx.invoked_subcommand is None:
-        from training.cli import show_models
+        from stream.cli.training import show_models
 
         settings = _settings()
         _reachable(settings, registry=True)
@@ -449,7 +449,7 @@ def models(ctx: typer.Context) -> None:
 @models_app.command("rollback")
 def models_rollback() -> None:
     """Serve the previous production version again."""
-    from training.cli import run_rollback
+    from stream.cli.training import run_rollback
 
     settings = _settings()
     _reachable(settings, registry=True)
@@ -476,10 +476,3 @@ def main() -> None:
         err_console.print("interrupted")
         sys.exit(130)
 
-
-def table(title: str, columns: list[str]) -> Table:
-    """A results table in the CLI's style."""
-    t = Table(title=title, title_justify="left")
-    for column in columns:
-        t.add_column(column)
-    return t

@@ -44,13 +44,13 @@ from rich.text import Text
 from producers.publisher import Publisher
 from producers.simulator import SCENARIOS, SimConfig, Simulator, paced
 from schemas.outputs import DriftAlert, ModelEvent
-from stream.broker import EmbeddedBroker, free_port
+from stream.local.broker import EmbeddedBroker, free_port
 from stream.errors import ChurnError, ConfigError
-from stream.features import DAY
-from stream.kafka_config import confluent_config
-from stream.processes import WorkerProcess, child_env, labelled, stopped_by_signals
+from stream.pipeline.features import DAY
+from stream.kafka.config import confluent_config
+from stream.local.processes import WorkerProcess, labelled, stopped_by_signals
 from stream.settings import Settings
-from stream.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
+from stream.kafka.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ def ensure_bootstrap(settings: Settings, console: Console) -> tuple[str, str]:
 
     Returns (version, what happened)."""
     from training import registry
-    from training.cli import _stages
+    from stream.local.console import stages
     from training.config import DEFAULT_CONFIG, load_config
     from training.job import run_training
 
@@ -145,7 +145,7 @@ def ensure_bootstrap(settings: Settings, console: Console) -> tuple[str, str]:
     bootstrap = [v for v in versions if v.tags.get(BOOTSTRAP_TAG) == "bootstrap"]
     if not bootstrap:
         console.print("training the bootstrap model (first run only; about 40 s)")
-        with _stages(console, "simulate") as progress:
+        with stages(console, "simulate") as progress:
             outcome = run_training(load_config(DEFAULT_CONFIG), settings, progress,
                                    {BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"})
         if not outcome.decision.promote:
@@ -383,7 +383,7 @@ def demo_summary(settings: Settings, options: DemoOptions, console: Console,
     run_dir.mkdir(parents=True, exist_ok=True)
     story = Story(registry=settings.resolved_tracking_uri())
     started = time.monotonic()
-    for chatty in ("training.launcher", "stream.broker"):  # the demo prints their milestones itself
+    for chatty in ("training.launcher", "stream.local.broker"):  # the demo prints their milestones itself
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
     started_pids: list[str] = []
     try:
@@ -407,7 +407,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
             if not settings.topic_prefix:
                 settings = settings.model_copy(update={"topic_prefix": f"demo-{run_dir.name.lower()}-"})
         elif options.engine == "kafka":
-            from stream.kafka_cluster import DEFAULT_KAFKA_VERSION, KafkaCluster
+            from stream.local.kafka_cluster import DEFAULT_KAFKA_VERSION, KafkaCluster
 
             console.print(f"broker: starting Apache Kafka {DEFAULT_KAFKA_VERSION} (one KRaft node; the first run "
                           "fetches it from Maven Central)")
@@ -423,7 +423,7 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         settings = settings.model_copy(update={"bootstrap_servers": bootstrap})
         ensure_topics(confluent_config(settings, bootstrap), topic_specs(settings))
 
-        from training.launcher import LaunchPolicy, RetrainLauncher, SubprocessLauncher, settings_env
+        from training.launcher import LaunchPolicy, RetrainLauncher, SubprocessLauncher, child_env, settings_env
 
         worker_vars = {**settings_env(settings), "CHURN_WEB_PORT": str(free_port()), "CHURN_LOG_LEVEL": "INFO",
                        "CHURN_DRIFT_WARMUP_EVENTS": str(options.warmup_events)}

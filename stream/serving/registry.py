@@ -1,0 +1,179 @@
+"""The model registry as a scorer reads it: connect, find the version under an alias, download, verify and load it.
+
+Aliases: ``production`` is what scorers serve; ``previous`` keeps the version it
+replaced. Every version carries the checksum of its artifact (tag ``checksum``) that
+scorers verify before they swap a model in. Writing (logging, promoting, rejecting)
+is :mod:`training.registry`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream.errors import ModelLoadError, RegistryError
+from stream.settings import Settings
+
+PRODUCTION = "production"
+PREVIOUS = "previous"
+CHECKSUM_TAG = "checksum"
+#: Where each version logs its global feature importances (training.importance).
+IMPORTANCE_ARTIFACT = "importance/importance.json"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    aliases: tuple[str, ...]
+    run_id: str
+    tags: dict[str, str]
+    metrics: dict[str, float]
+
+
+def check_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
+    """Raise :class:`RegistryError` in one line when a remote tracking server does not answer.
+
+    MLflow's client retries an unreachable server with backoff for minutes before it
+    fails; a command asks the server's ``/health`` once, with ``timeout_s``, first. Local
+    URIs (sqlite, files) need no server.
+    """
+    uri = settings.resolved_tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - the configured server
+            resp.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return  # it answers; the client's own calls report the credentials
+        raise RegistryError(f"the MLflow registry at {uri} answered /health with HTTP {exc.code} "
+                            "(CHURN_MLFLOW_TRACKING_URI)") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise RegistryError(f"no answer from the MLflow registry at {uri} within {timeout_s:.0f}s "
+                            f"(CHURN_MLFLOW_TRACKING_URI): {reason}") from exc
+
+
+def connect(settings: Settings, fail_fast: bool = False):
+    """An ``MlflowClient`` for the configured tracking URI (fluent API pointed there too).
+
+    A remote server that does not answer raises :class:`RegistryError` at once
+    (:func:`check_reachable`). ``fail_fast`` also turns off MLflow's own HTTP retries
+    (minutes of backoff) for callers that retry on their own schedule, like the worker's
+    model holder.
+    """
+    check_reachable(settings)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    if fail_fast:
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if settings.mlflow_username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_password.get_secret_value()
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    uri = settings.resolved_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def artifact_checksum(path: str | Path) -> str:
+    """SHA-256 over a model directory's files (relative paths and contents)."""
+    root = Path(path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(root).as_posix().encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def downloaded_model(client, name: str, version: str) -> Iterator[Path]:
+    """A version's artifacts in a temporary folder that is removed on exit."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix=f"churn-model-{version}-") as target:
+        try:
+            path = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=target))
+        except Exception as exc:
+            raise ModelLoadError(f"cannot download {name} version {version}: {exc}") from exc
+        yield path
+
+
+def load_sklearn(path: str | Path):
+    """Load the sklearn pipeline from a downloaded model directory."""
+    import mlflow.sklearn
+
+    try:
+        return mlflow.sklearn.load_model(str(path))
+    except Exception as exc:
+        raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+
+
+def load_version(client, name: str, version: str):
+    """The sklearn pipeline of a registered version (its download is removed afterwards)."""
+    with downloaded_model(client, name, version) as path:
+        return load_sklearn(path)
+
+
+def input_names(client, name: str, version: str) -> list[str]:
+    """The input column names of a registered version's signature."""
+    from mlflow.models import get_model_info
+
+    info = get_model_info(f"models:/{name}/{version}")
+    if info.signature is None or info.signature.inputs is None:
+        return []
+    return list(info.signature.inputs.input_names())
+
+
+def version_for_alias(client, name: str, alias: str) -> str | None:
+    """The version under ``alias``, or None when the model or alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise RegistryError(f"registry lookup of {name}@{alias} failed: {exc}") from exc
+
+
+def list_versions(client, name: str) -> list[VersionInfo]:
+    """Every version of ``name``, newest first, with aliases and key metrics."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+        aliases: dict[str, list[str]] = {}
+        if versions:
+            for alias, version in (client.get_registered_model(name).aliases or {}).items():
+                aliases.setdefault(str(version), []).append(alias)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot list versions of {name}: {exc}") from exc
+    out = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        out.append(
+            VersionInfo(
+                version=str(v.version),
+                aliases=tuple(sorted(aliases.get(str(v.version), []))),
+                run_id=v.run_id or "",
+                tags=dict(v.tags or {}),
+                metrics=dict(metrics),
+            )
+        )
+    return out
