@@ -48,8 +48,14 @@ class ProduceOptions:
 
 
 def _simulated(options: ProduceOptions) -> Iterator[object]:
-    config = SimConfig(n_customers=options.customers, days=options.days, seed=options.seed,
-                       scenario=options.scenario, onset_day=options.onset_day, id_prefix=options.id_prefix)
+    config = SimConfig(
+        n_customers=options.customers,
+        days=options.days,
+        seed=options.seed,
+        scenario=options.scenario,
+        onset_day=options.onset_day,
+        id_prefix=options.id_prefix,
+    )
     sim = Simulator(config)
     return paced(sim.events(), options.seconds_per_day, start=config.start)
 
@@ -58,8 +64,9 @@ def _simulated(options: ProduceOptions) -> Iterator[object]:
 LISTED_ROWS = 20
 
 
-def produce(settings: Settings, options: ProduceOptions, console: Console,
-            err_console: Console | None = None) -> PublishSummary:
+def produce(
+    settings: Settings, options: ProduceOptions, console: Console, err_console: Console | None = None
+) -> PublishSummary:
     """Publish the chosen events; returns what was delivered, failed and refused.
 
     With ``options.source``, each invalid row of the file is reported on ``err_console``
@@ -71,8 +78,15 @@ def produce(settings: Settings, options: ProduceOptions, console: Console,
     rng = random.Random(options.seed)
     bad = invalid_rows = 0
     with Publisher.from_settings(settings, settings.resolved_bootstrap(), rate=options.rate) as publisher:
-        with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as bar:
             task = bar.add_task("publishing", total=options.max_events)
             if options.source is not None:
                 rows = read_events(options.source)
@@ -82,12 +96,14 @@ def produce(settings: Settings, options: ProduceOptions, console: Console,
                     else:
                         invalid_rows += 1
                         if invalid_rows <= LISTED_ROWS:
-                            err_console.print(f"{options.source} row {item.row}: {item.error}", highlight=False,
-                                              soft_wrap=True)
+                            err_console.print(
+                                f"{options.source} row {item.row}: {item.error}", highlight=False, soft_wrap=True
+                            )
                     bar.advance(task)
                 if invalid_rows > LISTED_ROWS:
-                    err_console.print(f"{options.source}: {invalid_rows - LISTED_ROWS:,} more invalid rows",
-                                      highlight=False)
+                    err_console.print(
+                        f"{options.source}: {invalid_rows - LISTED_ROWS:,} more invalid rows", highlight=False
+                    )
             else:
                 for event in itertools.islice(_simulated(options), options.max_events):
                     if options.bad_share and rng.random() < options.bad_share:

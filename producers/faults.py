@@ -26,8 +26,10 @@ def bad_message(kind: str, n: int, customer_id: str, oversize_bytes: int = 100_0
     if kind == "oversized":
         return f'{{"event_type": "support_call", {base}, "reason": "{"x" * oversize_bytes}"}}'.encode()
     if kind == "naive_ts":
-        return (f'{{"event_type": "usage", "event_id": "bad-{n}", "customer_id": "{customer_id}", '
-                f'"ts": "2026-02-01T00:00:00", "amount": 1.0}}').encode()
+        return (
+            f'{{"event_type": "usage", "event_id": "bad-{n}", "customer_id": "{customer_id}", '
+            f'"ts": "2026-02-01T00:00:00", "amount": 1.0}}'
+        ).encode()
     raise ValueError(f"unknown kind {kind!r}; choose from {', '.join(KINDS)}")
 
 

@@ -31,8 +31,8 @@ from producers.ratelimit import TokenBucket
 from schemas.events import AccountEvent, dump_event, parse_event_obj
 from stream.errors import BrokerError
 from stream.kafka.config import confluent_config
-from stream.settings import Settings
 from stream.kafka.topics import ACCOUNT_EVENTS
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -91,7 +91,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -242,16 +242,14 @@ class SimConfig:
     n_customers: int = 2000
     days: int = 180
     seed: int = 7
-    start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     scenario: str | None = None
     onset_day: int = 90
     id_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.scenario is not None and self.scenario not in ALL_SCENARIOS:
-            raise ValueError(
-                f"unknown scenario {self.scenario!r}; allowed: {', '.join(ALL_SCENARIOS)} (or None)"
-            )
+            raise ValueError(f"unknown scenario {self.scenario!r}; allowed: {', '.join(ALL_SCENARIOS)} (or None)")
         if self.n_customers < 0:
             raise ValueError(f"n_customers must be >= 0, got {self.n_customers}")
         if self.days < 0:
@@ -432,7 +430,7 @@ class Simulator:
     def _new_customers(self, k: int, signup_ts: np.ndarray) -> np.ndarray:
         """Create ``k`` customers signing up at ``signup_ts``; returns their indices."""
         first = self._traits.n
-        bdom = np.array([datetime.fromtimestamp(t, tz=timezone.utc).day for t in signup_ts])
+        bdom = np.array([datetime.fromtimestamp(t, tz=UTC).day for t in signup_ts])
         self._traits.add(self._rng, k, bdom)
         prefix = self.config.id_prefix
         for n in range(first, first + k):
@@ -461,7 +459,10 @@ class Simulator:
         charges = np.round(_PRICES[plans] * price_factor * self._traits.jitter[idx], 2)
         return [
             _Pending(
-                int(ts[j]), j, int(i), Signup,
+                int(ts[j]),
+                j,
+                int(i),
+                Signup,
                 {"plan": _PLANS[plans[j]], "monthly_charges": float(charges[j]), "has_autopay": bool(autopay[j])},
             )
             for j, i in enumerate(idx)
@@ -521,8 +522,12 @@ class Simulator:
         hike_day = scenario == "price_hike" and day == cfg.onset_day
         if hike_day:
             raised = np.round(charges * PRICE_HIKE, 2)
-            add(times(k), idx, PlanChanged,
-                ({"plan": p, "monthly_charges": c} for p, c in zip(plan.tolist(), raised.tolist())))
+            add(
+                times(k),
+                idx,
+                PlanChanged,
+                ({"plan": p, "monthly_charges": c} for p, c in zip(plan.tolist(), raised.tolist())),
+            )
 
         # 3. engagement: some customers start drifting away
         starting = np.isinf(tr.dis_start[idx]) & (rng.random(k) < tr.tendency[idx])
@@ -553,15 +558,19 @@ class Simulator:
         add(times(callers.size), callers, SupportCall, ({"reason": SUPPORT_REASONS[r]} for r in reasons))
 
         # 6. monthly payments on the billing day of month
-        date = datetime.fromtimestamp(t0, tz=timezone.utc)
+        date = datetime.fromtimestamp(t0, tz=UTC)
         month_days = calendar.monthrange(date.year, date.month)[1]
         bdom = tr.bdom[idx]
         due = (bdom == date.day) | ((date.day == month_days) & (bdom > month_days))
         fail_p = tr.fail[idx] * np.where(autopay, AUTOPAY_FAILURE_FACTOR, 1.0)
         failed = rng.random(k) < fail_p
         bills = zip(charges[due].tolist(), failed[due].tolist())
-        add(times(int(due.sum())), idx[due], Payment,
-            ({"amount": c, "status": "failed" if f else "ok"} for c, f in bills))
+        add(
+            times(int(due.sum())),
+            idx[due],
+            Payment,
+            ({"amount": c, "status": "failed" if f else "ok"} for c, f in bills),
+        )
 
         # 7. plan changes (none on the price-hike day: one plan event per customer)
         change_rate = 0.0 if hike_day else PLAN_CHANGE_RATE
@@ -578,14 +587,24 @@ class Simulator:
         target = np.where(current == _FLEX, pick % 3, (current + 1 + pick % 2) % 3)
         target = np.where(to_flex & (current != _FLEX), _FLEX, target)
         new_charges = np.round(_PRICES[target] * price_factor * tr.jitter[idx], 2)
-        add(times(int(changing.sum())), idx[changing], PlanChanged,
-            ({"plan": _PLANS[p], "monthly_charges": c}
-             for p, c in zip(target[changing].tolist(), new_charges[changing].tolist())))
+        add(
+            times(int(changing.sum())),
+            idx[changing],
+            PlanChanged,
+            (
+                {"plan": _PLANS[p], "monthly_charges": c}
+                for p, c in zip(target[changing].tolist(), new_charges[changing].tolist())
+            ),
+        )
 
         # 8. autopay toggles
         toggling = rng.random(k) < AUTOPAY_TOGGLE_RATE
-        add(times(int(toggling.sum())), idx[toggling], AutopayChanged,
-            ({"enabled": not a} for a in autopay[toggling].tolist()))
+        add(
+            times(int(toggling.sum())),
+            idx[toggling],
+            AutopayChanged,
+            ({"enabled": not a} for a in autopay[toggling].tolist()),
+        )
 
         # 9. new customers join, pulled towards a stable active population
         gap = cfg.n_customers - int(self._active.sum())
@@ -609,7 +628,7 @@ class Simulator:
             event = p.cls(
                 event_id=f"{prefix}e{self._next_event}",
                 customer_id=ids[p.customer],
-                ts=datetime.fromtimestamp(p.ts, tz=timezone.utc),
+                ts=datetime.fromtimestamp(p.ts, tz=UTC),
                 **p.fields,
             )
             self._next_event += 1

@@ -64,8 +64,13 @@ def _event_json_schema(schema: dict[str, Any], cls: type[_Event]) -> None:
 
 
 def _example(event_type: str, n: int, **fields: object) -> dict[str, object]:
-    return {"event_type": event_type, "event_id": f"evt-000{n}", "customer_id": "cust-00042",
-            "ts": f"2026-03-0{n}T09:15:00Z", **fields}
+    return {
+        "event_type": event_type,
+        "event_id": f"evt-000{n}",
+        "customer_id": "cust-00042",
+        "ts": f"2026-03-0{n}T09:15:00Z",
+        **fields,
+    }
 
 
 class _Event(BaseModel):

@@ -48,10 +48,19 @@ class FeatureVector(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, json_schema_extra=_with_examples)
     EXAMPLES: ClassVar[tuple[dict[str, object], ...]] = (
         {
-            "customer_id": "cust-00042", "event_id": "evt-0007", "event_ts": "2026-03-07T09:15:00+00:00",
-            "feature_set_version": 1, "tenure_months": 14.2351, "monthly_charges": 59.9, "has_autopay": 1,
-            "support_calls_30d": 2, "failed_payments_90d": 0, "days_since_last_event": 1.0417,
-            "usage_30d": 38.25, "usage_trend": -0.1823, "plan": "standard",
+            "customer_id": "cust-00042",
+            "event_id": "evt-0007",
+            "event_ts": "2026-03-07T09:15:00+00:00",
+            "feature_set_version": 1,
+            "tenure_months": 14.2351,
+            "monthly_charges": 59.9,
+            "has_autopay": 1,
+            "support_calls_30d": 2,
+            "failed_payments_90d": 0,
+            "days_since_last_event": 1.0417,
+            "usage_30d": 38.25,
+            "usage_trend": -0.1823,
+            "plan": "standard",
         },
     )
 

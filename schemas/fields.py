@@ -100,8 +100,16 @@ def _trimmed_text(max_length: int) -> _Exact:
         custom_error_message=f"Input should be a string of 1 to {max_length} characters"
         " with no whitespace at either end",
     )
-    return _Exact(core, {"type": "string", "minLength": 1, "maxLength": max_length,
-                         "pattern": f"^[^{WHITESPACE}]", **NO_TRAILING_WHITESPACE})
+    return _Exact(
+        core,
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": max_length,
+            "pattern": f"^[^{WHITESPACE}]",
+            **NO_TRAILING_WHITESPACE,
+        },
+    )
 
 
 Id = Annotated[str, _trimmed_text(128)]
@@ -132,19 +140,23 @@ Count = Annotated[int, integer(ge=0)]
 
 def version(value: int) -> _Exact:
     """``Annotated[Literal[value], version(value)]``: the integer ``value`` and nothing else."""
-    return _Exact(core_schema.chain_schema([_WHOLE_NUMBER, core_schema.literal_schema([value])]),
-                  {"const": value, "type": "integer"})
+    return _Exact(
+        core_schema.chain_schema([_WHOLE_NUMBER, core_schema.literal_schema([value])]),
+        {"const": value, "type": "integer"},
+    )
 
 
-_TIMESTAMP_TEXT = core_schema.chain_schema([
-    core_schema.custom_error_schema(
-        core_schema.str_schema(pattern=TIMESTAMP_PATTERN, strict=True),
-        custom_error_type="datetime_rfc3339",
-        custom_error_message="Input should be an RFC 3339 date-time string with seconds and an offset,"
-        " like 2026-01-01T00:00:00Z",
-    ),
-    core_schema.datetime_schema(tz_constraint="aware"),
-])
+_TIMESTAMP_TEXT = core_schema.chain_schema(
+    [
+        core_schema.custom_error_schema(
+            core_schema.str_schema(pattern=TIMESTAMP_PATTERN, strict=True),
+            custom_error_type="datetime_rfc3339",
+            custom_error_message="Input should be an RFC 3339 date-time string with seconds and an offset,"
+            " like 2026-01-01T00:00:00Z",
+        ),
+        core_schema.datetime_schema(tz_constraint="aware"),
+    ]
+)
 Timestamp = Annotated[
     datetime,
     _Exact(

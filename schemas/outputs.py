@@ -47,9 +47,16 @@ class ChurnScore(_Contract):
 
     EXAMPLES = (
         {
-            "customer_id": "cust-00042", "event_id": "evt-0007", "event_ts": "2026-03-07T09:15:00+00:00",
-            "probability": 0.4721, "risk_band": "medium", "model_name": "churn-model", "model_version": "3",
-            "scored_at": "2026-03-07T09:15:00.184Z", "latency_ms": 12.408, "schema_version": 1,
+            "customer_id": "cust-00042",
+            "event_id": "evt-0007",
+            "event_ts": "2026-03-07T09:15:00+00:00",
+            "probability": 0.4721,
+            "risk_band": "medium",
+            "model_name": "churn-model",
+            "model_version": "3",
+            "scored_at": "2026-03-07T09:15:00.184Z",
+            "latency_ms": 12.408,
+            "schema_version": 1,
         },
     )
 
@@ -80,8 +87,11 @@ class ChurnLabel(_Contract):
 
     EXAMPLES = (
         {
-            "customer_id": "cust-00042", "event_id": "evt-0009", "closed_at": "2026-03-09T09:15:00+00:00",
-            "churned": True, "reason": "price",
+            "customer_id": "cust-00042",
+            "event_id": "evt-0009",
+            "closed_at": "2026-03-09T09:15:00+00:00",
+            "churned": True,
+            "reason": "price",
         },
     )
 
@@ -97,12 +107,22 @@ class DriftAlert(_Contract):
 
     EXAMPLES = (
         {
-            "alert_id": "3f2b9c0e8d7a4f6b9e1c2d3a4b5c6d7e", "detector": "feature_psi", "kind": "data",
+            "alert_id": "3f2b9c0e8d7a4f6b9e1c2d3a4b5c6d7e",
+            "detector": "feature_psi",
+            "kind": "data",
             "features": {"support_calls_30d": 0.3127, "usage_30d": 0.2214},
-            "window_start": "2026-03-01T00:00:00+00:00", "window_end": "2026-03-08T00:00:00+00:00",
-            "model_version": "3", "severity": "high", "created_at": "2026-03-08T00:00:02.512+00:00",
-            "harm": True, "evidence": {"importance.support_calls_30d": 0.41, "importance.usage_30d": 0.02,
-                                       "shift_weighted": 0.133, "score_psi": 0.27},
+            "window_start": "2026-03-01T00:00:00+00:00",
+            "window_end": "2026-03-08T00:00:00+00:00",
+            "model_version": "3",
+            "severity": "high",
+            "created_at": "2026-03-08T00:00:02.512+00:00",
+            "harm": True,
+            "evidence": {
+                "importance.support_calls_30d": 0.41,
+                "importance.usage_30d": 0.02,
+                "shift_weighted": 0.133,
+                "score_psi": 0.27,
+            },
         },
     )
 
@@ -145,11 +165,22 @@ class ModelEvent(_Contract):
 
     EXAMPLES = (
         {
-            "event_id": "churn-model:4:promoted", "model_name": "churn-model", "version": "4", "action": "promoted",
-            "previous_version": "3", "reason": "", "checksum": "9b1f0c4e" * 8, "run_id": "a1b2c3d4e5f6",
+            "event_id": "churn-model:4:promoted",
+            "model_name": "churn-model",
+            "version": "4",
+            "action": "promoted",
+            "previous_version": "3",
+            "reason": "",
+            "checksum": "9b1f0c4e" * 8,
+            "run_id": "a1b2c3d4e5f6",
             "ts": "2026-03-08T00:10:41.250+00:00",
-            "evidence": {"candidate_roc_auc": 0.6954, "production_roc_auc": 0.6454, "gain_over_production": 0.05,
-                         "roc_auc_floor": 0.7, "floors_waived": "roc_auc"},
+            "evidence": {
+                "candidate_roc_auc": 0.6954,
+                "production_roc_auc": 0.6454,
+                "gain_over_production": 0.05,
+                "roc_auc_floor": 0.7,
+                "floors_waived": "roc_auc",
+            },
         },
     )
 
@@ -164,8 +195,7 @@ class ModelEvent(_Contract):
     reason: str = Field("", description="The gate's reasons for a rejection, or a note; may be empty.")
     checksum: str = Field(
         "",
-        description="SHA-256 (hex) of the model artifact, verified by workers before they swap; empty unless"
-        " promoted.",
+        description="SHA-256 (hex) of the model artifact, verified by workers before they swap; empty unless promoted.",
     )
     run_id: str = Field("", description="Id of the training run that produced the version.")
     ts: Timestamp = Field(description="Wall-clock time of the decision.")

@@ -30,8 +30,9 @@ class BatchHistogram(Collector):
     ``_sum``), without ``_created``.
     """
 
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float],
-                 registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, name: str, documentation: str, buckets: Sequence[float], registry: CollectorRegistry | None = None
+    ) -> None:
         self.name = name
         self.documentation = documentation
         self._bounds = np.asarray(sorted(float(b) for b in buckets))
@@ -72,8 +73,9 @@ class BatchHistogram(Collector):
             cumulative = np.cumsum(self._counts).tolist()
             total = self._sum
         bounds = [_bound(b) for b in self._bounds] + ["+Inf"]
-        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(bounds, cumulative)),
-                                    sum_value=total)
+        yield HistogramMetricFamily(
+            self.name, self.documentation, buckets=list(zip(bounds, cumulative)), sum_value=total
+        )
 
 
 def _bound(value: float) -> str:
@@ -118,16 +120,21 @@ class StreamMetrics:
         return cls(
             registry=r,
             events_in=Counter("churn_events_in", "Valid account events consumed, by type.", ["event_type"], registry=r),
-            invalid=Counter("churn_events_invalid", "Events that failed validation, by reason.", ["reason"], registry=r),
+            invalid=Counter(
+                "churn_events_invalid", "Events that failed validation, by reason.", ["reason"], registry=r
+            ),
             duplicates=Counter(
                 "churn_events_skipped", "Valid events not applied (duplicate or too late).", ["why"], registry=r
             ),
             dlq_writes=Counter("churn_dlq_writes", "Messages written to the dead-letter topic.", ["stage"], registry=r),
             features_out=Counter("churn_features_out", "Feature vectors published.", registry=r),
             labels_out=Counter("churn_labels_out", "Churn labels published.", registry=r),
-            scores_out=Counter("churn_scores_out", "Scores published, by model version.", ["model_version"], registry=r),
-            batch_size=Histogram("churn_score_batch_size", "Feature vectors per scoring batch.", buckets=BATCH_BUCKETS,
-                                 registry=r),
+            scores_out=Counter(
+                "churn_scores_out", "Scores published, by model version.", ["model_version"], registry=r
+            ),
+            batch_size=Histogram(
+                "churn_score_batch_size", "Feature vectors per scoring batch.", buckets=BATCH_BUCKETS, registry=r
+            ),
             latency_ms=BatchHistogram(
                 "churn_event_to_score_latency_ms",
                 "Time from an event's append to account-events to its score, in milliseconds.",
@@ -135,12 +142,18 @@ class StreamMetrics:
                 registry=r,
             ),
             model_info=Info("churn_model", "The model serving scores.", registry=r),
-            worker_info=Info("churn_worker", "How the worker runs: broker_quirks is tansu when it works around the "
-                             "embedded broker's bugs, none on Apache Kafka.", registry=r),
+            worker_info=Info(
+                "churn_worker",
+                "How the worker runs: broker_quirks is tansu when it works around the "
+                "embedded broker's bugs, none on Apache Kafka.",
+                registry=r,
+            ),
             model_version=Gauge("churn_model_version", "Registry version of the serving model.", registry=r),
             model_swaps=Counter("churn_model_swaps", "Models swapped in.", registry=r),
             model_load_failures=Counter(
-                "churn_model_load_failures", "Model loads that failed or were refused, by reason.", ["reason"],
+                "churn_model_load_failures",
+                "Model loads that failed or were refused, by reason.",
+                ["reason"],
                 registry=r,
             ),
             psi=Gauge("churn_feature_psi", "PSI of the latest drift window, by feature.", ["feature"], registry=r),
@@ -150,10 +163,15 @@ class StreamMetrics:
                 "The serving model on matured labels (scores joined with churn labels after the horizon), over the "
                 "drift monitor's rolling window: metric is roc_auc, log_loss, brier, their *_expected values (what "
                 "calibrated scores promise), log_loss_ratio and base_rate.",
-                ["model_version", "metric"], registry=r,
+                ["model_version", "metric"],
+                registry=r,
             ),
-            matured_pairs=Counter("churn_matured_pairs", "Scores joined with their label after the horizon.",
-                                  ["model_version"], registry=r),
+            matured_pairs=Counter(
+                "churn_matured_pairs",
+                "Scores joined with their label after the horizon.",
+                ["model_version"],
+                registry=r,
+            ),
             silence_rescored=Counter("churn_silence_rescored", "Customers re-scored for silence.", registry=r),
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(
@@ -163,32 +181,40 @@ class StreamMetrics:
                 "churn_batch_wait_ms",
                 "Per batch: time from the append of its oldest event to the start of its processing (broker, fetch "
                 "and queueing), in milliseconds.",
-                buckets=LATENCY_BUCKETS_MS, registry=r,
+                buckets=LATENCY_BUCKETS_MS,
+                registry=r,
             ),
             batch_processing_ms=Histogram(
                 "churn_batch_processing_ms",
                 "Per batch: time from the start of its processing to its outputs and table writes acknowledged, "
                 "in milliseconds.",
-                buckets=LATENCY_BUCKETS_MS, registry=r,
+                buckets=LATENCY_BUCKETS_MS,
+                registry=r,
             ),
             undecodable_batches=Counter(
                 "churn_undecodable_batches",
                 "Fetched record batches that could not be decoded (codec, CRC, format), skipped and written to the "
-                "dead-letter topic, by topic and error.", ["topic", "error"], registry=r,
+                "dead-letter topic, by topic and error.",
+                ["topic", "error"],
+                registry=r,
             ),
             undecodable_offsets=Counter(
-                "churn_undecodable_offsets", "Offsets covered by the undecodable batches skipped, by topic.",
-                ["topic"], registry=r,
+                "churn_undecodable_offsets",
+                "Offsets covered by the undecodable batches skipped, by topic.",
+                ["topic"],
+                registry=r,
             ),
             rerouted=Counter(
                 "churn_events_rerouted",
                 "Events that arrived on another partition than their key's (a producer not partitioning by murmur2), "
-                "re-published to the key's partition of the repartition topic.", registry=r,
+                "re-published to the key's partition of the repartition topic.",
+                registry=r,
             ),
             rebalance_skipped=Counter(
                 "churn_rebalance_skipped",
                 "Events delivered from before a rebalance and skipped unprocessed (fetched again from the "
                 "committed offset), by why: generation (an older consumer generation) or suspended (mid-rebalance).",
-                ["why"], registry=r,
+                ["why"],
+                registry=r,
             ),
         )

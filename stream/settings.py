@@ -60,8 +60,10 @@ def parse_cpus(text: str) -> set[int]:
         raise ValueError("CPU affinity is not supported on this platform; leave it empty")
     count = os.cpu_count() or 1
     if max(cpus) >= count:
-        raise ValueError(f"CPU(s) {', '.join(str(c) for c in sorted(cpus) if c >= count)} not available here "
-                         f"(this machine has CPUs 0-{count - 1})")
+        raise ValueError(
+            f"CPU(s) {', '.join(str(c) for c in sorted(cpus) if c >= count)} not available here "
+            f"(this machine has CPUs 0-{count - 1})"
+        )
     return cpus
 
 
@@ -104,10 +106,10 @@ class Settings(BaseSettings):
     broker_quirks: Literal["auto", "tansu", "none"] = Field(
         "auto",
         description="CHURN_BROKER_QUIRKS: which broker's bugs the worker works around. tansu: the embedded broker "
-                    "(table recovery reads changelogs to their real end, whose offset Tansu reports wrong; "
-                    "CHURN_FETCH_MAX_WAIT_MS sets the fetch wait, which Tansu holds for half its length). none: "
-                    "Apache Kafka and brokers like it, with Faust's and aiokafka's own behaviour. auto: tansu when "
-                    "the broker is one churn started (its cluster id begins with churn-embedded-), else none.",
+        "(table recovery reads changelogs to their real end, whose offset Tansu reports wrong; "
+        "CHURN_FETCH_MAX_WAIT_MS sets the fetch wait, which Tansu holds for half its length). none: "
+        "Apache Kafka and brokers like it, with Faust's and aiokafka's own behaviour. auto: tansu when "
+        "the broker is one churn started (its cluster id begins with churn-embedded-), else none.",
     )
     topic_partitions: int = Field(4, ge=1, le=1024, description="CHURN_TOPIC_PARTITIONS: partitions of data topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="CHURN_TOPIC_REPLICATION: replication factor.")
@@ -124,29 +126,41 @@ class Settings(BaseSettings):
         "CHURN_WEB_HOST, or this machine's host name when CHURN_WEB_HOST is a wildcard such as 0.0.0.0.",
     )
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
-    score_batch_size: int = Field(2000, ge=1, le=100_000, description="CHURN_SCORE_BATCH_SIZE: max events per batch "
-                                  "(batches are as large as the backlog allows, up to this).")
+    score_batch_size: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="CHURN_SCORE_BATCH_SIZE: max events per batch "
+        "(batches are as large as the backlog allows, up to this).",
+    )
     score_batch_ms: int = Field(
-        2, ge=1, le=60_000,
+        2,
+        ge=1,
+        le=60_000,
         description="CHURN_SCORE_BATCH_MS: longest the first event of a partial batch waits for more.",
     )
     worker_cpus: str = Field(
-        "", description="CHURN_WORKER_CPUS: CPUs a worker process runs on, as taskset -c takes them (0 or 0-2,5; "
-                        "Linux), set before its threads start; empty leaves it to the OS.",
+        "",
+        description="CHURN_WORKER_CPUS: CPUs a worker process runs on, as taskset -c takes them (0 or 0-2,5; "
+        "Linux), set before its threads start; empty leaves it to the OS.",
     )
     batches_in_flight: int = Field(
-        2, ge=1, le=64,
+        2,
+        ge=1,
+        le=64,
         description="CHURN_BATCHES_IN_FLIGHT: processed batches whose outputs and state the broker has not yet "
-                    "acknowledged, while the next is processed; they finish in order and their events are acked only "
-                    "then. 1 still processes the next batch during the last one's round trips.",
+        "acknowledged, while the next is processed; they finish in order and their events are acked only "
+        "then. 1 still processes the next batch during the last one's round trips.",
     )
     fetch_max_wait_ms: int = Field(
-        1500, ge=1, le=60_000,
+        1500,
+        ge=1,
+        le=60_000,
         description="CHURN_FETCH_MAX_WAIT_MS: on the embedded broker (CHURN_BROKER_QUIRKS), the longest a fetch may "
-                    "wait for data (Faust's own value is 1500). That broker holds every fetch for about half of it, "
-                    "so it is a latency floor there: 10 gives tens of milliseconds from event to score, but the "
-                    "worker then scores in small batches and spends more CPU per event. Apache Kafka answers as soon "
-                    "as data arrives; there the worker keeps Faust's own fetch wait.",
+        "wait for data (Faust's own value is 1500). That broker holds every fetch for about half of it, "
+        "so it is a latency floor there: 10 gives tens of milliseconds from event to score, but the "
+        "worker then scores in small batches and spends more CPU per event. Apache Kafka answers as soon "
+        "as data arrives; there the worker keeps Faust's own fetch wait.",
     )
     max_event_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="CHURN_MAX_EVENT_BYTES: larger payloads go to the DLQ."
@@ -168,19 +182,32 @@ class Settings(BaseSettings):
         0, ge=0, description="CHURN_DRIFT_WARMUP_EVENTS: events a fresh stream needs before histories compare."
     )
     drift_concept_window: int = Field(
-        5000, ge=100, description="CHURN_DRIFT_CONCEPT_WINDOW: matured score-label pairs the live performance is "
-        "measured over.")
+        5000,
+        ge=100,
+        description="CHURN_DRIFT_CONCEPT_WINDOW: matured score-label pairs the live performance is measured over.",
+    )
     drift_concept_check_pairs: int = Field(
-        1000, ge=1, description="CHURN_DRIFT_CONCEPT_CHECK_PAIRS: matured pairs between two concept checks.")
+        1000, ge=1, description="CHURN_DRIFT_CONCEPT_CHECK_PAIRS: matured pairs between two concept checks."
+    )
     drift_concept_loss_rise: float = Field(
-        0.3, gt=0, description="CHURN_DRIFT_CONCEPT_LOSS_RISE: log loss this far above what the model's scores "
-        "expect (0.3: 30 %) is concept drift.")
+        0.3,
+        gt=0,
+        description="CHURN_DRIFT_CONCEPT_LOSS_RISE: log loss this far above what the model's scores "
+        "expect (0.3: 30 %) is concept drift.",
+    )
     drift_harm_shift: float = Field(
-        0.05, ge=0, description="CHURN_DRIFT_HARM_SHIFT: importance-weighted PSI from which a covariate shift "
-        "that also moved the scores counts as harm.")
+        0.05,
+        ge=0,
+        description="CHURN_DRIFT_HARM_SHIFT: importance-weighted PSI from which a covariate shift "
+        "that also moved the scores counts as harm.",
+    )
     drift_harm_unseen: float = Field(
-        0.05, gt=0, le=1, description="CHURN_DRIFT_HARM_UNSEEN: share of a window's values of a categorical "
-        "feature unseen in training from which its shift counts as harm.")
+        0.05,
+        gt=0,
+        le=1,
+        description="CHURN_DRIFT_HARM_UNSEEN: share of a window's values of a categorical "
+        "feature unseen in training from which its shift counts as harm.",
+    )
     horizon_days: float = Field(30.0, gt=0, description="CHURN_HORIZON_DAYS: the churn label horizon.")
     silence_days: float = Field(
         7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."
@@ -232,9 +259,12 @@ class Settings(BaseSettings):
                 if not value
             ]
             if missing:
-                raise ValueError("; ".join(
-                    f"{var}: must not be empty when CHURN_SECURITY_PROTOCOL={self.security_protocol}" for var in missing
-                ))
+                raise ValueError(
+                    "; ".join(
+                        f"{var}: must not be empty when CHURN_SECURITY_PROTOCOL={self.security_protocol}"
+                        for var in missing
+                    )
+                )
         return self
 
     def advertised_web_host(self) -> str:

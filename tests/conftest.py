@@ -23,11 +23,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from tiers import TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
 
-from stream.local.broker import EmbeddedBroker, free_port
 from stream.errors import BrokerError
+from stream.local.broker import EmbeddedBroker, free_port
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,10 +73,13 @@ def _kafka_container():  # type: ignore[no-untyped-def]
 # Under xdist (make test runs two processes, --dist loadgroup) each tier's tests go to one process: one broker
 # per tier, the tiers side by side. A mark on a fixture param reaches every test using it at collection, before
 # xdist reads the groups (a mark added later, in a collection hook, came too late and was ignored).
-@pytest.fixture(scope="session", params=[
-    pytest.param(name, id=name, marks=pytest.mark.xdist_group("embedded" if name == "embedded" else "kafka"))
-    for name in session_tiers()
-])
+@pytest.fixture(
+    scope="session",
+    params=[
+        pytest.param(name, id=name, marks=pytest.mark.xdist_group("embedded" if name == "embedded" else "kafka"))
+        for name in session_tiers()
+    ],
+)
 def broker_tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The session's broker of one tier (``request.param``): its ``host:port``."""
     name = request.param
@@ -104,8 +106,9 @@ def broker_tier(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     # CHURN_TEST_KAFKA_VERSION runs the tier on another release (the compose file's by default).
     version = os.environ.get("CHURN_TEST_KAFKA_VERSION", DEFAULT_KAFKA_VERSION)
     try:
-        cluster = KafkaCluster(1, version=version, log_dir=tmp_path_factory.mktemp("kafka"),
-                               jvm_opts=QUICK_START_JVM_OPTS).start()
+        cluster = KafkaCluster(
+            1, version=version, log_dir=tmp_path_factory.mktemp("kafka"), jvm_opts=QUICK_START_JVM_OPTS
+        ).start()
     except BrokerError as exc:
         missing_tier(name, str(exc))
     try:

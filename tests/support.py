@@ -18,13 +18,13 @@ from pathlib import Path
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from producers.simulator import SimConfig, Simulator
-from stream.local.broker import free_port  # noqa: F401 - re-exported for tests
-from stream.runtime.end_offsets import exact_end_offsets
 from stream.kafka.config import confluent_config
-from stream.local.processes import WorkerProcess, metric_sum, scrape  # noqa: F401 - re-exported for tests
-from training.launcher import child_env
-from stream.settings import Settings
 from stream.kafka.topics import ensure_topics, topic_specs
+from stream.local.broker import free_port  # noqa: F401 - re-exported for tests
+from stream.local.processes import WorkerProcess, metric_sum, scrape  # noqa: F401 - re-exported for tests
+from stream.runtime.end_offsets import exact_end_offsets
+from stream.settings import Settings
+from training.launcher import child_env
 
 CHURN = str(Path(sys.executable).parent / "churn")
 FAULTS = Path(__file__).parent / "faults"
@@ -54,8 +54,9 @@ def worker_env(base: dict[str, str], **over: str) -> dict[str, str]:
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]], flush_s: float = 60.0) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
-                         "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "enable.idempotence": True, "linger.ms": 5}
+    )
     n = 0
     for key, value in messages:
         while True:
@@ -87,14 +88,16 @@ class TopicReader:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
         self.records: list[Record] = []
-        self.consumer = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "topic.metadata.refresh.interval.ms": 1000,
-        })
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-reader-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+                "topic.metadata.refresh.interval.ms": 1000,
+            }
+        )
         metadata = self.consumer.list_topics(topic, timeout=10)
         partitions = metadata.topics[topic].partitions
         self.consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
@@ -117,6 +120,7 @@ class TopicReader:
         def done():
             self.poll()
             return predicate(self.records)
+
         wait_for(done, timeout, 0.05, what)
         return self.records
 
@@ -177,7 +181,9 @@ def read_all(bootstrap: str, topic: str, timeout: float = 120.0) -> list[Record]
     """Every record of ``topic`` up to its exact end offsets now."""
     reader = TopicReader(bootstrap, topic)
     try:
-        tps = [TopicPartition(topic, p) for p in reader.consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+        tps = [
+            TopicPartition(topic, p) for p in reader.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
         reported = {tp: reader.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in tps}
         ends = {tp.partition: end for tp, end in exact_end_offsets({"bootstrap.servers": bootstrap}, reported).items()}
 

@@ -51,11 +51,15 @@ class GateConfig(_Section):
     max_brier: float = Field(0.25, ge=0, le=1)
     max_auc_regression: float = Field(0.01, ge=0, le=1, description="allowed AUC drop against production")
     min_gain_over_production: float = Field(
-        0.02, ge=0, le=1,
+        0.02,
+        ge=0,
+        le=1,
         description="a candidate beating production's ROC AUC on the same holdout by this much is promoted even "
-        "below the absolute floors (drift can make every model score lower)")
+        "below the absolute floors (drift can make every model score lower)",
+    )
     max_gap_to_oracle: float = Field(
-        0.05, ge=0, le=1, description="where the oracle is measured, the ROC AUC floor is at most this far below it")
+        0.05, ge=0, le=1, description="where the oracle is measured, the ROC AUC floor is at most this far below it"
+    )
     latency_budget_ms: float = Field(200.0, gt=0, description="predict_proba on a 1,000-row batch")
 
 
@@ -82,7 +86,5 @@ def load_config(path: str | Path) -> TrainConfig:
     try:
         return TrainConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"config file {path} is invalid: {problems}") from exc

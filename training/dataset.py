@@ -135,8 +135,9 @@ def oracle_probabilities(sim: Simulator, frame: pd.DataFrame, horizon_days: int)
     vectorized pass (per row it cost more than the features). ``sim`` must have created the
     customers: it has generated its events past the newest snapshot."""
     values = frame[list(FEATURE_NAMES)].to_dict("records")
-    return sim.oracle_probabilities(frame["customer_id"].tolist(), values, frame["event_ts"].to_numpy(float),
-                                    horizon_days)
+    return sim.oracle_probabilities(
+        frame["customer_id"].tolist(), values, frame["event_ts"].to_numpy(float), horizon_days
+    )
 
 
 def world_oracle(world: SimConfig, frame: pd.DataFrame, horizon_days: int) -> np.ndarray:

@@ -97,9 +97,15 @@ def _figures(reference: Mapping, frame: pd.DataFrame, values: Mapping[str, float
             continue
         current = frame[name].astype(str).value_counts(normalize=True).to_dict()
         labels = sorted(set(ref["shares"]) | set(current))
-        yield name, distribution_figure(
-            name, labels, [ref["shares"].get(k, 0.0) for k in labels], [current.get(k, 0.0) for k in labels],
-            values[name],
+        yield (
+            name,
+            distribution_figure(
+                name,
+                labels,
+                [ref["shares"].get(k, 0.0) for k in labels],
+                [current.get(k, 0.0) for k in labels],
+                values[name],
+            ),
         )
 
 

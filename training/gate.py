@@ -74,8 +74,11 @@ def decide(
     ``candidate`` may carry ``oracle_roc_auc``: the best ROC AUC attainable on the same holdout.
     """
     auc = candidate["roc_auc"]
-    evidence: dict[str, float | str] = {"candidate_roc_auc": auc, "candidate_pr_auc": candidate["pr_auc"],
-                                        "candidate_brier": candidate["brier"]}
+    evidence: dict[str, float | str] = {
+        "candidate_roc_auc": auc,
+        "candidate_pr_auc": candidate["pr_auc"],
+        "candidate_brier": candidate["brier"],
+    }
     roc_floor = config.min_roc_auc
     oracle = candidate.get("oracle_roc_auc")
     if _finite(oracle):

@@ -16,9 +16,9 @@ import pandas as pd
 from sklearn.inspection import permutation_importance
 
 
-
-def global_importance(pipeline, inputs: pd.DataFrame, labels: np.ndarray, rows: int = 5000,
-                      repeats: int = 3, seed: int = 0) -> dict[str, float]:
+def global_importance(
+    pipeline, inputs: pd.DataFrame, labels: np.ndarray, rows: int = 5000, repeats: int = 3, seed: int = 0
+) -> dict[str, float]:
     """Each input column's share of the ROC AUC the pipeline loses when that column is shuffled.
 
     At most ``rows`` rows of the holdout (sampled with ``seed``). An empty dict when the labels
@@ -29,8 +29,7 @@ def global_importance(pipeline, inputs: pd.DataFrame, labels: np.ndarray, rows: 
     if len(inputs) > rows:
         picked = np.random.default_rng(seed).choice(len(inputs), size=rows, replace=False)
         inputs, labels = inputs.iloc[picked], np.asarray(labels)[picked]
-    result = permutation_importance(pipeline, inputs, labels, scoring="roc_auc", n_repeats=repeats,
-                                    random_state=seed)
+    result = permutation_importance(pipeline, inputs, labels, scoring="roc_auc", n_repeats=repeats, random_state=seed)
     losses = np.clip(result.importances_mean, 0.0, None)
     total = float(losses.sum())
     if total <= 0:
@@ -42,4 +41,5 @@ def importance_table(importance: dict[str, float]) -> str:
     """The importances as a Markdown table, largest first."""
     rows = sorted(importance.items(), key=lambda kv: -kv[1])
     return "| feature | share of ROC AUC lost when shuffled |\n|---|---|\n" + "".join(
-        f"| {name} | {share:.3f} |\n" for name, share in rows)
+        f"| {name} | {share:.3f} |\n" for name, share in rows
+    )

@@ -14,7 +14,6 @@ import numpy as np
 from stream.errors import RegistryError
 from stream.settings import Settings
 from training import registry
-from training.registry import IMPORTANCE_ARTIFACT
 from training.config import TrainConfig
 from training.dataset import ORACLE, SNAPSHOT, label_array, model_inputs
 from training.gate import GateDecision, decide
@@ -23,6 +22,7 @@ from training.metrics import heuristic_score
 from training.model_card import model_card
 from training.plots import calibration_figure, close, roc_figure
 from training.reference import reference_distributions
+from training.registry import IMPORTANCE_ARTIFACT
 from training.train import Progress, TrainResult, evaluate, train
 
 log = logging.getLogger(__name__)
@@ -74,9 +74,7 @@ def run_training(
     champion_metrics = None
     if champion_version is not None:
         champion = registry.load_version(client, name, champion_version)
-        champion_metrics = evaluate(
-            champion, result.split.holdout, result.metrics["threshold"], config.precision_at_k
-        )
+        champion_metrics = evaluate(champion, result.split.holdout, result.metrics["threshold"], config.precision_at_k)
     inputs = list(model_inputs(result.split.holdout.head(1)).columns)
     decision = decide(result.metrics, champion_metrics, inputs, config.gate)
 
@@ -171,5 +169,3 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
         checksum=checksum,
         tags=run_tags,
     )
-
-

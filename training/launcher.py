@@ -48,11 +48,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import SecretStr, ValidationError
 
 from schemas.outputs import DriftAlert
-from stream.runtime.end_offsets import exact_end_offsets
 from stream.errors import BrokerError, ChurnError, ConfigError
 from stream.kafka.config import confluent_config
-from stream.settings import ENV_PREFIX, Settings
 from stream.kafka.topics import DRIFT_ALERTS, ensure_topics, topic_specs
+from stream.runtime.end_offsets import exact_end_offsets
+from stream.settings import ENV_PREFIX, Settings
 
 
 def churn_executable() -> list[str]:
@@ -219,8 +219,9 @@ class LaunchPolicy:
 
     RETRAIN_ON = ("harm", "any")
 
-    def __init__(self, cooldown_s: float = DEFAULT_COOLDOWN_S, every_s: float | None = None,
-                 retrain_on: str = "harm") -> None:
+    def __init__(
+        self, cooldown_s: float = DEFAULT_COOLDOWN_S, every_s: float | None = None, retrain_on: str = "harm"
+    ) -> None:
         if cooldown_s < 0:
             raise ConfigError(f"--cooldown must be >= 0 seconds, got {cooldown_s}")
         if every_s is not None and every_s <= 0:
@@ -282,8 +283,11 @@ class LaunchRequest:
         """
         options = ["--trigger", self.trigger, *(["--alert-id", self.alert_id] if self.alert_id else [])]
         if self.since:
-            options += ["--since", self.since, *(["--wait-labels", f"{self.wait_labels_s:g}"]
-                                                 if self.wait_labels_s else [])]
+            options += [
+                "--since",
+                self.since,
+                *(["--wait-labels", f"{self.wait_labels_s:g}"] if self.wait_labels_s else []),
+            ]
         return [*options, *self.extra]
 
 
@@ -346,8 +350,9 @@ class SubprocessLauncher:
     ``work_dir``.
     """
 
-    def __init__(self, work_dir: Path, env: Mapping[str, str] | None = None,
-                 command: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, work_dir: Path, env: Mapping[str, str] | None = None, command: Sequence[str] | None = None
+    ) -> None:
         self.work_dir = Path(work_dir)
         self.env = dict(os.environ if env is None else env)
         self.command = list(command or churn_executable())
@@ -365,8 +370,14 @@ class SubprocessLauncher:
         argv = [*self.command, "retrain", *request.options(), "--result-file", str(result)]
         log_file = open(log_path, "ab")  # noqa: SIM115 - closed when the job ends
         try:
-            proc = subprocess.Popen(argv, env=self.env, stdin=subprocess.DEVNULL, stdout=log_file,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         except OSError as exc:
             log_file.close()
             raise ChurnError(f"cannot start the retraining job {argv[0]}: {exc}") from exc
@@ -435,9 +446,11 @@ class KubernetesJobLauncher:
     def _kubectl(self, *args: str, manifest: str | None = None) -> subprocess.CompletedProcess:
         exe = shutil.which(self.kubectl)
         if exe is None:
-            raise ChurnError(f"{self.kubectl} not found on PATH: the Kubernetes launcher submits the retraining "
-                             "Job with `kubectl create -f -` (install kubectl, or run the launcher without "
-                             "--job-template to start jobs as local processes)")
+            raise ChurnError(
+                f"{self.kubectl} not found on PATH: the Kubernetes launcher submits the retraining "
+                "Job with `kubectl create -f -` (install kubectl, or run the launcher without "
+                "--job-template to start jobs as local processes)"
+            )
         try:
             return subprocess.run([exe, *args], input=manifest, capture_output=True, text=True, timeout=60, check=False)
         except subprocess.TimeoutExpired as exc:
@@ -482,10 +495,12 @@ class LauncherMetrics:
         r = registry if registry is not None else CollectorRegistry()
         return cls(
             registry=r,
-            alerts=Counter("churn_launcher_alerts", "Drift alerts read by the launcher, by decision.", ["decision"],
-                           registry=r),
-            launches=Counter("churn_retrain_launches", "Retraining jobs launched, by trigger.", ["trigger"],
-                             registry=r),
+            alerts=Counter(
+                "churn_launcher_alerts", "Drift alerts read by the launcher, by decision.", ["decision"], registry=r
+            ),
+            launches=Counter(
+                "churn_retrain_launches", "Retraining jobs launched, by trigger.", ["trigger"], registry=r
+            ),
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             running=Gauge("churn_retrain_running", "1 while a retraining job runs.", registry=r),
         )
@@ -502,9 +517,17 @@ class RetrainLauncher:
     (``churn retrain --since --wait-labels``); ``job_args`` go to every job.
     """
 
-    def __init__(self, settings: Settings, launcher: Launcher, policy: LaunchPolicy,
-                 metrics: LauncherMetrics | None = None, state_path: Path | None = None, clock=time.time,
-                 learn_since_drift_s: float | None = None, job_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        launcher: Launcher,
+        policy: LaunchPolicy,
+        metrics: LauncherMetrics | None = None,
+        state_path: Path | None = None,
+        clock=time.time,
+        learn_since_drift_s: float | None = None,
+        job_args: Sequence[str] = (),
+    ) -> None:
         if learn_since_drift_s is not None and learn_since_drift_s < 0:
             raise ConfigError(f"--learn-since-drift must be >= 0 seconds, got {learn_since_drift_s}")
         self.learn_since_drift_s = learn_since_drift_s
@@ -527,8 +550,13 @@ class RetrainLauncher:
         self.state.record_launch(job)
         self.metrics.launches.labels(trigger).inc()
         self.metrics.running.set(1)
-        log.info("launched retraining run %d (%s, trigger %s%s)", job.run, job.handle, trigger,
-                 f", alert {alert_id}" if alert_id else "")
+        log.info(
+            "launched retraining run %d (%s, trigger %s%s)",
+            job.run,
+            job.handle,
+            trigger,
+            f", alert {alert_id}" if alert_id else "",
+        )
 
     def check_job(self) -> JobEnd | None:
         """Record the running job's end, if it has ended."""
@@ -542,8 +570,14 @@ class RetrainLauncher:
         save_state(self.state_path, self.state)
         self.metrics.retrains.labels(end.outcome).inc()
         self.metrics.running.set(0)
-        log.info("retraining run %d (%s) ended: %s, exit code %s; %d launches so far",
-                 job.run, job.handle, end.outcome, end.exit_code, self.state.launches)
+        log.info(
+            "retraining run %d (%s) ended: %s, exit code %s; %d launches so far",
+            job.run,
+            job.handle,
+            end.outcome,
+            end.exit_code,
+            self.state.launches,
+        )
         return end
 
     def handle_alert(self, raw: bytes, where: str = "") -> Decision:
@@ -562,8 +596,14 @@ class RetrainLauncher:
         self.state.record_alert(alert.alert_id)
         save_state(self.state_path, self.state)
         self.metrics.alerts.labels(decision.reason).inc()
-        log.info("drift alert %s (%s, %s): %s%s", alert.alert_id, alert.detector, alert.severity, decision.reason,
-                 f" ({decision.detail})" if decision.detail else "")
+        log.info(
+            "drift alert %s (%s, %s): %s%s",
+            alert.alert_id,
+            alert.detector,
+            alert.severity,
+            decision.reason,
+            f" ({decision.detail})" if decision.detail else "",
+        )
         return decision
 
     def tick(self, since: float) -> Decision:
@@ -582,15 +622,17 @@ class RetrainLauncher:
                 stop.wait(poll_s)
 
     def _consumer(self, config: Mapping[str, str]) -> Consumer:
-        return Consumer({
-            **config,
-            "group.id": f"{self.settings.app_id}-launcher",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 1000,
-            "topic.metadata.refresh.interval.ms": 5000,
-        })
+        return Consumer(
+            {
+                **config,
+                "group.id": f"{self.settings.app_id}-launcher",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                "topic.metadata.refresh.interval.ms": 5000,
+            }
+        )
 
     @staticmethod
     def _ends_and_positions(consumer: Consumer, config: Mapping[str, str]) -> tuple[dict, dict]:
@@ -602,8 +644,13 @@ class RetrainLauncher:
         keyed = {tp.partition: end for tp, end in ends.items()}
         return keyed, positions
 
-    def run(self, once: bool = False, stop: threading.Event | None = None, poll_s: float = 1.0,
-            assign_timeout_s: float = 60.0) -> LauncherState:
+    def run(
+        self,
+        once: bool = False,
+        stop: threading.Event | None = None,
+        poll_s: float = 1.0,
+        assign_timeout_s: float = 60.0,
+    ) -> LauncherState:
         """Consume alerts until ``stop``; with ``once``, until the alerts there now are decided
         and the launched (or inherited) job has ended."""
         stop = stop or threading.Event()
@@ -612,8 +659,11 @@ class RetrainLauncher:
         topic = self.settings.topic(DRIFT_ALERTS)
         ensure_topics(config, [s for s in topic_specs(self.settings) if s.name == topic])
         if self.state.running is not None:
-            log.info("waiting for retraining run %d (%s) from before the restart",
-                     self.state.running.run, self.state.running.handle)
+            log.info(
+                "waiting for retraining run %d (%s) from before the restart",
+                self.state.running.run,
+                self.state.running.handle,
+            )
         consumer = self._consumer(config)
         consumer.subscribe([topic])
         ends: dict[int, int] | None = None
@@ -639,8 +689,10 @@ class RetrainLauncher:
                         ends, start = self._ends_and_positions(consumer, config)
                         positions = {p: max(positions.get(p, 0), start.get(p, 0)) for p in ends}
                     elif time.monotonic() > deadline:
-                        raise BrokerError(f"no partition of {topic} was assigned to group "
-                                          f"{self.settings.app_id}-launcher within {assign_timeout_s:.0f}s")
+                        raise BrokerError(
+                            f"no partition of {topic} was assigned to group "
+                            f"{self.settings.app_id}-launcher within {assign_timeout_s:.0f}s"
+                        )
                 if ends is not None and all(positions.get(p, 0) >= end for p, end in ends.items()):
                     break
         finally:

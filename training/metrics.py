@@ -46,9 +46,7 @@ def best_f1_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(grid[int(np.argmax(scores))])
 
 
-def classification_metrics(
-    y: np.ndarray, p: np.ndarray, threshold: float, k_share: float
-) -> dict[str, float]:
+def classification_metrics(y: np.ndarray, p: np.ndarray, threshold: float, k_share: float) -> dict[str, float]:
     """ROC AUC, PR AUC, F1, precision@k, Brier score, log loss (measured and expected) and base rate."""
     both = len(np.unique(y)) == 2
     return {

@@ -17,8 +17,8 @@ from confluent_kafka import KafkaException, Producer
 from schemas.outputs import ModelEvent
 from stream.errors import BrokerError
 from stream.kafka.config import confluent_config
-from stream.settings import Settings
 from stream.kafka.topics import MODEL_EVENTS, ensure_topics, topic_specs
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +40,11 @@ def model_event(name: str, outcome, note: str = "", now: datetime | None = None)
         checksum=outcome.checksum if promoted else "",
         run_id=outcome.run_id,
         ts=now or datetime.now(UTC),
-        evidence={k: (v if isinstance(v, str) else float(v)) for k, v in outcome.decision.evidence.items()
-                  if isinstance(v, str) or math.isfinite(v)},
+        evidence={
+            k: (v if isinstance(v, str) else float(v))
+            for k, v in outcome.decision.evidence.items()
+            if isinstance(v, str) or math.isfinite(v)
+        },
     )
 
 
@@ -61,13 +64,16 @@ def publish(settings: Settings, event: ModelEvent, timeout_s: float = 30.0) -> N
 
     producer = Producer({**config, "enable.idempotence": True, "acks": "all", "linger.ms": 0})
     try:
-        producer.produce(topic, key=event.model_name.encode(), value=event.model_dump_json().encode(),
-                         on_delivery=on_delivery)
+        producer.produce(
+            topic, key=event.model_name.encode(), value=event.model_dump_json().encode(), on_delivery=on_delivery
+        )
     except (KafkaException, BufferError) as exc:
         raise BrokerError(f"cannot send the model event to {topic}: {exc}") from exc
     remaining = producer.flush(timeout_s)
     if errors or remaining or not delivered:
         why = "; ".join(errors) or f"not acknowledged within {timeout_s:.0f}s"
-        raise BrokerError(f"the {event.action} event of {event.model_name} version {event.version} "
-                          f"was not delivered to {topic}: {why}")
+        raise BrokerError(
+            f"the {event.action} event of {event.model_name} version {event.version} "
+            f"was not delivered to {topic}: {why}"
+        )
     log.info("published model event %s to %s", event.event_id, topic)

@@ -18,11 +18,11 @@ import enum
 
 from stream.errors import ConfigError
 from stream.kafka.config import confluent_config
-from stream.settings import Settings
 from stream.kafka.topics import CHURN_FEATURES, CHURN_LABELS, require_broker
+from stream.settings import Settings
 
 
-class Trigger(str, enum.Enum):
+class Trigger(enum.StrEnum):
     """Why a retraining run started."""
 
     manual = "manual"
@@ -47,6 +47,8 @@ def check_reachable(settings: Settings) -> None:
     """The broker (with the feature log and labels) and the registry answer; one-line errors otherwise."""
     from training.registry import check_reachable as registry_answers
 
-    require_broker(confluent_config(settings, settings.resolved_bootstrap()),
-                   [settings.topic(CHURN_FEATURES), settings.topic(CHURN_LABELS)])
+    require_broker(
+        confluent_config(settings, settings.resolved_bootstrap()),
+        [settings.topic(CHURN_FEATURES), settings.topic(CHURN_LABELS)],
+    )
     registry_answers(settings)

@@ -13,20 +13,20 @@ import logging
 
 from stream.errors import RegistryError
 from stream.serving.registry import (
-    PRODUCTION,
-    PREVIOUS,
     CHECKSUM_TAG,
     IMPORTANCE_ARTIFACT,
+    PREVIOUS,
+    PRODUCTION,
     VersionInfo,
+    artifact_checksum,
     check_reachable,
     connect,
-    artifact_checksum,
     downloaded_model,
+    input_names,
+    list_versions,
     load_sklearn,
     load_version,
-    input_names,
     version_for_alias,
-    list_versions,
 )
 from stream.settings import Settings
 
@@ -52,6 +52,7 @@ __all__ = [
     "reject",
     "rollback",
 ]
+
 
 def ensure_experiment(client, settings: Settings) -> str:
     """The experiment id, creating it (with a local artifact root when local)."""
@@ -99,5 +100,3 @@ def rollback(client, name: str) -> tuple[str, str]:
     client.set_model_version_tag(name, current, "rolled_back", "true")
     log.info("rolled back %s from version %s to %s", name, current, target)
     return current, target
-
-

@@ -46,12 +46,12 @@ from pydantic import ValidationError
 from producers.simulator import SimConfig
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel
-from stream.runtime.end_offsets import exact_end_offsets
-from stream.errors import BrokerError, ChurnError, ConfigError
-from stream.pipeline.features import DAY
+from stream.errors import BrokerError, ChurnError
 from stream.kafka.config import confluent_config
-from stream.settings import Settings
 from stream.kafka.topics import CHURN_FEATURES, CHURN_LABELS
+from stream.pipeline.features import DAY
+from stream.runtime.end_offsets import exact_end_offsets
+from stream.settings import Settings
 from training import registry
 from training.config import DatasetConfig, TrainConfig
 from training.dataset import (
@@ -65,8 +65,8 @@ from training.dataset import (
 )
 from training.drift_report import log_drift_report, production_reference
 from training.job import TrainOutcome, run_training
-from training.preflight import Trigger, check_reachable, check_retrain_arguments  # noqa: F401 - Trigger is API
 from training.model_events import model_event, publish
+from training.preflight import Trigger, check_reachable, check_retrain_arguments  # noqa: F401 - Trigger is API
 from training.train import Progress, TrainResult, train_on_split
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,14 @@ class DataWindow:
     clock_ts: float
 
     def tags(self) -> dict[str, str]:
-        iso = lambda ts: datetime.fromtimestamp(ts, tz=UTC).isoformat()
-        return {"data.window_start": iso(self.start_ts), "data.window_end": iso(self.end_ts),
-                "data.clock": iso(self.clock_ts)}
+        def iso(ts):
+            return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
+        return {
+            "data.window_start": iso(self.start_ts),
+            "data.window_end": iso(self.end_ts),
+            "data.clock": iso(self.clock_ts),
+        }
 
 
 def parse_feature_log(feature_values: Iterable[bytes], label_values: Iterable[bytes]) -> FeatureLog:
@@ -139,8 +144,9 @@ def parse_feature_log(feature_values: Iterable[bytes], label_values: Iterable[by
     return FeatureLog(unique, closed_at, records, duplicates, bad_features + bad_labels, labels)
 
 
-def data_window(feature_log: FeatureLog, dataset: DatasetConfig, window_days: float | None = None,
-                since_ts: float | None = None) -> DataWindow:
+def data_window(
+    feature_log: FeatureLog, dataset: DatasetConfig, window_days: float | None = None, since_ts: float | None = None
+) -> DataWindow:
     """The snapshot times to learn from (none before ``since_ts``); ``ChurnError`` when there are none."""
     if not feature_log.vectors:
         raise ChurnError("the feature log is empty: run the stream (churn worker + churn produce) before retraining")
@@ -150,7 +156,10 @@ def data_window(feature_log: FeatureLog, dataset: DatasetConfig, window_days: fl
     window = dataset.window_days if window_days is None else window_days
     start = max(first, end - window * DAY, since_ts if since_ts is not None else first)
     if since_ts is not None and since_ts >= end:
-        iso = lambda ts: datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
+        def iso(ts):
+            return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+
         raise ChurnError(
             f"no snapshot since {iso(since_ts)} has a known label yet: the stream's clock is {iso(clock)} and "
             f"labels take the {dataset.horizon_days}-day horizon to mature; let the stream run longer "
@@ -200,8 +209,10 @@ def _extent(consumer: Consumer, config: dict, topic: str) -> tuple[dict[int, int
     try:
         described = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if described is None or described.error is not None or not described.partitions:
-            raise BrokerError(f"topic {topic} does not exist on {config['bootstrap.servers']}: "
-                              "create the topics and run the stream before retraining")
+            raise BrokerError(
+                f"topic {topic} does not exist on {config['bootstrap.servers']}: "
+                "create the topics and run the stream before retraining"
+            )
         tps = [TopicPartition(topic, p) for p in sorted(described.partitions)]
         marks = {tp: consumer.get_watermark_offsets(tp, timeout=10) for tp in tps}
     except KafkaException as exc:
@@ -213,13 +224,15 @@ def _extent(consumer: Consumer, config: dict, topic: str) -> tuple[dict[int, int
 def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> list[bytes]:
     """Every record value of ``topic``, from the beginning to the exact end offsets at the start."""
     config = confluent_config(settings, settings.resolved_bootstrap())
-    consumer = Consumer({
-        **config,
-        "group.id": f"churn-retrain-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-    })
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"churn-retrain-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         starts, ends = _extent(consumer, config, topic)
         todo = {p: end for p, end in ends.items() if end > starts[p]}
@@ -228,8 +241,10 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> lis
         deadline = time.monotonic() + timeout_s
         while todo:
             if time.monotonic() > deadline:
-                raise BrokerError(f"reading {topic} to its end did not finish within {timeout_s:.0f}s "
-                                  f"(partitions left: {sorted(todo)})")
+                raise BrokerError(
+                    f"reading {topic} to its end did not finish within {timeout_s:.0f}s "
+                    f"(partitions left: {sorted(todo)})"
+                )
             for msg in consumer.consume(10_000, 0.5):
                 err = msg.error()
                 if err is not None:
@@ -252,8 +267,14 @@ def log_clock(settings: Settings, topic: str, tail: int = 200) -> float | None:
     """The newest ``event_ts`` among the last ``tail`` records of each partition of ``topic``
     (epoch seconds), or None while the topic is empty: the stream's clock, read cheaply."""
     config = confluent_config(settings, settings.resolved_bootstrap())
-    consumer = Consumer({**config, "group.id": f"churn-clock-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-                         "enable.auto.offset.store": False})
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"churn-clock-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
     try:
         starts, ends = _extent(consumer, config, topic)
         todo = {p: end for p, end in ends.items() if end > starts[p]}
@@ -276,8 +297,9 @@ def log_clock(settings: Settings, topic: str, tail: int = 200) -> float | None:
         consumer.close()
 
 
-def wait_for_labels(settings: Settings, needed_ts: float, timeout_s: float, report: Progress,
-                    poll_s: float = 2.0) -> float | None:
+def wait_for_labels(
+    settings: Settings, needed_ts: float, timeout_s: float, report: Progress, poll_s: float = 2.0
+) -> float | None:
     """Wait until the feature log's clock reaches ``needed_ts`` or ``timeout_s`` passes; the last clock read."""
     deadline = time.monotonic() + timeout_s
     topic = settings.topic(CHURN_FEATURES)
@@ -313,19 +335,26 @@ def retrain(
     dataset = config.dataset
 
     if since_ts is not None and wait_labels_s > 0:
-        needed = since_ts + ((dataset.window_days if window_days is None else window_days)
-                             + dataset.horizon_days) * DAY
+        needed = since_ts + ((dataset.window_days if window_days is None else window_days) + dataset.horizon_days) * DAY
         clock = wait_for_labels(settings, needed, wait_labels_s, report)
-        iso = lambda ts: datetime.fromtimestamp(ts, tz=UTC).isoformat() if ts is not None else "none"
+
+        def iso(ts):
+            return datetime.fromtimestamp(ts, tz=UTC).isoformat() if ts is not None else "none"
+
         log.info("labels since %s: stream clock %s, full window needs %s", iso(since_ts), iso(clock), iso(needed))
 
     report("read", 0.0)
     features = read_to_end(settings, settings.topic(CHURN_FEATURES))
     labels = read_to_end(settings, settings.topic(CHURN_LABELS))
     feature_log = parse_feature_log(features, labels)
-    log.info("feature log: %d records, %d unique, %d duplicates, %d invalid, %d labels",
-             feature_log.records, len(feature_log.vectors), feature_log.duplicates, feature_log.invalid,
-             feature_log.labels)
+    log.info(
+        "feature log: %d records, %d unique, %d duplicates, %d invalid, %d labels",
+        feature_log.records,
+        len(feature_log.vectors),
+        feature_log.duplicates,
+        feature_log.invalid,
+        feature_log.labels,
+    )
 
     report("dataset", 0.0)
     window = data_window(feature_log, dataset, window_days, since_ts)
@@ -358,13 +387,17 @@ def retrain(
     report("publish", 0.0)
     note = f"trigger={trigger}" + (f" alert={alert_id}" if alert_id else "")
     if outcome.champion_metrics:
-        note += (f"; roc_auc {outcome.metrics['roc_auc']:.4f} vs production "
-                 f"{outcome.champion_metrics['roc_auc']:.4f} on the same holdout")
+        note += (
+            f"; roc_auc {outcome.metrics['roc_auc']:.4f} vs production "
+            f"{outcome.champion_metrics['roc_auc']:.4f} on the same holdout"
+        )
     try:
         publish(settings, model_event(settings.model_name, outcome, note))
     except BrokerError as exc:
-        raise BrokerError(f"{exc} (the registry holds the decision all the same: workers find a promotion "
-                          f"when they next poll @{settings.model_alias})") from exc
+        raise BrokerError(
+            f"{exc} (the registry holds the decision all the same: workers find a promotion "
+            f"when they next poll @{settings.model_alias})"
+        ) from exc
 
     if reference is not None:
         report("drift", 0.0)

@@ -54,35 +54,43 @@ from faust.types import TP
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
-from stream.kafka.partitioning import HomePartitions, partition_for
 from schemas.features import FeatureVector
 from schemas.outputs import ChurnLabel, ModelEvent
+from stream.drift.monitor import DriftConfig, DriftMonitor
+from stream.kafka.config import confluent_config, faust_broker_kwargs
+from stream.kafka.partitioning import HomePartitions, partition_for
+from stream.kafka.topics import TopicNames
+from stream.metrics import StreamMetrics
+from stream.pipeline.features import CustomerState, features
+from stream.pipeline.featurize import DLQ, FEATURES, LABELS, REROUTE, Featurizer
+from stream.pipeline.json_bytes import json_bytes
+from stream.pipeline.messages import Inbound, Outbound, Scorable
+from stream.pipeline.state_cache import StateCache
 from stream.runtime.batch_producer import BatchProducer
 from stream.runtime.batching import batches
 from stream.runtime.commit_chain import CommitChain
-from stream.drift.monitor import DriftConfig, DriftMonitor
 from stream.runtime.drain import install as install_drain
 from stream.runtime.end_offsets import install as install_exact_end_offsets
-from stream.pipeline.features import CustomerState, features
-from stream.pipeline.featurize import DLQ, FEATURES, LABELS, REROUTE, Featurizer
 from stream.runtime.fetch_wait import install as install_fetch_wait
 from stream.runtime.inline_delivery import install as install_inline_delivery
-from stream.pipeline.json_bytes import json_bytes
-from stream.kafka.config import confluent_config, faust_broker_kwargs
-from stream.pipeline.messages import Inbound, Outbound, Scorable
-from stream.metrics import StreamMetrics
-from stream.serving.model_holder import ModelHolder
-from stream.serving.scoring import SCORES, Scorer
 from stream.runtime.seek_guard import install as install_seek_guard
-from stream.settings import Settings
-from stream.pipeline.state_cache import StateCache
-from stream.kafka.topics import TopicNames
 from stream.runtime.undecodable import DeadLetterReporter
 from stream.runtime.undecodable import install as install_undecodable
+from stream.serving.model_holder import ModelHolder
+from stream.serving.scoring import SCORES, Scorer
+from stream.settings import Settings
 
 # The rolling measurements of the serving model on matured labels, exported per version.
-LIVE_METRICS = ("roc_auc", "roc_auc_expected", "log_loss", "log_loss_expected", "log_loss_ratio", "brier",
-                "brier_expected", "base_rate")
+LIVE_METRICS = (
+    "roc_auc",
+    "roc_auc_expected",
+    "log_loss",
+    "log_loss_expected",
+    "log_loss_ratio",
+    "brier",
+    "brier_expected",
+    "base_rate",
+)
 log = logging.getLogger(__name__)
 
 # The Prometheus text format; aiohttp takes the charset separately.
@@ -134,8 +142,9 @@ def key_context(key: bytes, topic: str, partitions: int) -> KeyContext:
     return KeyContext(_Message(key, topic, partition_for(key, partitions)))
 
 
-async def write_tables(producer: BatchProducer, writes: list[tuple[faust.Table, dict[bytes, bytes]]],
-                       events: list) -> None:
+async def write_tables(
+    producer: BatchProducer, writes: list[tuple[faust.Table, dict[bytes, bytes]]], events: list
+) -> None:
     """Write a batch's table values and their changelog records, and wait for the broker.
 
     This is what ``table[key] = value`` does, minus its per-record trip through
@@ -270,8 +279,13 @@ def create_app(
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     # The input and the repartition topic that brings events sent elsewhere home: co-partitioned, so
     # partition p of both (and of the tables' changelogs) belongs to one worker.
-    events_topic = app.topic(names.account_events, names.account_events_repartition,
-                             schema=RawSchema(key_type=bytes, value_type=bytes), partitions=partitions, internal=False)
+    events_topic = app.topic(
+        names.account_events,
+        names.account_events_repartition,
+        schema=RawSchema(key_type=bytes, value_type=bytes),
+        partitions=partitions,
+        internal=False,
+    )
     model_topic = app.topic(names.model_events, key_serializer="raw", value_serializer="raw", internal=False)
     labels_topic = app.topic(names.churn_labels, **topic_args)
     drift_config = DriftConfig.from_settings(settings)
@@ -291,8 +305,13 @@ def create_app(
     table_args = dict(partitions=partitions, key_type=bytes, value_type=bytes, use_partitioner=True)
     state_table = app.Table(STATE_TABLE, **table_args)
     score_table = app.Table(SCORE_TABLE, **table_args)
-    featurizer = Featurizer(metrics, settings.max_event_bytes, HomePartitions(partitions), names.account_events,
-                            names.account_events_repartition)
+    featurizer = Featurizer(
+        metrics,
+        settings.max_event_bytes,
+        HomePartitions(partitions),
+        names.account_events,
+        names.account_events_repartition,
+    )
     scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
     batch_within = settings.score_batch_ms / 1000.0
 
@@ -335,10 +354,16 @@ def create_app(
         if (app.consumer_generation_id, why) not in skips_logged:
             skips_logged.add((app.consumer_generation_id, why))
             message = event.message
-            log.info("skipping events delivered before the rebalance (%s; first %s[%d]@%d, message generation %s, "
-                     "consumer generation %s); they are fetched again from the committed offset", why,
-                     message.topic, message.partition, message.offset, message.generation_id,
-                     app.consumer_generation_id)
+            log.info(
+                "skipping events delivered before the rebalance (%s; first %s[%d]@%d, message generation %s, "
+                "consumer generation %s); they are fetched again from the committed offset",
+                why,
+                message.topic,
+                message.partition,
+                message.offset,
+                message.generation_id,
+                app.consumer_generation_id,
+            )
 
     # States of processed batches not yet written to the table (their outputs are not yet
     # acknowledged), by key: the batch's sequence number and the state. Later batches read
@@ -358,8 +383,9 @@ def create_app(
         chain = CommitChain(settings.batches_in_flight)
         seq = 0
         try:
-            async for events in batches(stream, settings.score_batch_size, batch_within, on_skip=skipped,
-                                        auto_ack=False):
+            async for events in batches(
+                stream, settings.score_batch_size, batch_within, on_skip=skipped, auto_ack=False
+            ):
                 model = await serving_model()
                 began = time.time()
                 inbound = [_inbound(e) for e in events]
@@ -372,8 +398,19 @@ def create_app(
                 for key, state in result.dirty.items():
                     unwritten[key] = (seq, state)
                 try:
-                    await chain.add(partial(finish, seq, events, sent, result.encoded, result.dirty,
-                                            latest_scores(scored), batch_clocks(events, result.dirty), began))
+                    await chain.add(
+                        partial(
+                            finish,
+                            seq,
+                            events,
+                            sent,
+                            result.encoded,
+                            result.dirty,
+                            latest_scores(scored),
+                            batch_clocks(events, result.dirty),
+                            began,
+                        )
+                    )
                 except BaseException:
                     sent.close()  # its records are produced; unawaited, the batch's events stay unacked
                     raise
@@ -395,8 +432,16 @@ def create_app(
                     clocks[part] = state.last_ts
         return clocks
 
-    async def finish(seq: int, events, sent, raws: dict[bytes, bytes], dirty: dict[bytes, CustomerState],
-                     scores: dict[bytes, bytes], clocks: dict[int, float], began: float) -> None:
+    async def finish(
+        seq: int,
+        events,
+        sent,
+        raws: dict[bytes, bytes],
+        dirty: dict[bytes, CustomerState],
+        scores: dict[bytes, bytes],
+        clocks: dict[int, float],
+        began: float,
+    ) -> None:
         """A batch's ordered end: outputs acknowledged, then state written and acknowledged, then events acked."""
         await sent
         await write_tables(producer(), [(state_table, raws), (score_table, scores)], events)
@@ -424,8 +469,9 @@ def create_app(
             return None
         monitor = drift_state["monitor"]
         if monitor is None or monitor.model_version != model.version:
-            monitor = drift_state["monitor"] = DriftMonitor(model.reference, model.version, drift_config,
-                                                            baseline=model.metrics, importance=model.importance)
+            monitor = drift_state["monitor"] = DriftMonitor(
+                model.reference, model.version, drift_config, baseline=model.metrics, importance=model.importance
+            )
             drift_state["matured"] = 0
         return monitor
 
@@ -460,10 +506,17 @@ def create_app(
                     metrics.live_performance.labels(monitor.model_version, name).set(value)
         for alert in alerts:
             metrics.drift_alerts.labels(alert.detector).inc()
-            log.warning("drift alert %s (%s, %s%s): %s", alert.detector, alert.kind, alert.severity,
-                        ", harm" if alert.harm else "", alert.features)
-            await app.producer.send(names.drift_alerts, alert.detector.encode(), alert.model_dump_json().encode(),
-                                    None, None, None)
+            log.warning(
+                "drift alert %s (%s, %s%s): %s",
+                alert.detector,
+                alert.kind,
+                alert.severity,
+                ", harm" if alert.harm else "",
+                alert.features,
+            )
+            await app.producer.send(
+                names.drift_alerts, alert.detector.encode(), alert.model_dump_json().encode(), None, None, None
+            )
 
     @app.agent(labels_topic, name="labels")
     async def labels(stream):
@@ -473,8 +526,9 @@ def create_app(
                 continue
             monitor = drift_monitor()
             if monitor is not None:
-                monitor.label(label.customer_id, label.closed_at.timestamp(),
-                              featurizer.home(label.customer_id.encode()))
+                monitor.label(
+                    label.customer_id, label.closed_at.timestamp(), featurizer.home(label.customer_id.encode())
+                )
 
     @app.timer(settings.silence_check_s)
     async def silence():
@@ -588,8 +642,14 @@ def create_app(
         columns = {name: [v.model_input()[name] for v in vectors] for name in vectors[0].model_input()}
         probabilities = model.predict_columns(columns)
         out = [
-            {"customer_id": v.customer_id, "event_id": v.event_id, "probability": float(p),
-             "risk_band": scorer_band(float(p)), "model_name": model.name, "model_version": model.version}
+            {
+                "customer_id": v.customer_id,
+                "event_id": v.event_id,
+                "probability": float(p),
+                "risk_band": scorer_band(float(p)),
+                "model_name": model.name,
+                "model_version": model.version,
+            }
             for v, p in zip(vectors, probabilities)
         ]
         return view.json(out if isinstance(payload, list) else out[0])

@@ -10,8 +10,8 @@ from pathlib import Path
 from stream.app.build import create_app
 from stream.errors import ConfigError
 from stream.kafka.config import confluent_config
-from stream.settings import Settings, parse_cpus
 from stream.kafka.topics import connect_admin, ensure_topics, topic_specs
+from stream.settings import Settings, parse_cpus
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,13 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(admin, topic_specs(settings))
     cluster_id = admin.list_topics(timeout=10).cluster_id
     quirks = settings.tansu_quirks(cluster_id)
-    log.info("broker cluster %s: %s", cluster_id, "the embedded broker; working around its end offsets and fetch "
-             f"wait ({settings.fetch_max_wait_ms} ms)" if quirks else "Faust's and aiokafka's own offsets and fetch wait")
+    log.info(
+        "broker cluster %s: %s",
+        cluster_id,
+        f"the embedded broker; working around its end offsets and fetch wait ({settings.fetch_max_wait_ms} ms)"
+        if quirks
+        else "Faust's and aiokafka's own offsets and fetch wait",
+    )
     churn = create_app(settings, bootstrap, tansu_quirks=quirks)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     Path(churn.app.conf.datadir).mkdir(parents=True, exist_ok=True)  # Faust creates only its own subfolders
@@ -91,7 +96,12 @@ def run_worker(settings: Settings) -> None:
     )
     log.info(
         "worker %s on %s: web on %s:%d, reachable at http://%s:%d, store %s",
-        settings.app_id, bootstrap, settings.web_host, settings.web_port,
-        settings.advertised_web_host(), settings.web_port, settings.store,
+        settings.app_id,
+        bootstrap,
+        settings.web_host,
+        settings.web_port,
+        settings.advertised_web_host(),
+        settings.web_port,
+        settings.store,
     )
     worker.execute_from_commandline()

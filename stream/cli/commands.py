@@ -52,8 +52,9 @@ def _reachable(settings: Settings, *, broker: bool = False, registry: bool = Fal
         from stream.kafka.config import confluent_config
         from stream.kafka.topics import require_broker
 
-        admin = require_broker(confluent_config(settings, settings.resolved_bootstrap()),
-                               [settings.topic(t) for t in topics])
+        admin = require_broker(
+            confluent_config(settings, settings.resolved_bootstrap()), [settings.topic(t) for t in topics]
+        )
     if registry:
         from training.registry import check_reachable
 
@@ -74,8 +75,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    show_version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                               help="Print the version and exit.")] = False,
+    show_version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """churn-stream: streaming churn scoring on Kafka with an MLflow-registered model."""
 
@@ -99,19 +101,44 @@ def _configure_logging(level: str) -> None:
 
 @app.command()
 def broker(
-    port: Annotated[Optional[int], typer.Option(help="Loopback port of the (first) broker (default: "
-                                                     "CHURN_BROKER_PORT for the embedded one, a free port for "
-                                                     "Kafka).")] = None,
-    engine: Annotated[str, typer.Option(help="embedded (Tansu, memory storage) or kafka (Apache Kafka from Maven "
-                                             "Central, KRaft; needs Java 17 and Maven).")] = "embedded",
-    nodes: Annotated[int, typer.Option(help="With --engine kafka: 1, or 3 brokers that are also controllers "
-                                            "(replication factor 3, min.insync.replicas 2).")] = 1,
-    data_dir: Annotated[Optional[Path], typer.Option(help="With --engine kafka: keep the brokers' data here across "
-                                                          "restarts (default: a temporary folder, removed on "
-                                                          "stop).")] = None,
-    kafka_version: Annotated[str, typer.Option(help="With --engine kafka: the Apache Kafka release from Maven "
-                                                    "Central (3.9.1 as in compose; 4.1.1 and 4.4.0 are "
-                                                    "tested too).")] = "3.9.1",
+    port: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Loopback port of the (first) broker (default: "
+            "CHURN_BROKER_PORT for the embedded one, a free port for "
+            "Kafka)."
+        ),
+    ] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="embedded (Tansu, memory storage) or kafka (Apache Kafka from Maven "
+            "Central, KRaft; needs Java 17 and Maven)."
+        ),
+    ] = "embedded",
+    nodes: Annotated[
+        int,
+        typer.Option(
+            help="With --engine kafka: 1, or 3 brokers that are also controllers "
+            "(replication factor 3, min.insync.replicas 2)."
+        ),
+    ] = 1,
+    data_dir: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="With --engine kafka: keep the brokers' data here across "
+            "restarts (default: a temporary folder, removed on "
+            "stop)."
+        ),
+    ] = None,
+    kafka_version: Annotated[
+        str,
+        typer.Option(
+            help="With --engine kafka: the Apache Kafka release from Maven "
+            "Central (3.9.1 as in compose; 4.1.1 and 4.4.0 are "
+            "tested too)."
+        ),
+    ] = "3.9.1",
 ) -> None:
     """Run a local broker on loopback and create the topics, until Ctrl-C."""
     import signal
@@ -128,8 +155,9 @@ def broker(
     if engine == "kafka":
         from stream.local.kafka_cluster import KafkaCluster
 
-        running = KafkaCluster(nodes, version=kafka_version, data_dir=data_dir,
-                               log_dir=settings.data_dir / "logs" / "kafka", port=port)
+        running = KafkaCluster(
+            nodes, version=kafka_version, data_dir=data_dir, log_dir=settings.data_dir / "logs" / "kafka", port=port
+        )
         settings = settings.model_copy(update={"topic_replication": max(settings.topic_replication, nodes)})
         what = f"Apache Kafka {running.version}, {nodes} node(s)"
     else:
@@ -141,8 +169,10 @@ def broker(
         what = "the embedded broker (Tansu, memory storage)"
     with running:
         ensure_topics(confluent_config(settings, running.bootstrap), topic_specs(settings))
-        console.print(f"{what} ready on [bold]{running.bootstrap}[/] (pid {running.pid}, log {running.log_path});"
-                      " topics created; Ctrl-C stops it")
+        console.print(
+            f"{what} ready on [bold]{running.bootstrap}[/] (pid {running.pid}, log {running.log_path});"
+            " topics created; Ctrl-C stops it"
+        )
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
@@ -162,8 +192,9 @@ def topics() -> None:
     from stream.kafka.topics import BROKER_WAIT_S, ensure_topics, topic_specs
 
     settings = _settings()
-    created = ensure_topics(confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings),
-                            timeout=BROKER_WAIT_S)
+    created = ensure_topics(
+        confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings), timeout=BROKER_WAIT_S
+    )
     console.print(f"topics ready on {settings.resolved_bootstrap()}; created: {', '.join(created) or 'none'}")
 
 
@@ -172,17 +203,24 @@ def produce(
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 500,
     days: Annotated[int, typer.Option(help="Simulated days of event time.")] = 120,
     seed: Annotated[int, typer.Option(help="Simulator seed.")] = 7,
-    scenario: Annotated[str, typer.Option(help="Drift scenario: price_hike, support_surge, new_plan, "
-                                               "concept_flip or none.")] = "none",
+    scenario: Annotated[
+        str, typer.Option(help="Drift scenario: price_hike, support_surge, new_plan, concept_flip or none.")
+    ] = "none",
     onset_day: Annotated[int, typer.Option(help="Day the scenario starts.")] = 60,
     rate: Annotated[float, typer.Option(help="Max events per second (0: unlimited).")] = 0.0,
     seconds_per_day: Annotated[float, typer.Option(help="Wall seconds per simulated day (0: no pacing).")] = 0.0,
-    source: Annotated[Optional[Path], typer.Option("--from", help="Replay a JSONL, CSV or Parquet file instead.")] = None,
+    source: Annotated[
+        Optional[Path], typer.Option("--from", help="Replay a JSONL, CSV or Parquet file instead.")
+    ] = None,
     max_events: Annotated[Optional[int], typer.Option(help="Stop after this many events.")] = None,
     bad_share: Annotated[float, typer.Option(help="Share of extra invalid messages to inject (DLQ demo).")] = 0.0,
     id_prefix: Annotated[str, typer.Option(help="Prefix for simulated customer and event ids.")] = "",
-    allow_invalid: Annotated[bool, typer.Option(help="With --from: exit 0 even when rows were invalid (they are "
-                                                     "reported and not sent either way).")] = False,
+    allow_invalid: Annotated[
+        bool,
+        typer.Option(
+            help="With --from: exit 0 even when rows were invalid (they are reported and not sent either way)."
+        ),
+    ] = False,
 ) -> None:
     """Publish simulated or recorded account events to account-events."""
     from producers.cli import ProduceOptions
@@ -190,25 +228,35 @@ def produce(
     from stream.kafka.topics import ACCOUNT_EVENTS
 
     options = ProduceOptions(
-        customers=customers, days=days, seed=seed, scenario=None if scenario == "none" else scenario,
-        onset_day=onset_day, rate=rate, seconds_per_day=seconds_per_day, source=source, max_events=max_events,
-        bad_share=bad_share, id_prefix=id_prefix,
+        customers=customers,
+        days=days,
+        seed=seed,
+        scenario=None if scenario == "none" else scenario,
+        onset_day=onset_day,
+        rate=rate,
+        seconds_per_day=seconds_per_day,
+        source=source,
+        max_events=max_events,
+        bad_share=bad_share,
+        id_prefix=id_prefix,
     )
     options.check()
     settings = _settings()
     _reachable(settings, broker=True, topics=(ACCOUNT_EVENTS,))
     summary = run_produce(settings, options, console, err_console)
-    console.print(f"sent {summary.sent:,}, delivered {summary.delivered:,}, failed {summary.failed + summary.pending:,}"
-                  f", invalid (not sent) {summary.invalid:,}")
+    console.print(
+        f"sent {summary.sent:,}, delivered {summary.delivered:,}, failed {summary.failed + summary.pending:,}"
+        f", invalid (not sent) {summary.invalid:,}"
+    )
     for error in summary.errors:
         err_console.print(f"  {error}", highlight=False)
     undelivered = summary.failed + summary.pending
     if undelivered:
-        raise ChurnError(f"{undelivered:,} of {summary.sent:,} events were not delivered to "
-                         f"{settings.topic(ACCOUNT_EVENTS)}")
+        raise ChurnError(
+            f"{undelivered:,} of {summary.sent:,} events were not delivered to {settings.topic(ACCOUNT_EVENTS)}"
+        )
     if summary.invalid and not allow_invalid:
-        raise ChurnError(f"{summary.invalid:,} invalid rows were not sent (listed above; --allow-invalid "
-                         "accepts that)")
+        raise ChurnError(f"{summary.invalid:,} invalid rows were not sent (listed above; --allow-invalid accepts that)")
 
 
 @app.command()
@@ -235,15 +283,29 @@ def bench(
     latency_rate: Annotated[float, typer.Option(help="Events/s in the latency phase (0: half the throughput).")] = 0.0,
     workers: Annotated[int, typer.Option(help="Worker processes of the stream variant (one app).")] = 1,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the results as JSON here.")] = None,
-    pin: Annotated[bool, typer.Option(help="Run each worker on a CPU of its own, the bench and the embedded broker "
-                                           "on the rest (Linux).")] = False,
-    partitioner: Annotated[str, typer.Option(help="The stream's producers' partitioner: murmur2_random (each "
-                                                  "customer on its home partition) or consistent_random "
-                                                  "(librdkafka's default: the workers re-publish most events "
-                                                  "home first).")] = "murmur2_random",
-    engine: Annotated[str, typer.Option(help="The broker the bench starts when CHURN_BOOTSTRAP_SERVERS is empty: "
-                                             "embedded (Tansu) or kafka (one Apache Kafka node from Maven "
-                                             "Central).")] = "embedded",
+    pin: Annotated[
+        bool,
+        typer.Option(
+            help="Run each worker on a CPU of its own, the bench and the embedded broker on the rest (Linux)."
+        ),
+    ] = False,
+    partitioner: Annotated[
+        str,
+        typer.Option(
+            help="The stream's producers' partitioner: murmur2_random (each "
+            "customer on its home partition) or consistent_random "
+            "(librdkafka's default: the workers re-publish most events "
+            "home first)."
+        ),
+    ] = "murmur2_random",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="The broker the bench starts when CHURN_BOOTSTRAP_SERVERS is empty: "
+            "embedded (Tansu) or kafka (one Apache Kafka node from Maven "
+            "Central)."
+        ),
+    ] = "embedded",
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.local.bench import bench as run_bench
@@ -252,69 +314,117 @@ def bench(
     settings = _settings()
     _reachable(settings, broker=bool(settings.bootstrap_servers), registry=True)
     with stopped_by_signals(), console.status("bench") as status:
-        doc = run_bench(settings, events, customers, latency_events, latency_rate, json_path,
-                        lambda text: status.update(f"bench: {text}"), workers=workers, pin=pin,
-                        partitioner=partitioner, engine=engine)
-    t = table(f"churn bench: {events:,} events, model v{doc['model_version']}",
-              ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"])
+        doc = run_bench(
+            settings,
+            events,
+            customers,
+            latency_events,
+            latency_rate,
+            json_path,
+            lambda text: status.update(f"bench: {text}"),
+            workers=workers,
+            pin=pin,
+            partitioner=partitioner,
+            engine=engine,
+        )
+    t = table(
+        f"churn bench: {events:,} events, model v{doc['model_version']}",
+        ["variant", "events/s", "p50 ms", "p95 ms", "p99 ms", "x per-row"],
+    )
     per_row = doc["variants"]["per_row"]["events_per_s"]
     for name, v in doc["variants"].items():
-        t.add_row(name, f"{v['events_per_s']:,.0f}", f"{v['p50_ms']:.2f}", f"{v['p95_ms']:.2f}", f"{v['p99_ms']:.2f}",
-                  f"{v['events_per_s'] / per_row:,.1f}")
+        t.add_row(
+            name,
+            f"{v['events_per_s']:,.0f}",
+            f"{v['p50_ms']:.2f}",
+            f"{v['p95_ms']:.2f}",
+            f"{v['p99_ms']:.2f}",
+            f"{v['events_per_s'] / per_row:,.1f}",
+        )
     console.print(t)
     s = doc["variants"]["stream"]
-    console.print(f"stream latency measured at {s['latency_rate']:,.0f} events/s; "
-                  f"stream/raw = {doc['ratios']['stream_over_raw']:.3f}")
+    console.print(
+        f"stream latency measured at {s['latency_rate']:,.0f} events/s; "
+        f"stream/raw = {doc['ratios']['stream_over_raw']:.3f}"
+    )
     b = s["latency_batches"]
     if b.get("batches"):
-        console.print(f"in that phase {b['batches']:,} batches of {b['mean_batch_events']:,.1f} events on average; "
-                      f"a batch's oldest event waited {b['mean_oldest_wait_ms']:.1f} ms from its append to the start "
-                      f"of processing, which took {b['mean_processing_ms']:.1f} ms")
+        console.print(
+            f"in that phase {b['batches']:,} batches of {b['mean_batch_events']:,.1f} events on average; "
+            f"a batch's oldest event waited {b['mean_oldest_wait_ms']:.1f} ms from its append to the start "
+            f"of processing, which took {b['mean_processing_ms']:.1f} ms"
+        )
     if s["worker_cpu_us_per_event"] > 0:  # NaN when too few backlog events were left to measure
-        console.print(f"worker CPU per backlog event: {s['worker_cpu_us_per_event']:,.1f} µs (all its threads; "
-                      f"{1e6 / s['worker_cpu_us_per_event']:,.0f} events per CPU-second)")
+        console.print(
+            f"worker CPU per backlog event: {s['worker_cpu_us_per_event']:,.1f} µs (all its threads; "
+            f"{1e6 / s['worker_cpu_us_per_event']:,.0f} events per CPU-second)"
+        )
     cpu = s["cpu_us_per_event"]
     if cpu["paced_worker_us"] > 0 and cpu["paced_broker_us"] > 0:
-        console.print(f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; "
-                      f"in the paced phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's "
-                      f"{cpu['paced_worker_us']:,.1f} µs")
+        console.print(
+            f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; "
+            f"in the paced phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's "
+            f"{cpu['paced_worker_us']:,.1f} µs"
+        )
     sizes = doc["state_bytes"]
     pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
-    console.print(f"producers' partitioner {s['partitioner']}: {s['rerouted']:,.0f} events re-published to their "
-                  "home partition")
-    console.print(f"{s['workers']} worker(s){pinned}, store {s['store']}, RSS after the backlog "
-                  f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
-                  f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
-                  f"({sizes['customers']:,} customers)")
+    console.print(
+        f"producers' partitioner {s['partitioner']}: {s['rerouted']:,.0f} events re-published to their home partition"
+    )
+    console.print(
+        f"{s['workers']} worker(s){pinned}, store {s['store']}, RSS after the backlog "
+        f"{', '.join(f'{m:,.0f}' for m in s['worker_rss_mb'])} MiB; state per customer "
+        f"p50 {sizes['p50']} / p99 {sizes['p99']} / max {sizes['max']} bytes "
+        f"({sizes['customers']:,} customers)"
+    )
 
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Option(help="Drift scenario: support_surge, price_hike, new_plan, "
-                                               "concept_flip; none (a stable world, no alert expected); all (each "
-                                               "in turn, then a table).")] = "support_surge",
+    scenario: Annotated[
+        str,
+        typer.Option(
+            help="Drift scenario: support_surge, price_hike, new_plan, "
+            "concept_flip; none (a stable world, no alert expected); all (each "
+            "in turn, then a table)."
+        ),
+    ] = "support_surge",
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 1000,
     onset_day: Annotated[int, typer.Option(help="Stream day the drift starts.")] = 90,
-    max_days: Annotated[int, typer.Option(help="Simulated days at most (the demo ends once the new version "
-                                               "has scored enough).")] = 400,
+    max_days: Annotated[
+        int, typer.Option(help="Simulated days at most (the demo ends once the new version has scored enough).")
+    ] = 400,
     seconds_per_day: Annotated[float, typer.Option(help="Wall seconds per simulated day.")] = 0.5,
     window_days: Annotated[float, typer.Option(help="Days since the drift the retraining learns from.")] = 25.0,
-    after_swap_events: Annotated[int, typer.Option(help="Events the new version scores before the demo "
-                                                        "ends.")] = 5000,
+    after_swap_events: Annotated[int, typer.Option(help="Events the new version scores before the demo ends.")] = 5000,
     timeout: Annotated[float, typer.Option(help="Seconds the stream may run before the demo gives up.")] = 300.0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the summary as JSON here.")] = None,
-    engine: Annotated[str, typer.Option(help="The broker the demo starts when CHURN_BOOTSTRAP_SERVERS is empty: "
-                                             "embedded (Tansu) or kafka (Apache Kafka from Maven Central; needs "
-                                             "Java 17 and Maven).")] = "embedded",
+    engine: Annotated[
+        str,
+        typer.Option(
+            help="The broker the demo starts when CHURN_BOOTSTRAP_SERVERS is empty: "
+            "embedded (Tansu) or kafka (Apache Kafka from Maven Central; needs "
+            "Java 17 and Maven)."
+        ),
+    ] = "embedded",
 ) -> None:
     """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
     from dataclasses import replace
 
     from stream.local.demo import ALL, DemoOptions, run_all, run_demo
 
-    options = DemoOptions(scenario=scenario, customers=customers, onset_day=onset_day, max_days=max_days,
-                          seconds_per_day=seconds_per_day, window_days=window_days,
-                          after_swap_events=after_swap_events, timeout_s=timeout, json_path=json_path, engine=engine)
+    options = DemoOptions(
+        scenario=scenario,
+        customers=customers,
+        onset_day=onset_day,
+        max_days=max_days,
+        seconds_per_day=seconds_per_day,
+        window_days=window_days,
+        after_swap_events=after_swap_events,
+        timeout_s=timeout,
+        json_path=json_path,
+        engine=engine,
+    )
     if scenario == ALL:
         replace(options, scenario="none").check()
         run_all(_settings(), options, console)
@@ -335,8 +445,8 @@ def drift_replay(
     if seeds < 1 or customers < 200 or stable_events < 1:
         raise ConfigError("--seeds must be >= 1, --customers >= 200 and --stable-events >= 1")
     settings = _settings()  # a bad setting fails before the seconds the modules below take to import
-    from stream.local.drift_harness import Model, measure, table
     from stream.drift.monitor import DriftConfig
+    from stream.local.drift_harness import Model, measure, table
     from training.config import DEFAULT_CONFIG, load_config
     from training.dataset import SNAPSHOT, label_array, model_inputs
     from training.importance import global_importance
@@ -348,12 +458,20 @@ def drift_replay(
     events = result.split.train[result.split.train[SNAPSHOT] == "event"]
     x = model_inputs(events)
     holdout = result.split.holdout
-    model = Model(lambda frame: result.pipeline.predict_proba(frame)[:, 1],
-                  reference_distributions(x, result.pipeline.predict_proba(x)[:, 1]), dict(result.metrics),
-                  global_importance(result.pipeline, model_inputs(holdout), label_array(holdout)))
+    model = Model(
+        lambda frame: result.pipeline.predict_proba(frame)[:, 1],
+        reference_distributions(x, result.pipeline.predict_proba(x)[:, 1]),
+        dict(result.metrics),
+        global_importance(result.pipeline, model_inputs(holdout), label_array(holdout)),
+    )
     console.print(f"replaying {seeds} seed(s) of {customers:,} customers: stable streams and every scenario")
-    rows = measure(model, DriftConfig.from_settings(settings), seeds=tuple(range(1, seeds + 1)),
-                   customers=customers, stable_events=stable_events)
+    rows = measure(
+        model,
+        DriftConfig.from_settings(settings),
+        seeds=tuple(range(1, seeds + 1)),
+        customers=customers,
+        stable_events=stable_events,
+    )
     text = table(rows)
     console.print(text)
     if out is not None:
@@ -393,41 +511,68 @@ def retrain(
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Training config YAML (default: the bootstrap config).")
     ] = None,
-    trigger: Annotated[str, typer.Option(help="Why this run starts: manual, drift or schedule "
-                                              "(recorded with the run and version).")] = "manual",
+    trigger: Annotated[
+        str, typer.Option(help="Why this run starts: manual, drift or schedule (recorded with the run and version).")
+    ] = "manual",
     alert_id: Annotated[str, typer.Option(help="The drift alert that triggered the run.")] = "",
-    window_days: Annotated[Optional[float], typer.Option(
-        help="Days of labelled feature-log snapshots to learn from (default: dataset.window_days).")] = None,
-    since: Annotated[str, typer.Option(help="Learn only from snapshots at or after this event time "
-                                            "(ISO 8601 with a zone, e.g. a drift alert's window start).")] = "",
-    wait_labels: Annotated[float, typer.Option(help="With --since: wait up to this many seconds for the labels of "
-                                                    "a full window since then to mature.")] = 0.0,
+    window_days: Annotated[
+        Optional[float],
+        typer.Option(help="Days of labelled feature-log snapshots to learn from (default: dataset.window_days)."),
+    ] = None,
+    since: Annotated[
+        str,
+        typer.Option(
+            help="Learn only from snapshots at or after this event time "
+            "(ISO 8601 with a zone, e.g. a drift alert's window start)."
+        ),
+    ] = "",
+    wait_labels: Annotated[
+        float,
+        typer.Option(
+            help="With --since: wait up to this many seconds for the labels of a full window since then to mature."
+        ),
+    ] = 0.0,
     result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
-    oracle_world: Annotated[Optional[Path], typer.Option(
-        hidden=True, help="The simulated world (SimConfig JSON) that published the stream: its oracle's ROC AUC "
-                          "on the holdout is measured and the gate's floors are judged against it.")] = None,
+    oracle_world: Annotated[
+        Optional[Path],
+        typer.Option(
+            hidden=True,
+            help="The simulated world (SimConfig JSON) that published the stream: its oracle's ROC AUC "
+            "on the holdout is measured and the gate's floors are judged against it.",
+        ),
+    ] = None,
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
     from stream.cli.training import run_retrain
 
     # The job checks its arguments, then asks the broker and the registry (failures reach --result-file too).
-    run_retrain(_settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels,
-                oracle_world)
+    run_retrain(
+        _settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels, oracle_world
+    )
 
 
 @app.command()
 def launcher(
     cooldown: Annotated[float, typer.Option(help="Seconds after a job ends before alerts launch another.")] = 300.0,
-    every: Annotated[Optional[float], typer.Option(help="Also launch a run this many seconds after the last "
-                                                        "one started, alerts or not.")] = None,
+    every: Annotated[
+        Optional[float],
+        typer.Option(help="Also launch a run this many seconds after the last one started, alerts or not."),
+    ] = None,
     once: Annotated[bool, typer.Option("--once", help="Handle the alerts there now, wait for the job, exit.")] = False,
-    job_template: Annotated[Optional[Path], typer.Option(
-        help="Submit this Kubernetes Job manifest with kubectl instead of running a local process.")] = None,
-    learn_since_drift: Annotated[Optional[float], typer.Option(
-        help="A drift-triggered job learns only from the world since the alert and waits up to this many "
-             "seconds for those labels to mature.")] = None,
-    retrain_on: Annotated[str, typer.Option(
-        help="harm: launch only for alerts that judge the serving model hurt; any: for every alert.")] = "harm",
+    job_template: Annotated[
+        Optional[Path],
+        typer.Option(help="Submit this Kubernetes Job manifest with kubectl instead of running a local process."),
+    ] = None,
+    learn_since_drift: Annotated[
+        Optional[float],
+        typer.Option(
+            help="A drift-triggered job learns only from the world since the alert and waits up to this many "
+            "seconds for those labels to mature."
+        ),
+    ] = None,
+    retrain_on: Annotated[
+        str, typer.Option(help="harm: launch only for alerts that judge the serving model hurt; any: for every alert.")
+    ] = "harm",
 ) -> None:
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from stream.cli.training import run_launcher
@@ -457,7 +602,9 @@ def models_rollback() -> None:
 
 
 @schemas_app.command("export")
-def schemas_export(directory: Annotated[Path, typer.Argument(help="Folder to write the JSON Schema files to.")]) -> None:
+def schemas_export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the JSON Schema files to.")],
+) -> None:
     """Write the JSON Schema of every contract into DIRECTORY."""
     from schemas.export import export
 
@@ -475,4 +622,3 @@ def main() -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-

@@ -14,8 +14,8 @@ from rich.table import Table
 
 from stream.errors import BrokerError
 from stream.kafka.config import confluent_config
-from stream.settings import Settings
 from stream.kafka.topics import CHURN_SCORES
+from stream.settings import Settings
 
 _BAND_STYLE = {"low": "green", "medium": "yellow", "high": "bold red"}
 
@@ -26,21 +26,34 @@ def _table(recent: deque, versions: Counter, seen: int) -> Table:
         t.add_column(column)
     for s in reversed(recent):
         band = s["risk_band"]
-        t.add_row(s["customer_id"], s["event_id"], str(s["event_ts"])[:19], f"{s['probability']:.3f}",
-                  f"[{_BAND_STYLE.get(band, '')}]{band}[/]", f"{s['model_name']} v{s['model_version']}",
-                  f"{s['latency_ms']:.1f}")
+        t.add_row(
+            s["customer_id"],
+            s["event_id"],
+            str(s["event_ts"])[:19],
+            f"{s['probability']:.3f}",
+            f"[{_BAND_STYLE.get(band, '')}]{band}[/]",
+            f"{s['model_name']} v{s['model_version']}",
+            f"{s['latency_ms']:.1f}",
+        )
     return t
 
 
-def tail_scores(settings: Settings, console: Console, *, as_json: bool, from_beginning: bool,
-                limit: int | None, rows: int) -> int:
+def tail_scores(
+    settings: Settings, console: Console, *, as_json: bool, from_beginning: bool, limit: int | None, rows: int
+) -> int:
     """Consume scores until interrupted or ``limit`` is reached; returns how many were shown."""
     config = confluent_config(settings, settings.resolved_bootstrap())
     try:
-        consumer = Consumer({**config, "group.id": f"churn-tail-{uuid.uuid4().hex[:8]}",
-                             "auto.offset.reset": "earliest" if from_beginning else "latest",
-                             "enable.auto.commit": False, "session.timeout.ms": 6000,
-                             "topic.metadata.refresh.interval.ms": 2000})
+        consumer = Consumer(
+            {
+                **config,
+                "group.id": f"churn-tail-{uuid.uuid4().hex[:8]}",
+                "auto.offset.reset": "earliest" if from_beginning else "latest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+                "topic.metadata.refresh.interval.ms": 2000,
+            }
+        )
         consumer.subscribe([settings.topic(CHURN_SCORES)])
     except KafkaException as exc:
         raise BrokerError(f"cannot consume {settings.topic(CHURN_SCORES)}: {exc}") from exc

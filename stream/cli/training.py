@@ -12,7 +12,17 @@ from stream.local.console import stages, table
 from stream.settings import Settings
 from training.config import DEFAULT_CONFIG, load_config
 
-KEY_METRICS = ("roc_auc", "oracle_roc_auc", "heuristic_roc_auc", "pr_auc", "f1", "precision_at_k", "brier", "log_loss", "base_rate")
+KEY_METRICS = (
+    "roc_auc",
+    "oracle_roc_auc",
+    "heuristic_roc_auc",
+    "pr_auc",
+    "f1",
+    "precision_at_k",
+    "brier",
+    "log_loss",
+    "base_rate",
+)
 
 
 def run_train(settings: Settings, config_path: Path | None, console: Console) -> None:
@@ -47,15 +57,18 @@ def run_retrain(
         from training.retrain import retrain
 
         with stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
-            outcome = retrain(settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s,
-                              world)
+            outcome = retrain(
+                settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s, world
+            )
     except ChurnError as exc:
         if result_file is not None:  # tells a launcher that can only see the file (not the exit code)
             result_file.write_text(json.dumps({"decision": "failed", "error": str(exc)}, indent=2))
         raise
     tags = outcome.tags
-    console.print(f"feature log: {int(tags['data.records']):,} records ({int(tags['data.duplicates']):,} duplicates); "
-                  f"snapshots {tags['data.window_start']} .. {tags['data.window_end']}")
+    console.print(
+        f"feature log: {int(tags['data.records']):,} records ({int(tags['data.duplicates']):,} duplicates); "
+        f"snapshots {tags['data.window_start']} .. {tags['data.window_end']}"
+    )
     render_outcome(settings, outcome, console)
     if result_file is not None:
         summary = {
@@ -116,13 +129,19 @@ def render_outcome(settings: Settings, outcome, console: Console) -> None:
     console.print(t)
     rows = int(outcome.metrics["train_rows"]), int(outcome.metrics["holdout_rows"])
     console.print(f"rows: {rows[0]:,} train, {rows[1]:,} holdout; dataset {outcome.tags['dataset.fingerprint']}")
-    console.print(f"registered [bold]{settings.model_name}[/] version [bold]{outcome.version}[/] (run {outcome.run_id})")
+    console.print(
+        f"registered [bold]{settings.model_name}[/] version [bold]{outcome.version}[/] (run {outcome.run_id})"
+    )
     if outcome.decision.promote:
-        console.print(f"[green]promoted[/]: version {outcome.version} is now @production"
-                      + (f" (previous: {outcome.champion_version})" if outcome.champion_version else ""))
+        console.print(
+            f"[green]promoted[/]: version {outcome.version} is now @production"
+            + (f" (previous: {outcome.champion_version})" if outcome.champion_version else "")
+        )
     else:
-        console.print(f"[yellow]rejected[/]: {'; '.join(outcome.decision.reasons)}; "
-                      f"@production stays at version {outcome.champion_version}")
+        console.print(
+            f"[yellow]rejected[/]: {'; '.join(outcome.decision.reasons)}; "
+            f"@production stays at version {outcome.champion_version}"
+        )
 
 
 def show_models(settings: Settings, console: Console) -> None:
@@ -133,12 +152,16 @@ def show_models(settings: Settings, console: Console) -> None:
     if not versions:
         console.print(f"no versions of {settings.model_name} in {settings.resolved_tracking_uri()}")
         return
-    t = table(f"{settings.model_name} in {settings.resolved_tracking_uri()}",
-              ["version", "aliases", "gate", "roc_auc", "oracle", "pr_auc", "brier", "reasons"])
+    t = table(
+        f"{settings.model_name} in {settings.resolved_tracking_uri()}",
+        ["version", "aliases", "gate", "roc_auc", "oracle", "pr_auc", "brier", "reasons"],
+    )
     for v in versions:
         m = v.metrics
         t.add_row(
-            v.version, ", ".join(v.aliases), v.tags.get("gate.decision", ""),
+            v.version,
+            ", ".join(v.aliases),
+            v.tags.get("gate.decision", ""),
             *(f"{m[k]:.4f}" if k in m else "" for k in ("roc_auc", "oracle_roc_auc", "pr_auc", "brier")),
             v.tags.get("gate.reasons", "") if v.tags.get("gate.decision") == "rejected" else "",
         )
@@ -177,23 +200,32 @@ def run_launcher(
 
     require_broker(confluent_config(settings, settings.resolved_bootstrap()))
     metrics = LauncherMetrics.create()
-    service = RetrainLauncher(settings, build_launcher(settings, job_template), policy, metrics,
-                              learn_since_drift_s=learn_since_drift_s)
+    service = RetrainLauncher(
+        settings, build_launcher(settings, job_template), policy, metrics, learn_since_drift_s=learn_since_drift_s
+    )
     if not once:
         try:
             start_http_server(settings.web_port, addr=settings.web_host, registry=metrics.registry)
             console.print(f"launcher metrics on http://{settings.web_host}:{settings.web_port}/metrics")
         except OSError as exc:
             logging.getLogger(__name__).warning(
-                "not serving /metrics: cannot bind %s:%d (%s); set CHURN_WEB_PORT", settings.web_host,
-                settings.web_port, exc)
+                "not serving /metrics: cannot bind %s:%d (%s); set CHURN_WEB_PORT",
+                settings.web_host,
+                settings.web_port,
+                exc,
+            )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    console.print(f"launcher: consuming {settings.topic('drift-alerts')} as {settings.app_id}-launcher; "
-                  f"retrains on {'every alert' if retrain_on == 'any' else 'alerts that judge the model hurt'}; "
-                  f"cooldown {cooldown_s:.0f}s" + (f", a run every {every_s:.0f}s" if every_s else "")
-                  + ("; --once: exits when the alerts there now are handled and the job has ended" if once else ""))
+    console.print(
+        f"launcher: consuming {settings.topic('drift-alerts')} as {settings.app_id}-launcher; "
+        f"retrains on {'every alert' if retrain_on == 'any' else 'alerts that judge the model hurt'}; "
+        f"cooldown {cooldown_s:.0f}s"
+        + (f", a run every {every_s:.0f}s" if every_s else "")
+        + ("; --once: exits when the alerts there now are handled and the job has ended" if once else "")
+    )
     state = service.run(once=once, stop=stop)
-    console.print(f"launcher stopped: {state.launches} launches; last alert {state.last_alert_id or '-'}; "
-                  f"last outcome {state.last_outcome or '-'} (exit code {state.last_exit_code})")
+    console.print(
+        f"launcher stopped: {state.launches} launches; last alert {state.last_alert_id or '-'}; "
+        f"last outcome {state.last_outcome or '-'} (exit code {state.last_exit_code})"
+    )

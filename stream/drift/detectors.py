@@ -201,14 +201,14 @@ class FastKSWIN(drift.KSWIN):
         size = self.window_size
         kept = [float(v) for v in values][-size:]
         self._ring = np.empty(2 * size, dtype=np.float64)
-        self._ring[:len(kept)] = kept
+        self._ring[: len(kept)] = kept
         self._filled = len(kept)
         self._next = len(kept) % size  # where the next value goes; the oldest value once the ring is full
 
     def _ordered(self) -> np.ndarray:
         if self._filled < self.window_size:
-            return self._ring[:self._filled]
-        return self._ring[self._next:self._next + self.window_size]
+            return self._ring[: self._filled]
+        return self._ring[self._next : self._next + self.window_size]
 
     def _table(self) -> list[float]:
         """SciPy's exact p-value for each statistic k / ``stat_size``, k = 0 .. ``stat_size``; made once per size."""
@@ -218,8 +218,9 @@ class FastKSWIN(drift.KSWIN):
             from scipy import stats
 
             base = np.arange(n, dtype=float)  # samples whose statistic is exactly k / n
-            table = self._tables[n] = [float(stats.ks_2samp(base, base + k, method="exact").pvalue)
-                                       for k in range(n + 1)]
+            table = self._tables[n] = [
+                float(stats.ks_2samp(base, base + k, method="exact").pvalue) for k in range(n + 1)
+            ]
         return table
 
     def _p_value(self, statistic: float) -> float:
@@ -228,7 +229,7 @@ class FastKSWIN(drift.KSWIN):
     def _subsample(self) -> np.ndarray:
         """Positions of the older values to test: a uniform ``stat_size``-subset of them."""
         older = self.window_size - self.stat_size
-        return self._draws.permutation(older)[:self.stat_size]
+        return self._draws.permutation(older)[: self.stat_size]
 
     def _subsamples(self, k: int) -> np.ndarray:
         """:meth:`_subsample` for the next ``k`` updates, one per row: the same draws, in one call.
@@ -237,7 +238,7 @@ class FastKSWIN(drift.KSWIN):
         shuffles one, row after row, from the same generator.
         """
         older = self.window_size - self.stat_size
-        return self._draws.permuted(np.broadcast_to(np.arange(older), (k, older)), axis=1)[:, :self.stat_size]
+        return self._draws.permuted(np.broadcast_to(np.arange(older), (k, older)), axis=1)[:, : self.stat_size]
 
     def update(self, x):
         if self.drift_detected:
@@ -252,15 +253,15 @@ class FastKSWIN(drift.KSWIN):
             if self._filled < size:
                 self._drift_detected = False
                 return
-        values = ring[self._next:self._next + size]
-        a, b = np.sort(values[self._subsample()]), np.sort(values[size - stat:])
+        values = ring[self._next : self._next + size]
+        a, b = np.sort(values[self._subsample()]), np.sort(values[size - stat :])
         both = np.concatenate((a, b))
         counts = np.searchsorted(a, both, side="right") - np.searchsorted(b, both, side="right")
         statistic = max(int(counts.max()), -int(counts.min())) / stat
         self.p_value = self._p_value(statistic)
         if self.p_value <= self.alpha and statistic > 0.1:
             self._drift_detected = True
-            self.window = values[size - stat:].tolist()
+            self.window = values[size - stat :].tolist()
         else:
             self._drift_detected = False
 
@@ -301,11 +302,12 @@ class FastKSWIN(drift.KSWIN):
             seen = np.concatenate((self._ordered(), run))
             distinct, ranks = np.unique(seen, return_inverse=True)
             windows = sliding_window_view(ranks, size)[1:]
-            older = np.take_along_axis(windows[:, :size - stat], self._subsamples(k), axis=1)
+            older = np.take_along_axis(windows[:, : size - stat], self._subsamples(k), axis=1)
             width = len(distinct)
             rows = (np.arange(k) * width)[:, None]
-            counts = (np.bincount((older + rows).ravel(), minlength=k * width)
-                      - np.bincount((windows[:, size - stat:] + rows).ravel(), minlength=k * width))
+            counts = np.bincount((older + rows).ravel(), minlength=k * width) - np.bincount(
+                (windows[:, size - stat :] + rows).ravel(), minlength=k * width
+            )
             gaps = np.abs(np.cumsum(counts.reshape(k, width), axis=1)).max(axis=1)
             statistics = gaps / stat
             p_values = np.asarray(self._table())[gaps]
@@ -313,12 +315,12 @@ class FastKSWIN(drift.KSWIN):
             j = int(hits.argmax()) if hits.any() else k - 1
             self.n += j + 1
             self.p_value = float(p_values[j])
-            window = seen[j + 1:j + 1 + size]
+            window = seen[j + 1 : j + 1 + size]
             self._ring[:size] = window
             self._filled, self._next = size, 0
             self._drift_detected = bool(hits[j])
             if self._drift_detected:
-                self.window = window[size - stat:].tolist()
+                self.window = window[size - stat :].tolist()
                 detected = True
             start += j + 1
         return detected

@@ -55,7 +55,7 @@ import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from schemas.outputs import DriftAlert
 from stream.drift.detectors import (
@@ -113,7 +113,7 @@ HISTORY_WINDOWS = 512
 
 
 def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts if math.isfinite(ts) else 0.0, tz=timezone.utc)
+    return datetime.fromtimestamp(ts if math.isfinite(ts) else 0.0, tz=UTC)
 
 
 class DriftMonitor:
@@ -123,19 +123,31 @@ class DriftMonitor:
     ``expected_log_loss``, ``roc_auc``...); ``importance`` each input's share of its ranking.
     """
 
-    def __init__(self, reference: Mapping, model_version: str, config: DriftConfig = DriftConfig(),
-                 baseline: Mapping[str, float] | None = None, importance: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        reference: Mapping,
+        model_version: str,
+        config: DriftConfig = DriftConfig(),
+        baseline: Mapping[str, float] | None = None,
+        importance: Mapping[str, float] | None = None,
+    ) -> None:
         self.config = config
         self.model_version = model_version
         self.baseline = dict(baseline or {})
         self.importance = dict(importance or {})
         window = {"every_s": config.window_seconds} if config.window_seconds else {"every_n": config.window_events}
         self.window = FeatureWindow(reference, **window)
-        self.data = DataDriftDetector(reference, threshold=config.psi_threshold, k=config.hysteresis,
-                                      cooldown_s=config.cooldown_s, min_count=config.min_count)
+        self.data = DataDriftDetector(
+            reference,
+            threshold=config.psi_threshold,
+            k=config.hysteresis,
+            cooldown_s=config.cooldown_s,
+            min_count=config.min_count,
+        )
         self.scores = ScoreStreamDetector(seed=0)
-        self.concept = ConceptDriftMonitor(config.horizon_s, window=config.concept_window,
-                                           calibration=holdout_calibration(self.baseline))
+        self.concept = ConceptDriftMonitor(
+            config.horizon_s, window=config.concept_window, calibration=holdout_calibration(self.baseline)
+        )
         self.concept_breaches = Hysteresis(config.hysteresis)
         self.last_report: WindowReport | None = None
         self.last_performance: dict[str, float] = {}
@@ -148,8 +160,13 @@ class DriftMonitor:
         # Recent windows' PSI by their end (event time): what the scores behind matured labels saw.
         self._history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY_WINDOWS)
 
-    def observe(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float],
-                partitions: Sequence[int] | None = None) -> list[DriftAlert]:
+    def observe(
+        self,
+        rows: Sequence[Mapping],
+        probabilities: Sequence[float],
+        event_ts: Sequence[float],
+        partitions: Sequence[int] | None = None,
+    ) -> list[DriftAlert]:
         """A scored batch: feature rows, their probabilities, event times (epoch s) and the partition each
         customer's state lives on (all 0 when not given): scores mature against their partition's clock."""
         alerts, fired = self._take(rows, probabilities, event_ts, partitions)
@@ -157,8 +174,13 @@ class DriftMonitor:
             self._score_cooldown_until = self.clock + self.config.cooldown_s
             stats = {"score_psi": self.last_report.psi.get("score", 0.0)}
             start = self.last_report.start_ts
-            alerts.extend(self._alerts([Finding("+".join(sorted(fired)), "prediction", stats,
-                                                severity(stats["score_psi"]))], start, self.clock))
+            alerts.extend(
+                self._alerts(
+                    [Finding("+".join(sorted(fired)), "prediction", stats, severity(stats["score_psi"]))],
+                    start,
+                    self.clock,
+                )
+            )
         for partition, clock in self._batch_clocks.items():
             self.concept.advance(clock, partition)
         changed = self.concept.take_change()
@@ -189,8 +211,13 @@ class DriftMonitor:
         # ahead of the others moves the worker's clock, not this).
         return self._alerts([finding], performance["scored_from"], min(performance["known_at"], self.clock))
 
-    def _take(self, rows: Sequence[Mapping], probabilities: Sequence[float], event_ts: Sequence[float],
-              partitions: Sequence[int] | None = None) -> tuple[list[DriftAlert], set[str]]:
+    def _take(
+        self,
+        rows: Sequence[Mapping],
+        probabilities: Sequence[float],
+        event_ts: Sequence[float],
+        partitions: Sequence[int] | None = None,
+    ) -> tuple[list[DriftAlert], set[str]]:
         """Feed a batch's vectors to the windows and detectors: the data alerts of the windows it
         closes, and the score detectors that flagged a change.
 
@@ -216,7 +243,7 @@ class DriftMonitor:
             alerts.extend(self._alerts(self.data.update(report), report.start_ts, report.end_ts))
         # The score detectors see every sample-th vector of the stream, counting from its first.
         sample = self.config.sample
-        fired.update(self.scores.update_many(probabilities[(-self._seen - 1) % sample::sample]))
+        fired.update(self.scores.update_many(probabilities[(-self._seen - 1) % sample :: sample]))
         self._seen += len(rows)
         add_score = self.concept.add_score
         for row, p, ts, part in zip(rows, probabilities, event_ts, parts):
@@ -281,23 +308,25 @@ class DriftMonitor:
         return True
 
     def _alerts(self, findings: Sequence[Finding], start: float, end: float) -> list[DriftAlert]:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         alerts = []
         for f in findings:
             harm, level, evidence = self.judge(f)
-            alerts.append(DriftAlert(
-                alert_id=uuid.uuid4().hex,
-                detector=f.detector,
-                kind=f.kind,
-                features={k: round(v, 6) for k, v in f.statistics.items() if math.isfinite(v)},
-                window_start=_dt(start),
-                window_end=_dt(end),
-                model_version=self.model_version,
-                severity=level,
-                created_at=now,
-                harm=harm,
-                evidence={k: round(v, 6) for k, v in evidence.items() if math.isfinite(v)},
-            ))
+            alerts.append(
+                DriftAlert(
+                    alert_id=uuid.uuid4().hex,
+                    detector=f.detector,
+                    kind=f.kind,
+                    features={k: round(v, 6) for k, v in f.statistics.items() if math.isfinite(v)},
+                    window_start=_dt(start),
+                    window_end=_dt(end),
+                    model_version=self.model_version,
+                    severity=level,
+                    created_at=now,
+                    harm=harm,
+                    evidence={k: round(v, 6) for k, v in evidence.items() if math.isfinite(v)},
+                )
+            )
         return alerts
 
 

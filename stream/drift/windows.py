@@ -150,8 +150,9 @@ class FeatureWindow:
             report = self.flush()
         return report
 
-    def update_many(self, rows: Sequence[Mapping], scores: Sequence[float | None], stamps: Sequence[float]
-                    ) -> list[tuple[int, WindowReport]]:
+    def update_many(
+        self, rows: Sequence[Mapping], scores: Sequence[float | None], stamps: Sequence[float]
+    ) -> list[tuple[int, WindowReport]]:
         """:meth:`update` for a batch; each report comes with the index of the vector that closed it.
 
         Count windows keep the vectors of small batches until ``BIN_AT`` are waiting or

@@ -50,7 +50,7 @@ class ClientLog:
         self._log.debug("librdkafka: " + fmt, *args)
         if args and args[0] == "FAIL":
             self.failures.append(str(args[-1]))
-            del self.failures[:-self._keep]
+            del self.failures[: -self._keep]
 
 
 #: The logger of every client config built here.

@@ -50,8 +50,14 @@ CHURN_LABELS = "churn-labels"
 DRIFT_ALERTS = "drift-alerts"
 MODEL_EVENTS = "model-events"
 
-DATA_TOPICS: tuple[str, ...] = (ACCOUNT_EVENTS, ACCOUNT_EVENTS_DLQ, ACCOUNT_EVENTS_REPARTITION, CHURN_FEATURES,
-                                CHURN_SCORES, CHURN_LABELS)
+DATA_TOPICS: tuple[str, ...] = (
+    ACCOUNT_EVENTS,
+    ACCOUNT_EVENTS_DLQ,
+    ACCOUNT_EVENTS_REPARTITION,
+    CHURN_FEATURES,
+    CHURN_SCORES,
+    CHURN_LABELS,
+)
 ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
 
 # Errors meaning "the broker did not like this topic config", answered by retrying without it.
@@ -167,12 +173,14 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0, refused_s: f
     """
     client_log = ClientLog()
     errors: list[KafkaError] = []
-    admin = AdminClient({
-        "socket.connection.setup.timeout.ms": CONNECTION_SETUP_MS,
-        **config,
-        "error_cb": errors.append,
-        "logger": client_log,
-    })
+    admin = AdminClient(
+        {
+            "socket.connection.setup.timeout.ms": CONNECTION_SETUP_MS,
+            **config,
+            "error_cb": errors.append,
+            "logger": client_log,
+        }
+    )
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -184,9 +192,12 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0, refused_s: f
         mismatch = _mismatch(config, errors, client_log.failures)
         if mismatch is not None:
             raise mismatch
-        refused = (refused_s is not None and client_log.failures
-                   and all("Connection refused" in f for f in client_log.failures)
-                   and time.monotonic() >= deadline - timeout + refused_s)
+        refused = (
+            refused_s is not None
+            and client_log.failures
+            and all("Connection refused" in f for f in client_log.failures)
+            and time.monotonic() >= deadline - timeout + refused_s
+        )
         if time.monotonic() >= deadline or refused:
             reason = _detail(client_log.failures[-1]) if client_log.failures else last
             raise BrokerError(
@@ -200,7 +211,9 @@ def connect_admin(config: Mapping[str, str], timeout: float = 15.0, refused_s: f
 BROKER_WAIT_S = 8.0
 
 
-def require_broker(config: Mapping[str, str], topics: Iterable[str] = (), timeout: float = BROKER_WAIT_S) -> AdminClient:
+def require_broker(
+    config: Mapping[str, str], topics: Iterable[str] = (), timeout: float = BROKER_WAIT_S
+) -> AdminClient:
     """An admin client whose broker answered within ``timeout`` and has ``topics``; else one-line errors
     (within 3 seconds when every connection is refused)."""
     admin = connect_admin(config, timeout, refused_s=3.0)
@@ -213,8 +226,10 @@ def require_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10
     existing = _existing(admin, timeout)
     for name in names:
         if name not in existing:
-            raise BrokerError(f"topic {name} does not exist on the Kafka broker (CHURN_BOOTSTRAP_SERVERS, "
-                              "CHURN_TOPIC_PREFIX); create the topics with `churn topics`")
+            raise BrokerError(
+                f"topic {name} does not exist on the Kafka broker (CHURN_BOOTSTRAP_SERVERS, "
+                "CHURN_TOPIC_PREFIX); create the topics with `churn topics`"
+            )
 
 
 def _admin(admin_or_config: AdminClient | Mapping[str, str], timeout: float) -> AdminClient:
@@ -280,8 +295,9 @@ def ensure_topics(
     missing = [s for s in specs if s.name not in existing]
     failures = _create(admin, missing, timeout, with_config=True)
     # A cluster that has just started may not count all its brokers yet: wait for them, within the deadline.
-    while (short := [s for s in missing if s.name in failures and failures[s.name].code() in _TOO_FEW_BROKERS]) \
-            and time.monotonic() < deadline:
+    while (
+        short := [s for s in missing if s.name in failures and failures[s.name].code() in _TOO_FEW_BROKERS]
+    ) and time.monotonic() < deadline:
         time.sleep(0.25)
         for spec in short:
             del failures[spec.name]

@@ -33,12 +33,12 @@ from producers.simulator import SimConfig, Simulator
 from schemas.events import account_event_adapter, dump_event
 from schemas.features import FEATURE_NAMES
 from stream.errors import ChurnError, ConfigError
-from stream.pipeline.features import Admission, CustomerState, admit, apply, event_time, feature_values
 from stream.kafka.config import confluent_config
-from stream.serving.model_holder import RegistrySource
-from stream.local.processes import WorkerProcess, metric_sum
-from stream.settings import Settings
 from stream.kafka.topics import ensure_topics, topic_specs
+from stream.local.processes import WorkerProcess, metric_sum
+from stream.pipeline.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.serving.model_holder import RegistrySource
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,9 @@ def _produce(config: dict, topic: str, messages, rate: float = 0.0, partitioner:
     With no linger at all, at 6,400 events/s it fell behind them (delivery p50 551 ms).
     The events' timestamps count the linger as the stream's latency.
     """
-    producer = Producer({**config, "partitioner": partitioner, "linger.ms": PACED_LINGER_S * 1000,
-                         "enable.idempotence": not rate})
+    producer = Producer(
+        {**config, "partitioner": partitioner, "linger.ms": PACED_LINGER_S * 1000, "enable.idempotence": not rate}
+    )
     if rate:
         producer.list_topics(topic, timeout=10)
     start = time.perf_counter()
@@ -146,8 +147,16 @@ def _produce(config: dict, topic: str, messages, rate: float = 0.0, partitioner:
         raise ChurnError("bench could not deliver its input events")
 
 
-def _read_scores(config: dict, topic: str, expected: int, timeout: float, min_rate: float = 0.0,
-                 window_s: float = 60.0, hint: str = "", clock=time.monotonic) -> list[dict]:
+def _read_scores(
+    config: dict,
+    topic: str,
+    expected: int,
+    timeout: float,
+    min_rate: float = 0.0,
+    window_s: float = 60.0,
+    hint: str = "",
+    clock=time.monotonic,
+) -> list[dict]:
     """All ``expected`` scores from ``topic``; an error once ``timeout`` has passed, or as soon as fewer than
     ``min_rate`` scores/s arrived over the last ``window_s`` seconds (the stream has all but stopped:
     waiting out the timeout would not change the outcome). ``hint`` ends the error's message."""
@@ -187,7 +196,9 @@ def _iso_to_s(stamp: str) -> float:
     return pd.Timestamp(stamp).timestamp()
 
 
-def _worker(settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path, cpus: str = "") -> WorkerProcess:
+def _worker(
+    settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path, cpus: str = ""
+) -> WorkerProcess:
     """A worker process for the bench: its own topics and group, no silence re-scores."""
     env = {
         "CHURN_BOOTSTRAP_SERVERS": bootstrap,
@@ -238,8 +249,12 @@ def rss_mb(pid: int | None) -> float:
     return float("nan")
 
 
-BATCH_SERIES = {"batches": "churn_score_batch_size_count", "events": "churn_score_batch_size_sum",
-                "wait_ms": "churn_batch_wait_ms_sum", "processing_ms": "churn_batch_processing_ms_sum"}
+BATCH_SERIES = {
+    "batches": "churn_score_batch_size_count",
+    "events": "churn_score_batch_size_sum",
+    "wait_ms": "churn_batch_wait_ms_sum",
+    "processing_ms": "churn_batch_processing_ms_sum",
+}
 
 
 def batch_totals(procs) -> dict[str, float]:
@@ -263,8 +278,12 @@ def batch_breakdown(before: dict[str, float], after: dict[str, float]) -> dict[s
     n = d["batches"]
     if n <= 0:
         return {"batches": 0}
-    return {"batches": int(n), "mean_batch_events": round(d["events"] / n, 1),
-            "mean_oldest_wait_ms": round(d["wait_ms"] / n, 2), "mean_processing_ms": round(d["processing_ms"] / n, 2)}
+    return {
+        "batches": int(n),
+        "mean_batch_events": round(d["events"] / n, 1),
+        "mean_oldest_wait_ms": round(d["wait_ms"] / n, 2),
+        "mean_processing_ms": round(d["processing_ms"] / n, 2),
+    }
 
 
 class StreamRun(NamedTuple):
@@ -287,9 +306,20 @@ def per_event_us(cpu_s: float, events: float) -> float:
     return round(cpu_s / events * 1e6, 1) if events > 0 else float("nan")
 
 
-def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate: float, workdir: Path,
-               report, workers: int = 1, broker_pid: int | None = None, hint: str = "",
-               worker_cpus: list[str] | None = None, partitioner: str = "murmur2_random") -> StreamRun:
+def run_stream(
+    settings: Settings,
+    bootstrap: str,
+    backlog,
+    paced,
+    latency_rate: float,
+    workdir: Path,
+    report,
+    workers: int = 1,
+    broker_pid: int | None = None,
+    hint: str = "",
+    worker_cpus: list[str] | None = None,
+    partitioner: str = "murmur2_random",
+) -> StreamRun:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
     of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs.
     ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``; ``partitioner`` is the producers'."""
@@ -315,8 +345,9 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         cpu_start, events_start = sum(cpu_seconds(w.pid) for w in procs), events_in(procs)
         broker_start = cpu_seconds(broker_pid)
         backlog_start = batch_totals(procs)
-        scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog), timeout=600, min_rate=20.0,
-                              hint=hint)
+        scores = _read_scores(
+            config, run_settings.topic("churn-scores"), len(backlog), timeout=600, min_rate=20.0, hint=hint
+        )
         cpu_used, events_done = sum(cpu_seconds(w.pid) for w in procs) - cpu_start, events_in(procs) - events_start
         broker_backlog = cpu_seconds(broker_pid) - broker_start
         backlog_batches = batch_breakdown(backlog_start, batch_totals(procs))
@@ -330,18 +361,29 @@ def run_stream(settings: Settings, bootstrap: str, backlog, paced, latency_rate:
         rate = latency_rate or max(100.0, throughput.events_per_s / 2)
         report(f"latency phase: {len(paced):,} events at {rate:,.0f}/s")
         before = batch_totals(procs)
-        paced_worker_cpu, paced_broker_cpu, paced_events = (sum(cpu_seconds(w.pid) for w in procs),
-                                                            cpu_seconds(broker_pid), events_in(procs))
+        paced_worker_cpu, paced_broker_cpu, paced_events = (
+            sum(cpu_seconds(w.pid) for w in procs),
+            cpu_seconds(broker_pid),
+            events_in(procs),
+        )
         _produce(config, run_settings.topic("account-events"), paced, rate=rate, partitioner=partitioner)
-        all_scores = _read_scores(config, run_settings.topic("churn-scores"), len(backlog) + len(paced), timeout=600,
-                                  min_rate=min(20.0, rate / 2), hint=hint)
+        all_scores = _read_scores(
+            config,
+            run_settings.topic("churn-scores"),
+            len(backlog) + len(paced),
+            timeout=600,
+            min_rate=min(20.0, rate / 2),
+            hint=hint,
+        )
         breakdown = batch_breakdown(before, batch_totals(procs))
         paced_events = events_in(procs) - paced_events
         paced_worker_cpu = sum(cpu_seconds(w.pid) for w in procs) - paced_worker_cpu
         paced_broker_cpu = cpu_seconds(broker_pid) - paced_broker_cpu
-        cpu = {"backlog_broker_us": per_event_us(broker_backlog, events_done),
-               "paced_worker_us": per_event_us(paced_worker_cpu, paced_events),
-               "paced_broker_us": per_event_us(paced_broker_cpu, paced_events)}
+        cpu = {
+            "backlog_broker_us": per_event_us(broker_backlog, events_done),
+            "paced_worker_us": per_event_us(paced_worker_cpu, paced_events),
+            "paced_broker_us": per_event_us(paced_broker_cpu, paced_events),
+        }
         paced_ids = {orjson.loads(v)["event_id"] for _, v in paced}
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
@@ -436,23 +478,34 @@ def pinning(workers: int, available: set[int]) -> tuple[list[str], set[int]]:
     """
     cpus = sorted(available)
     if len(cpus) <= workers:
-        raise ConfigError(f"--pin needs more CPUs than workers (a CPU for each worker and one for the bench and the "
-                          f"broker): {len(cpus)} CPU(s) for {workers} worker(s)")
+        raise ConfigError(
+            f"--pin needs more CPUs than workers (a CPU for each worker and one for the bench and the "
+            f"broker): {len(cpus)} CPU(s) for {workers} worker(s)"
+        )
     return [str(cpu) for cpu in cpus[:workers]], set(cpus[workers:])
 
 
 ENGINES = ("embedded", "kafka")
 
 
-def bench(settings: Settings, events: int, customers: int, latency_events: int, latency_rate: float,
-          json_path: Path | None, report, workers: int = 1, pin: bool = False,
-          partitioner: str = "murmur2_random", engine: str = "embedded") -> dict:
+def bench(
+    settings: Settings,
+    events: int,
+    customers: int,
+    latency_events: int,
+    latency_rate: float,
+    json_path: Path | None,
+    report,
+    workers: int = 1,
+    pin: bool = False,
+    partitioner: str = "murmur2_random",
+    engine: str = "embedded",
+) -> dict:
     """Run every variant and return the JSON document ``--json`` writes; with ``pin``, each worker on
     a CPU of its own, this process and the broker it starts on the rest (Linux). ``partitioner`` is the
     stream's producers' (:func:`_produce`); ``engine`` the broker started when ``CHURN_BOOTSTRAP_SERVERS``
     is empty: the embedded one, or one Apache Kafka node from Maven Central."""
-    from stream.local.broker import EmbeddedBroker
-    from stream.local.broker import free_port
+    from stream.local.broker import EmbeddedBroker, free_port
 
     if events < 1000:
         raise ConfigError("--events must be at least 1000")
@@ -471,8 +524,10 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
     source = RegistrySource(settings)
     version = source.version_for_alias()
     if version is None:
-        raise ConfigError(f"no {settings.model_name}@{settings.model_alias} in {settings.resolved_tracking_uri()}; "
-                          "run `churn train` first")
+        raise ConfigError(
+            f"no {settings.model_name}@{settings.model_alias} in {settings.resolved_tracking_uri()}; "
+            "run `churn train` first"
+        )
     model = source.load(version)
     report("simulating events")
     run = uuid.uuid4().hex[:6]
@@ -499,16 +554,32 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         broker = EmbeddedBroker(free_port(), workdir).start()
         bootstrap = broker.bootstrap
         broker_name = "embedded"
-        hint = (f" (the embedded broker's fetches slow down as small record batches pile up in a partition; the "
-                f"paced phase adds up to {per_partition:,.0f} per partition here: see docs/performance.md)")
+        hint = (
+            f" (the embedded broker's fetches slow down as small record batches pile up in a partition; the "
+            f"paced phase adds up to {per_partition:,.0f} per partition here: see docs/performance.md)"
+        )
         if per_partition > EMBEDDED_PACED_PER_PARTITION:
-            log.warning("%s paced events make up to %s small record batches per partition: the embedded "
-                        "broker's fetches slow down with them, so the latency measured includes the broker's",
-                        f"{latency_events:,}", f"{per_partition:,.0f}")
+            log.warning(
+                "%s paced events make up to %s small record batches per partition: the embedded "
+                "broker's fetches slow down with them, so the latency measured includes the broker's",
+                f"{latency_events:,}",
+                f"{per_partition:,.0f}",
+            )
     try:
-        run = run_stream(settings, bootstrap, backlog, paced, latency_rate, workdir, report, workers,
-                         broker_pid=broker.pid if broker is not None else None, hint=hint, worker_cpus=worker_cpus,
-                         partitioner=partitioner)
+        run = run_stream(
+            settings,
+            bootstrap,
+            backlog,
+            paced,
+            latency_rate,
+            workdir,
+            report,
+            workers,
+            broker_pid=broker.pid if broker is not None else None,
+            hint=hint,
+            worker_cpus=worker_cpus,
+            partitioner=partitioner,
+        )
         if all_cpus:
             os.sched_setaffinity(0, all_cpus)  # the other variants run as without --pin
         report("per-row pattern")
@@ -518,19 +589,28 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
         if broker is not None:
             broker.stop()
     throughput, latency = run.throughput, run.latency
-    stream_entry = {**throughput.as_dict(), "p50_ms": latency.as_dict()["p50_ms"],
-                    "p95_ms": latency.as_dict()["p95_ms"], "p99_ms": latency.as_dict()["p99_ms"],
-                    "latency_rate": round(latency.events / latency.seconds, 1) if latency.seconds else 0,
-                    "latency_events": latency.events, "latency_batches": run.latency_batches,
-                    "backlog_batches": run.backlog_batches, "workers": workers,
-                    "worker_rss_mb": run.rss_mb, "worker_cpu_us_per_event": run.cpu_us_per_event,
-                    "cpu_us_per_event": run.cpu, "broker": broker_name,
-                    "store": settings.store,
-                    # On Apache Kafka the worker keeps Faust's own fetch wait (stream.settings: broker_quirks).
-                    "fetch_max_wait_ms": settings.fetch_max_wait_ms if broker_name == "embedded" else None,
-                    "batches_in_flight": settings.batches_in_flight,
-                    "worker_cpus": worker_cpus if any(worker_cpus) else None,
-                    "partitioner": partitioner, "rerouted": run.rerouted}
+    stream_entry = {
+        **throughput.as_dict(),
+        "p50_ms": latency.as_dict()["p50_ms"],
+        "p95_ms": latency.as_dict()["p95_ms"],
+        "p99_ms": latency.as_dict()["p99_ms"],
+        "latency_rate": round(latency.events / latency.seconds, 1) if latency.seconds else 0,
+        "latency_events": latency.events,
+        "latency_batches": run.latency_batches,
+        "backlog_batches": run.backlog_batches,
+        "workers": workers,
+        "worker_rss_mb": run.rss_mb,
+        "worker_cpu_us_per_event": run.cpu_us_per_event,
+        "cpu_us_per_event": run.cpu,
+        "broker": broker_name,
+        "store": settings.store,
+        # On Apache Kafka the worker keeps Faust's own fetch wait (stream.settings: broker_quirks).
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms if broker_name == "embedded" else None,
+        "batches_in_flight": settings.batches_in_flight,
+        "worker_cpus": worker_cpus if any(worker_cpus) else None,
+        "partitioner": partitioner,
+        "rerouted": run.rerouted,
+    }
     doc = {
         "model_version": model.version,
         "events": events,
@@ -539,10 +619,12 @@ def bench(settings: Settings, events: int, customers: int, latency_events: int, 
             "stream_over_per_row": round(throughput.events_per_s / per_row.events_per_s, 2),
             "stream_over_raw": round(throughput.events_per_s / raw.events_per_s, 4),
         },
-        "state_bytes": {"customers": len(state_sizes),
-                        "p50": int(np.percentile(state_sizes, 50)) if state_sizes else 0,
-                        "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
-                        "max": max(state_sizes, default=0)},
+        "state_bytes": {
+            "customers": len(state_sizes),
+            "p50": int(np.percentile(state_sizes, 50)) if state_sizes else 0,
+            "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
+            "max": max(state_sizes, default=0),
+        },
         "machine": {"cpus": os.cpu_count()},
     }
     if json_path is not None:

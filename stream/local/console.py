@@ -24,12 +24,17 @@ STAGES = {
     "done": "done",
 }
 
+
 @contextmanager
 def stages(console: Console, first: str) -> Iterator[Callable[[str, float], None]]:
     """A transient progress line; yields the ``progress(stage, done)`` callback the jobs take."""
     with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         task = bar.add_task(STAGES[first], total=None)
 

@@ -44,13 +44,13 @@ from rich.text import Text
 from producers.publisher import Publisher
 from producers.simulator import SCENARIOS, SimConfig, Simulator, paced
 from schemas.outputs import DriftAlert, ModelEvent
-from stream.local.broker import EmbeddedBroker, free_port
 from stream.errors import ChurnError, ConfigError
-from stream.pipeline.features import DAY
 from stream.kafka.config import confluent_config
-from stream.local.processes import WorkerProcess, labelled, stopped_by_signals
-from stream.settings import Settings
 from stream.kafka.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
+from stream.local.broker import EmbeddedBroker, free_port
+from stream.local.processes import WorkerProcess, labelled, stopped_by_signals
+from stream.pipeline.features import DAY
+from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,18 @@ class DemoOptions:
         if self.engine not in ENGINES:
             raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, not {self.engine!r}")
         if self.scenario not in (*SCENARIOS, STABLE):
-            raise ConfigError(f"--scenario must be one of {', '.join((*SCENARIOS, STABLE, ALL))}, "
-                              f"not {self.scenario!r}")
+            raise ConfigError(
+                f"--scenario must be one of {', '.join((*SCENARIOS, STABLE, ALL))}, not {self.scenario!r}"
+            )
         if self.customers < 200:
-            raise ConfigError(f"--customers must be at least 200 (drift windows need the traffic), "
-                              f"got {self.customers}")
+            raise ConfigError(
+                f"--customers must be at least 200 (drift windows need the traffic), got {self.customers}"
+            )
         if self.onset_day < WARMUP_DAYS + 5:
-            raise ConfigError(f"--onset-day must be at least {WARMUP_DAYS + 5}: the drift monitor needs "
-                              f"{WARMUP_DAYS} days of history first, got {self.onset_day}")
+            raise ConfigError(
+                f"--onset-day must be at least {WARMUP_DAYS + 5}: the drift monitor needs "
+                f"{WARMUP_DAYS} days of history first, got {self.onset_day}"
+            )
         if self.max_days <= self.onset_day:
             raise ConfigError(f"--max-days ({self.max_days}) must be after --onset-day ({self.onset_day})")
         if self.seconds_per_day <= 0:
@@ -135,8 +139,8 @@ def ensure_bootstrap(settings: Settings, console: Console) -> tuple[str, str]:
     """Serve the demo's bootstrap version at @production, training it first if there is none.
 
     Returns (version, what happened)."""
-    from training import registry
     from stream.local.console import stages
+    from training import registry
     from training.config import DEFAULT_CONFIG, load_config
     from training.job import run_training
 
@@ -146,11 +150,15 @@ def ensure_bootstrap(settings: Settings, console: Console) -> tuple[str, str]:
     if not bootstrap:
         console.print("training the bootstrap model (first run only; about 40 s)")
         with stages(console, "simulate") as progress:
-            outcome = run_training(load_config(DEFAULT_CONFIG), settings, progress,
-                                   {BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"})
+            outcome = run_training(
+                load_config(DEFAULT_CONFIG), settings, progress, {BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"}
+            )
         if not outcome.decision.promote:
             raise ChurnError(f"the bootstrap model failed its gate: {'; '.join(outcome.decision.reasons)}")
-        return outcome.version, f"trained bootstrap version {outcome.version} (roc_auc {outcome.metrics['roc_auc']:.4f})"
+        return (
+            outcome.version,
+            f"trained bootstrap version {outcome.version} (roc_auc {outcome.metrics['roc_auc']:.4f})",
+        )
     version = bootstrap[0].version  # newest first
     current = registry.version_for_alias(client, settings.model_name, settings.model_alias)
     if current == version:
@@ -195,10 +203,12 @@ class Watcher:
         self.start_ts = start_ts
         self.seen = Observed()
         config = confluent_config(settings, settings.resolved_bootstrap())
-        self.topics = {settings.topic(name): name for name in (CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS,
-                                                               ACCOUNT_EVENTS_DLQ)}
-        self.consumer = Consumer({**config, "group.id": "churn-demo-watch", "enable.auto.commit": False,
-                                  "fetch.wait.max.ms": 100})
+        self.topics = {
+            settings.topic(name): name for name in (CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ACCOUNT_EVENTS_DLQ)
+        }
+        self.consumer = Consumer(
+            {**config, "group.id": "churn-demo-watch", "enable.auto.commit": False, "fetch.wait.max.ms": 100}
+        )
         assignment = []
         for topic in self.topics:
             parts = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -275,8 +285,9 @@ class Published:
         return self.by_day[min(max(int(day), 0), len(self.by_day) - 1)]
 
 
-def produce(settings: Settings, config: SimConfig, seconds_per_day: float, stop: threading.Event,
-            out: Published) -> None:
+def produce(
+    settings: Settings, config: SimConfig, seconds_per_day: float, stop: threading.Event, out: Published
+) -> None:
     """Publish the simulated stream, paced, until it ends or ``stop`` is set (a thread's body)."""
     try:
         with Publisher.from_settings(settings, settings.resolved_bootstrap()) as publisher:
@@ -318,8 +329,15 @@ class Story:
     outcomes: list[str] = field(default_factory=list)
 
 
-def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, elapsed: float,
-           threshold: float, day: Callable[[float], float]) -> Group:
+def render(
+    options: DemoOptions,
+    seen: Observed,
+    pub: Published,
+    story: Story,
+    elapsed: float,
+    threshold: float,
+    day: Callable[[float], float],
+) -> Group:
     head = Text.assemble(
         ("churn demo ", "bold"),
         f"scenario {options.scenario} from day {options.onset_day} · {options.customers:,} customers · "
@@ -348,8 +366,13 @@ def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, e
         alerts.add_column(column)
     for alert in seen.alerts[-4:]:
         top = sorted(alert.features.items(), key=lambda kv: -kv[1])[:2]
-        alerts.add_row(f"{day(alert.window_end.timestamp()):.0f}", alert.detector,
-                       alert.kind, alert.severity, ", ".join(f"{k} {v:.2f}" for k, v in top))
+        alerts.add_row(
+            f"{day(alert.window_end.timestamp()):.0f}",
+            alert.detector,
+            alert.kind,
+            alert.severity,
+            ", ".join(f"{k} {v:.2f}" for k, v in top),
+        )
     loop = Text(f"retraining: {story.job or 'waiting for a drift alert'}")
     if story.promoted_version:
         loop.append(f"\npromotion: version {story.bootstrap_version} -> {story.promoted_version}", style="bold green")
@@ -363,18 +386,27 @@ def render(options: DemoOptions, seen: Observed, pub: Published, story: Story, e
 # --- the run -------------------------------------------------------------------------------
 
 
-def run_demo(settings: Settings, options: DemoOptions, console: Console,
-             on_progress: Callable[[Observed, Story], None] | None = None) -> dict:
+def run_demo(
+    settings: Settings,
+    options: DemoOptions,
+    console: Console,
+    on_progress: Callable[[Observed, Story], None] | None = None,
+) -> dict:
     """Run the demo; returns the summary (also written as JSON). ``ChurnError`` when the loop did not close."""
     summary = demo_summary(settings, options, console, on_progress)
     if summary["problems"]:
-        raise ChurnError("the loop did not close: " + "; ".join(summary["problems"])
-                         + f" (logs in {summary['run_dir']})")
+        raise ChurnError(
+            "the loop did not close: " + "; ".join(summary["problems"]) + f" (logs in {summary['run_dir']})"
+        )
     return summary
 
 
-def demo_summary(settings: Settings, options: DemoOptions, console: Console,
-                 on_progress: Callable[[Observed, Story], None] | None = None) -> dict:
+def demo_summary(
+    settings: Settings,
+    options: DemoOptions,
+    console: Console,
+    on_progress: Callable[[Observed, Story], None] | None = None,
+) -> dict:
     """Run the demo; the summary, written as JSON and printed, with what kept the loop open in ``problems``."""
     options.check()
     settings = demo_settings(settings)
@@ -396,8 +428,16 @@ def demo_summary(settings: Settings, options: DemoOptions, console: Console,
     return summary
 
 
-def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Path, story: Story, started: float,
-         started_pids: list[str], on_progress: Callable[[Observed, Story], None] | None) -> dict:
+def _run(
+    settings: Settings,
+    options: DemoOptions,
+    console: Console,
+    run_dir: Path,
+    story: Story,
+    started: float,
+    started_pids: list[str],
+    on_progress: Callable[[Observed, Story], None] | None,
+) -> dict:
     with ExitStack() as stack, stopped_by_signals():
         story.bootstrap_version, what = ensure_bootstrap(settings, console)
         console.print(f"registry {story.registry}: {what}")
@@ -409,8 +449,10 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         elif options.engine == "kafka":
             from stream.local.kafka_cluster import DEFAULT_KAFKA_VERSION, KafkaCluster
 
-            console.print(f"broker: starting Apache Kafka {DEFAULT_KAFKA_VERSION} (one KRaft node; the first run "
-                          "fetches it from Maven Central)")
+            console.print(
+                f"broker: starting Apache Kafka {DEFAULT_KAFKA_VERSION} (one KRaft node; the first run "
+                "fetches it from Maven Central)"
+            )
             cluster = stack.enter_context(KafkaCluster(1, log_dir=run_dir))
             bootstrap = cluster.bootstrap
             started_pids.append(f"the broker (pid {cluster.pid})")
@@ -425,44 +467,64 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
 
         from training.launcher import LaunchPolicy, RetrainLauncher, SubprocessLauncher, child_env, settings_env
 
-        worker_vars = {**settings_env(settings), "CHURN_WEB_PORT": str(free_port()), "CHURN_LOG_LEVEL": "INFO",
-                       "CHURN_DRIFT_WARMUP_EVENTS": str(options.warmup_events)}
+        worker_vars = {
+            **settings_env(settings),
+            "CHURN_WEB_PORT": str(free_port()),
+            "CHURN_LOG_LEVEL": "INFO",
+            "CHURN_DRIFT_WARMUP_EVENTS": str(options.warmup_events),
+        }
         worker = WorkerProcess(worker_vars, run_dir / "worker.log").start()
         stack.callback(worker.stop)
         started_pids.append(f"the worker (pid {worker.pid})")
         console.print(f"worker: pid {worker.pid}, http://127.0.0.1:{worker.web_port}/metrics, log {worker.log_path}")
         worker.wait_serving()
 
-        sim = SimConfig(n_customers=options.customers, days=options.days, seed=options.seed,
-                        scenario=None if options.stable else options.scenario, onset_day=options.onset_day)
+        sim = SimConfig(
+            n_customers=options.customers,
+            days=options.days,
+            seed=options.seed,
+            scenario=None if options.stable else options.scenario,
+            onset_day=options.onset_day,
+        )
         world = run_dir / "world.json"  # the job measures the simulator's oracle on its holdout
         world.write_text(sim.to_json())
         jobs = SubprocessLauncher(run_dir, child_env(settings_env(settings)))
         # A rejected job is retried by the next harmful alert after RETRY_COOLDOWN_S, with more matured data.
-        launcher = RetrainLauncher(settings, jobs, LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S),
-                                   state_path=run_dir / "launcher-state.json",
-                                   learn_since_drift_s=options.timeout_s,
-                                   job_args=("--window-days", f"{options.window_days:g}", "--oracle-world", str(world)))
+        launcher = RetrainLauncher(
+            settings,
+            jobs,
+            LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S),
+            state_path=run_dir / "launcher-state.json",
+            learn_since_drift_s=options.timeout_s,
+            job_args=("--window-days", f"{options.window_days:g}", "--oracle-world", str(world)),
+        )
         stop = threading.Event()
         # The launcher outlives the publishing: it must still see the job it launched end.
         launcher_stop = threading.Event()
         stack.callback(lambda: started_pids.extend(f"the retraining job (pid {pid})" for pid in jobs.stop_all()))
-        launcher_thread = threading.Thread(target=launcher.run, kwargs={"stop": launcher_stop}, name="launcher",
-                                           daemon=True)
+        launcher_thread = threading.Thread(
+            target=launcher.run, kwargs={"stop": launcher_stop}, name="launcher", daemon=True
+        )
         launcher_thread.start()
         stack.callback(launcher_thread.join, 15)
         stack.callback(launcher_stop.set)  # runs first: the callbacks unwind in reverse
 
         pub = Published()
-        producer = threading.Thread(target=produce, args=(settings, sim, options.seconds_per_day, stop, pub),
-                                    name="producer", daemon=True)
+        producer = threading.Thread(
+            target=produce, args=(settings, sim, options.seconds_per_day, stop, pub), name="producer", daemon=True
+        )
         stack.callback(producer.join, 15)
         stack.callback(stop.set)  # runs first: the callbacks unwind in reverse
         producer.start()
-        world = (f"a stable world for {options.days} days" if options.stable
-                 else f"{options.scenario} from day {options.onset_day}")
-        console.print(f"simulator: {options.customers:,} customers, {world}, {options.seconds_per_day:g}s per day; "
-                      "launcher: one job at a time, on alerts that judge the model hurt")
+        world = (
+            f"a stable world for {options.days} days"
+            if options.stable
+            else f"{options.scenario} from day {options.onset_day}"
+        )
+        console.print(
+            f"simulator: {options.customers:,} customers, {world}, {options.seconds_per_day:g}s per day; "
+            "launcher: one job at a time, on alerts that judge the model hurt"
+        )
 
         watcher = Watcher(settings, sim.start.timestamp())
         stack.callback(watcher.close)
@@ -474,13 +536,18 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
                 watcher.scrape(worker)
                 worker.check_alive()
                 _advance(story, seen, launcher, options, settings.horizon_days, console, watcher)
-                live.update(render(options, seen, pub, story, time.monotonic() - started,
-                                   settings.drift_psi_threshold, watcher.day))
+                live.update(
+                    render(
+                        options, seen, pub, story, time.monotonic() - started, settings.drift_psi_threshold, watcher.day
+                    )
+                )
                 if on_progress is not None:
                     on_progress(seen, story)
                 if pub.error:
                     raise ChurnError(f"the simulator stopped: {pub.error}")
-                swapped = story.promoted_version and seen.by_version[story.promoted_version] >= options.after_swap_events
+                swapped = (
+                    story.promoted_version and seen.by_version[story.promoted_version] >= options.after_swap_events
+                )
                 job_over = story.launches and launcher.state.running is None
                 if (swapped or (pub.done and (job_over or not seen.alerts))) and not stop.is_set():
                     stop.set()  # the story is told: stop publishing, let the worker drain
@@ -495,28 +562,41 @@ def _run(settings: Settings, options: DemoOptions, console: Console, run_dir: Pa
         return summarize(options, seen, pub, story, launcher, time.monotonic() - started, run_dir)
 
 
-def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horizon_days: float, console: Console,
-             watcher: Watcher) -> None:
+def _advance(
+    story: Story,
+    seen: Observed,
+    launcher,
+    options: DemoOptions,
+    horizon_days: float,
+    console: Console,
+    watcher: Watcher,
+) -> None:
     """Turn what was observed into milestones (printed once each)."""
     if seen.alerts and story.first_alert_day is None:
         first = seen.alerts[0]
         story.first_alert_day = watcher.day(first.window_end.timestamp())
         story.first_alert_at = time.monotonic()
-        console.print(f"first drift alert: {first.detector} ({first.kind}, {first.severity}) at stream day "
-                      f"{story.first_alert_day:.0f}: {', '.join(f'{k} {v:.2f}' for k, v in first.features.items())}")
+        console.print(
+            f"first drift alert: {first.detector} ({first.kind}, {first.severity}) at stream day "
+            f"{story.first_alert_day:.0f}: {', '.join(f'{k} {v:.2f}' for k, v in first.features.items())}"
+        )
     state = launcher.state
     if state.launches > story.launches:
         story.launches = state.launches
         job = state.running or state.last_job
         since = watcher.day(seen.alerts[0].window_start.timestamp()) if seen.alerts else 0.0
         story.needed_day = since + options.window_days + horizon_days
-        console.print(f"retraining run {job.run} launched (pid {job.handle}) for alert {job.alert_id}: learns "
-                      f"the world since day {since:.0f} once labels mature (stream day ~{story.needed_day:.0f})")
+        console.print(
+            f"retraining run {job.run} launched (pid {job.handle}) for alert {job.alert_id}: learns "
+            f"the world since day {since:.0f} once labels mature (stream day ~{story.needed_day:.0f})"
+        )
     if state.running is not None:
         waiting = story.needed_day is not None and seen.score_day < story.needed_day
-        story.job = (f"run {state.running.run} (pid {state.running.handle}) "
-                     + (f"waiting for labels: stream day {seen.score_day:.0f} of {story.needed_day:.0f}"
-                        if waiting else "training, gating"))
+        story.job = f"run {state.running.run} (pid {state.running.handle}) " + (
+            f"waiting for labels: stream day {seen.score_day:.0f} of {story.needed_day:.0f}"
+            if waiting
+            else "training, gating"
+        )
     elif state.last_job is not None and len(story.outcomes) < state.launches:
         story.outcomes.append(state.last_outcome)
         story.outcome = state.last_outcome
@@ -525,31 +605,37 @@ def _advance(story: Story, seen: Observed, launcher, options: DemoOptions, horiz
             story.result = json.loads(Path(state.last_job.result_file).read_text())
         auc = ""
         if "roc_auc" in story.result and story.result.get("production_roc_auc") is not None:
-            auc = (f"; roc_auc {story.result['roc_auc']:.4f} vs production "
-                   f"{story.result['production_roc_auc']:.4f} on the same post-drift holdout")
+            auc = (
+                f"; roc_auc {story.result['roc_auc']:.4f} vs production "
+                f"{story.result['production_roc_auc']:.4f} on the same post-drift holdout"
+            )
         story.job = f"run {state.last_job.run} ended: {story.outcome}{auc}"
         console.print(f"retraining {story.job}")
     promoted = [e for e in seen.model_events if e.action == "promoted"]
     if promoted and not story.promoted_version:
         story.promoted_version = promoted[-1].version
-        console.print(f"model event: version {story.promoted_version} promoted (previous "
-                      f"{promoted[-1].previous_version}); the worker swaps without a restart")
+        console.print(
+            f"model event: version {story.promoted_version} promoted (previous "
+            f"{promoted[-1].previous_version}); the worker swaps without a restart"
+        )
     if story.promoted_version and story.swap_day is None and story.promoted_version in seen.first_day_by_version:
         story.swap_day = seen.first_day_by_version[story.promoted_version]
         story.swap_at = time.monotonic()
         console.print(f"scores now carry version {story.promoted_version} (from stream day {story.swap_day:.0f})")
 
 
-def summarize(options: DemoOptions, seen: Observed, pub: Published, story: Story, launcher, seconds: float,
-              run_dir: Path) -> dict:
+def summarize(
+    options: DemoOptions, seen: Observed, pub: Published, story: Story, launcher, seconds: float, run_dir: Path
+) -> dict:
     state = launcher.state
     problems = []
     if len(seen.event_ids) < pub.sent:
         problems.append(f"{pub.sent - len(seen.event_ids)} published events unscored")
     if options.stable:
         if seen.alerts:
-            problems.append(f"{len(seen.alerts)} drift alerts on a stable world "
-                            f"({dict(Counter(a.detector for a in seen.alerts))})")
+            problems.append(
+                f"{len(seen.alerts)} drift alerts on a stable world ({dict(Counter(a.detector for a in seen.alerts))})"
+            )
         if state.launches:
             problems.append(f"{state.launches} retraining jobs launched on a stable world")
     else:
@@ -568,20 +654,33 @@ def summarize(options: DemoOptions, seen: Observed, pub: Published, story: Story
         "stream_days": round(pub.day, 1),
         "alerts": len(seen.alerts),
         "alerts_by_detector": dict(Counter(a.detector for a in seen.alerts)),
-        "first_alert": None if first_alert is None else {
-            "detector": first_alert.detector, "kind": first_alert.kind, "severity": first_alert.severity,
-            "harm": first_alert.harm, "features": first_alert.features, "evidence": first_alert.evidence,
+        "first_alert": None
+        if first_alert is None
+        else {
+            "detector": first_alert.detector,
+            "kind": first_alert.kind,
+            "severity": first_alert.severity,
+            "harm": first_alert.harm,
+            "features": first_alert.features,
+            "evidence": first_alert.evidence,
             "stream_day": round(story.first_alert_day or 0.0, 1),
             "days_after_onset": round((story.first_alert_day or 0.0) - options.onset_day, 1),
             "events_after_onset": max(0, pub.sent_by(story.first_alert_day or 0.0) - onset_events),
         },
-        "retraining": {"launches": state.launches, "outcomes": list(story.outcomes), "outcome": story.outcome,
-                       **story.result},
+        "retraining": {
+            "launches": state.launches,
+            "outcomes": list(story.outcomes),
+            "outcome": story.outcome,
+            **story.result,
+        },
         "bootstrap_version": story.bootstrap_version,
         "promoted_version": story.promoted_version,
         "swap_stream_day": None if story.swap_day is None else round(story.swap_day, 1),
-        "seconds_alert_to_new_scores": (None if story.swap_at is None or story.first_alert_at is None
-                                        else round(story.swap_at - story.first_alert_at, 1)),
+        "seconds_alert_to_new_scores": (
+            None
+            if story.swap_at is None or story.first_alert_at is None
+            else round(story.swap_at - story.first_alert_at, 1)
+        ),
         "scores_by_version": dict(seen.by_version),
         "stale_scores_after_swap": seen.stale_after_swap,
         "registry": story.registry,
@@ -607,9 +706,11 @@ def _loop_problems(options: DemoOptions, seen: Observed, story: Story, state) ->
     elif story.swap_day is None:
         problems.append(f"no score carries version {story.promoted_version}")
     elif seen.by_version[story.promoted_version] < options.after_swap_events:
-        problems.append(f"version {story.promoted_version} scored {seen.by_version[story.promoted_version]:,} "
-                        f"events before the stream ended (--after-swap-events {options.after_swap_events:,}); "
-                        "raise --max-days or lower --after-swap-events")
+        problems.append(
+            f"version {story.promoted_version} scored {seen.by_version[story.promoted_version]:,} "
+            f"events before the stream ended (--after-swap-events {options.after_swap_events:,}); "
+            "raise --max-days or lower --after-swap-events"
+        )
     if seen.stale_after_swap:
         problems.append(f"{seen.stale_after_swap} scores by an older version after the swap")
     return problems
@@ -624,14 +725,22 @@ def write_summary(summary: dict, run_dir: Path, json_path: Path | None) -> None:
 
 
 def print_summary(summary: dict, console: Console) -> None:
-    t = Table(title=f"churn demo: {summary['scenario']} in {summary['seconds']:.0f}s", title_justify="left",
-              show_header=False)
-    t.add_row("events", f"{summary['events_published']:,} published, {summary['events_scored']:,} scored "
-                        f"(+{summary['silence_rescores']:,} silence re-scores), {summary['stream_days']:.0f} days")
+    t = Table(
+        title=f"churn demo: {summary['scenario']} in {summary['seconds']:.0f}s", title_justify="left", show_header=False
+    )
+    t.add_row(
+        "events",
+        f"{summary['events_published']:,} published, {summary['events_scored']:,} scored "
+        f"(+{summary['silence_rescores']:,} silence re-scores), {summary['stream_days']:.0f} days",
+    )
     first = summary["first_alert"]
-    t.add_row("drift", "no alert" if first is None else
-              f"{summary['alerts']} alerts {summary['alerts_by_detector']}; first {first['detector']} "
-              f"({first['kind']}) {first['days_after_onset']:.0f} days after the onset")
+    t.add_row(
+        "drift",
+        "no alert"
+        if first is None
+        else f"{summary['alerts']} alerts {summary['alerts_by_detector']}; first {first['detector']} "
+        f"({first['kind']}) {first['days_after_onset']:.0f} days after the onset",
+    )
     r = summary["retraining"]
     line = f"{r['launches']} job(s); {r.get('outcome') or 'none ended'}"
     if r.get("roc_auc") is not None and r.get("production_roc_auc") is not None:
@@ -641,11 +750,16 @@ def print_summary(summary: dict, console: Console) -> None:
         line += " (same post-drift holdout)"
     t.add_row("retraining", line)
     t.add_row("promotion", f"version {summary['bootstrap_version']} -> {summary['promoted_version'] or '-'}")
-    t.add_row("scores by version", ", ".join(f"v{k}: {v:,}" for k, v in sorted(summary["scores_by_version"].items(),
-                                                                               key=lambda kv: int(kv[0]))))
+    t.add_row(
+        "scores by version",
+        ", ".join(f"v{k}: {v:,}" for k, v in sorted(summary["scores_by_version"].items(), key=lambda kv: int(kv[0]))),
+    )
     if summary["swap_stream_day"] is not None:
-        t.add_row("version change", f"from stream day {summary['swap_stream_day']:.0f}; "
-                                    f"{summary['stale_scores_after_swap']} older-version scores after it")
+        t.add_row(
+            "version change",
+            f"from stream day {summary['swap_stream_day']:.0f}; "
+            f"{summary['stale_scores_after_swap']} older-version scores after it",
+        )
     t.add_row("registry", summary["registry"])
     t.add_row("logs", summary["run_dir"])
     console.print(t)
@@ -667,8 +781,7 @@ def run_all(settings: Settings, options: DemoOptions, console: Console) -> list[
         console.rule(f"churn demo --scenario {scenario}")
         json_path = None if options.json_path is None else options.json_path.with_suffix(f".{scenario}.json")
         try:
-            summaries.append(demo_summary(settings, replace(options, scenario=scenario, json_path=json_path),
-                                          console))
+            summaries.append(demo_summary(settings, replace(options, scenario=scenario, json_path=json_path), console))
         except ChurnError as exc:  # the run itself failed (a broker, the simulator): no summary, a row all the same
             summaries.append({"scenario": scenario, "problems": [str(exc)]})
     console.print(scenario_table(summaries))
@@ -684,8 +797,17 @@ def run_all(settings: Settings, options: DemoOptions, console: Console) -> list[
 def scenario_table(summaries: list[dict]) -> Table:
     """One row per run: first alert, its delay, the retraining, the AUCs, the time to new scores."""
     t = Table(title="churn demo --scenario all", title_justify="left")
-    for column in ("scenario", "first alert", "kind", "severity", "after onset", "retraining",
-                   "AUC old / new / oracle", "alert to new scores", "closed"):
+    for column in (
+        "scenario",
+        "first alert",
+        "kind",
+        "severity",
+        "after onset",
+        "retraining",
+        "AUC old / new / oracle",
+        "alert to new scores",
+        "closed",
+    ):
         t.add_column(column)
     for s in summaries:
         first = s.get("first_alert")
@@ -694,13 +816,26 @@ def scenario_table(summaries: list[dict]) -> Table:
         if r.get("roc_auc") is not None and r.get("production_roc_auc") is not None:
             oracle = r.get("oracle_roc_auc")
             auc = f"{r['production_roc_auc']:.3f} / {r['roc_auc']:.3f} / {'-' if oracle is None else f'{oracle:.3f}'}"
-        after = "" if first is None or s["scenario"] == STABLE else \
-            f"{first['days_after_onset']:.0f} d, {first['events_after_onset']:,} ev"
+        after = (
+            ""
+            if first is None or s["scenario"] == STABLE
+            else f"{first['days_after_onset']:.0f} d, {first['events_after_onset']:,} ev"
+        )
         seconds = s.get("seconds_alert_to_new_scores")
-        closed = "no: " + "; ".join(s["problems"]) if s.get("problems") else \
-            ("yes, 0 alerts" if s["scenario"] == STABLE else "yes")
-        t.add_row(s["scenario"], "-" if first is None else first["detector"], "" if first is None else first["kind"],
-                  "" if first is None else f"{first['severity']}{', harm' if first['harm'] else ''}", after,
-                  " → ".join(r.get("outcomes") or []) or ("-" if "launches" in r else ""), auc,
-                  "" if seconds is None else f"{seconds:.0f} s", closed)
+        closed = (
+            "no: " + "; ".join(s["problems"])
+            if s.get("problems")
+            else ("yes, 0 alerts" if s["scenario"] == STABLE else "yes")
+        )
+        t.add_row(
+            s["scenario"],
+            "-" if first is None else first["detector"],
+            "" if first is None else first["kind"],
+            "" if first is None else f"{first['severity']}{', harm' if first['harm'] else ''}",
+            after,
+            " → ".join(r.get("outcomes") or []) or ("-" if "launches" in r else ""),
+            auc,
+            "" if seconds is None else f"{seconds:.0f} s",
+            closed,
+        )
     return t

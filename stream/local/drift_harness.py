@@ -76,13 +76,32 @@ def _replay(scenario: str | None, seed: int, customers: int, days: int, onset_da
         return Row(scenario, seed, events, 0, later_seasons=later)
     index, alert = after[0]
     delay_days = (alert.window_end.timestamp() - sim.onset_ts) / DAY
-    return Row(scenario, seed, events, len(after), alert.kind, alert.detector, alert.severity, alert.harm,
-               round(delay_days, 1), index - result.onset_index, later)
+    return Row(
+        scenario,
+        seed,
+        events,
+        len(after),
+        alert.kind,
+        alert.detector,
+        alert.severity,
+        alert.harm,
+        round(delay_days, 1),
+        index - result.onset_index,
+        later,
+    )
 
 
-def measure(model: Model, config: DriftConfig, seeds: Sequence[int] = (1, 2, 3), customers: int = 3000,
-            stable_events: int = 1_000_000, scenarios: Sequence[str] = ALL_SCENARIOS, onset_day: int = 90,
-            max_days_after: int = 150, processes: int | None = None) -> list[Row]:
+def measure(
+    model: Model,
+    config: DriftConfig,
+    seeds: Sequence[int] = (1, 2, 3),
+    customers: int = 3000,
+    stable_events: int = 1_000_000,
+    scenarios: Sequence[str] = ALL_SCENARIOS,
+    onset_day: int = 90,
+    max_days_after: int = 150,
+    processes: int | None = None,
+) -> list[Row]:
     """Every replay's row: the stable streams first, then each scenario and seed."""
     global _MODEL
     per_day = customers * EVENTS_PER_CUSTOMER_DAY
@@ -90,8 +109,11 @@ def measure(model: Model, config: DriftConfig, seeds: Sequence[int] = (1, 2, 3),
     config = replace(config, warmup_events=warmup_events)
     stable_days = WARMUP_DAYS + int(stable_events / len(seeds) / per_day) + 2
     jobs = [(None, seed, customers, stable_days, onset_day, config) for seed in seeds]
-    jobs += [(scenario, seed, customers, onset_day + max_days_after, onset_day, config)
-             for scenario in scenarios for seed in seeds]
+    jobs += [
+        (scenario, seed, customers, onset_day + max_days_after, onset_day, config)
+        for scenario in scenarios
+        for seed in seeds
+    ]
     _MODEL = model
     with multiprocessing.get_context("fork").Pool(processes or os.cpu_count() or 1, maxtasksperchild=1) as pool:
         return pool.starmap(_replay, jobs, chunksize=1)
@@ -99,18 +121,22 @@ def measure(model: Model, config: DriftConfig, seeds: Sequence[int] = (1, 2, 3),
 
 def table(rows: Sequence[Row]) -> str:
     """The rows as a Markdown table: one line per stable seed and per scenario and seed."""
-    lines = ["| stream | seed | events | alerts | first alert (kind, detector, severity) | harm | delay days | "
-             "delay events | alerts after the first season |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| stream | seed | events | alerts | first alert (kind, detector, severity) | harm | delay days | "
+        "delay events | alerts after the first season |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         first = f"{r.kind}, {r.detector}, {r.severity}" if r.kind else "-"
-        lines.append(f"| {r.scenario} | {r.seed} | {r.events:,} | {r.alerts} | {first} | "
-                     f"{'yes' if r.harm else ('no' if r.kind else '-')} | "
-                     f"{'' if r.delay_days is None else r.delay_days} | "
-                     f"{'' if r.delay_events is None else f'{r.delay_events:,}'} | "
-                     f"{'' if r.later_seasons is None else r.later_seasons} |")
+        lines.append(
+            f"| {r.scenario} | {r.seed} | {r.events:,} | {r.alerts} | {first} | "
+            f"{'yes' if r.harm else ('no' if r.kind else '-')} | "
+            f"{'' if r.delay_days is None else r.delay_days} | "
+            f"{'' if r.delay_events is None else f'{r.delay_events:,}'} | "
+            f"{'' if r.later_seasons is None else r.later_seasons} |"
+        )
     stable = [r for r in rows if r.scenario == "stable"]
     if stable:
         events, alarms = sum(r.events for r in stable), sum(r.alerts for r in stable)
-        lines.append(f"\nFalse alarms: {alarms} in {events:,} stable events "
-                     f"({alarms / events * 1e6:.2f} per million).")
+        lines.append(f"\nFalse alarms: {alarms} in {events:,} stable events ({alarms / events * 1e6:.2f} per million).")
     return "\n".join(lines)

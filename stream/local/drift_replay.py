@@ -68,8 +68,15 @@ class Replay:
     Set :attr:`onset_ts` to the continuation's onset before feeding it.
     """
 
-    def __init__(self, predict: Callable, reference: dict, model_version: str = "1",
-                 drift: DriftConfig = DriftConfig(), batch: int = 500, onset_ts: float | None = None) -> None:
+    def __init__(
+        self,
+        predict: Callable,
+        reference: dict,
+        model_version: str = "1",
+        drift: DriftConfig = DriftConfig(),
+        batch: int = 500,
+        onset_ts: float | None = None,
+    ) -> None:
         self.predict = predict
         self.onset_ts = onset_ts
         self.batch = batch
@@ -79,8 +86,7 @@ class Replay:
         self._rows: list[dict] = []
         self._stamps: list[float] = []
 
-    def feed(self, events: Iterable[AccountEvent], until_detected: bool = False,
-             max_events: int | None = None) -> bool:
+    def feed(self, events: Iterable[AccountEvent], until_detected: bool = False, max_events: int | None = None) -> bool:
         """Replay ``events``; True when an alert after the onset ended it (``until_detected``).
 
         Vectors of an unfinished batch wait for the next feed or :meth:`finish`, so the
@@ -106,15 +112,20 @@ class Replay:
             result.events += 1
             if len(rows) >= self.batch:
                 self._flush()
-                if until_detected and result.onset_index is not None and result.alerts \
-                        and result.alerts[-1][0] >= result.onset_index:
+                if (
+                    until_detected
+                    and result.onset_index is not None
+                    and result.alerts
+                    and result.alerts[-1][0] >= result.onset_index
+                ):
                     return True
             if max_events is not None and result.events >= max_events:
                 break
         return False
 
-    def play(self, events: Iterable[AccountEvent], until_detected: bool = False,
-             max_events: int | None = None) -> ReplayResult:
+    def play(
+        self, events: Iterable[AccountEvent], until_detected: bool = False, max_events: int | None = None
+    ) -> ReplayResult:
         """:meth:`feed` the rest of a stream, then :meth:`finish` it (unless an alert ended it): the result."""
         if self.feed(events, until_detected=until_detected, max_events=max_events):
             return self.result

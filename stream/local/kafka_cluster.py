@@ -51,8 +51,8 @@ from typing import IO, Any, Self
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from stream.local.broker import LOOPBACK, free_port
 from stream.errors import BrokerError, ConfigError
+from stream.local.broker import LOOPBACK, free_port
 
 log = logging.getLogger(__name__)
 
@@ -171,9 +171,7 @@ def find_java() -> str:
     """The ``java`` on PATH, checked to be Java 17 or newer; :class:`BrokerError` otherwise."""
     java = shutil.which("java")
     if java is None:
-        raise BrokerError(
-            "Apache Kafka needs Java 17+ (java not found on PATH); install openjdk-17-jre-headless"
-        )
+        raise BrokerError("Apache Kafka needs Java 17+ (java not found on PATH); install openjdk-17-jre-headless")
     major = _java_major(java)
     if major is None or major < 17:
         found = f"Java {major}" if major else "a java that does not report its version"
@@ -185,9 +183,7 @@ def find_mvn() -> str:
     """The ``mvn`` on PATH; :class:`BrokerError` naming the package otherwise."""
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise BrokerError(
-            "fetching Apache Kafka from Maven Central needs Maven (mvn not found on PATH); install maven"
-        )
+        raise BrokerError("fetching Apache Kafka from Maven Central needs Maven (mvn not found on PATH); install maven")
     return mvn
 
 
@@ -637,8 +633,13 @@ class KafkaCluster:
             "log.dirs": str(node.data_dir),
         }
         assert per_node.keys() == NODE_KEYS
-        return {**SHARED_BROKER_CONFIG, **replication_config(self.nodes), **LAUNCHER_CONFIG, **per_node,
-                **self.extra_config}
+        return {
+            **SHARED_BROKER_CONFIG,
+            **replication_config(self.nodes),
+            **LAUNCHER_CONFIG,
+            **per_node,
+            **self.extra_config,
+        }
 
     def _write_config(self, node: _Node) -> None:
         lines = [f"{key}={value}" for key, value in self.broker_config(node.index).items()]

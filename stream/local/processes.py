@@ -7,10 +7,8 @@ pid: SIGTERM first (Faust commits and closes), SIGKILL after a grace period.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -83,8 +81,13 @@ class WorkerProcess:
     def start(self) -> WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop
-        self.proc = subprocess.Popen([*churn_executable(), "worker"], env=child_env(self.env), stdout=self._log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [*churn_executable(), "worker"],
+            env=child_env(self.env),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         return self
 
     def metrics(self) -> dict[str, float]:
@@ -97,8 +100,9 @@ class WorkerProcess:
     def check_alive(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             code = None if self.proc is None else self.proc.returncode
-            raise ChurnError(f"the worker exited with code {code}; its log {self.log_path} ends with:\n"
-                             f"{self.log_tail(15)}")
+            raise ChurnError(
+                f"the worker exited with code {code}; its log {self.log_path} ends with:\n{self.log_tail(15)}"
+            )
 
     def wait_serving(self, timeout: float = 120.0, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Until the worker answers on /metrics with a model loaded; ``ChurnError`` if it exits or times out."""
@@ -150,6 +154,7 @@ class WorkerProcess:
 def stopped_by_signals() -> Iterator[None]:
     """Ctrl-C and SIGTERM raise ``KeyboardInterrupt`` here, even where SIGINT was ignored
     (a background job), so a command's cleanup stops every process it started."""
+
     def handler(signum, frame):
         raise KeyboardInterrupt
 

@@ -43,7 +43,7 @@ import sys
 from array import array
 from bisect import bisect_right, insort
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from math import floor
 from typing import Any
 
@@ -129,10 +129,25 @@ class CustomerState:
         plan_key = None if self.plan_key[0] == _NEG_INF else self.plan_key
         autopay_key = None if self.autopay_key[0] == _NEG_INF else self.autopay_key
         return json_bytes(
-            [STATE_FORMAT, self.customer_id, self.last_ts, self.signup_ts, self.first_ts, self.prev_ts,
-             self.closed_ts, self.plan, self.monthly_charges, plan_key, self.has_autopay, autopay_key,
-             self.support_calls, self.failed_payments, sorted(self.usage.items()),
-             _ring_text(self.ring_ms, self.ring_ids), self.n_events]
+            [
+                STATE_FORMAT,
+                self.customer_id,
+                self.last_ts,
+                self.signup_ts,
+                self.first_ts,
+                self.prev_ts,
+                self.closed_ts,
+                self.plan,
+                self.monthly_charges,
+                plan_key,
+                self.has_autopay,
+                autopay_key,
+                self.support_calls,
+                self.failed_payments,
+                sorted(self.usage.items()),
+                _ring_text(self.ring_ms, self.ring_ids),
+                self.n_events,
+            ]
         )
 
     @classmethod
@@ -147,17 +162,42 @@ class CustomerState:
             ring_ms, ring_ids = array("q", d[15]), array("q", d[16])
         else:
             raise ValueError(f"unknown customer-state format {d[0]!r} (this version reads 1 to {STATE_FORMAT})")
-        (_, customer_id, last, signup, first, prev, closed, plan, charges, plan_key, autopay, autopay_key,
-         support, failed, usage) = d[:15]
+        (
+            _,
+            customer_id,
+            last,
+            signup,
+            first,
+            prev,
+            closed,
+            plan,
+            charges,
+            plan_key,
+            autopay,
+            autopay_key,
+            support,
+            failed,
+            usage,
+        ) = d[:15]
         n = d[-1]
         return cls(
-            customer_id=customer_id, last_ts=last, signup_ts=signup, first_ts=first, prev_ts=prev,
-            closed_ts=closed, plan=plan, monthly_charges=charges,
+            customer_id=customer_id,
+            last_ts=last,
+            signup_ts=signup,
+            first_ts=first,
+            prev_ts=prev,
+            closed_ts=closed,
+            plan=plan,
+            monthly_charges=charges,
             plan_key=(_NEG_INF, 0) if plan_key is None else tuple(plan_key),
             has_autopay=autopay,
             autopay_key=(_NEG_INF, 0) if autopay_key is None else tuple(autopay_key),
-            support_calls=support, failed_payments=failed, usage=dict(usage),
-            ring_ms=ring_ms, ring_ids=ring_ids, n_events=n,
+            support_calls=support,
+            failed_payments=failed,
+            usage=dict(usage),
+            ring_ms=ring_ms,
+            ring_ids=ring_ids,
+            n_events=n,
         )
 
     @classmethod
@@ -227,7 +267,7 @@ def rounder(digits: int):
     (which ``round`` breaks to even on the exact value), results of zero (whose sign
     ``round`` keeps), huge and non-finite values go to ``round`` itself.
     """
-    scale = 10.0 ** digits
+    scale = 10.0**digits
 
     def rounded(x: float) -> float:
         y = x * scale
@@ -437,6 +477,6 @@ def features(state: CustomerState, at: datetime | float, event_id: str = "") -> 
     return FeatureVector(
         customer_id=state.customer_id,
         event_id=event_id or f"{state.customer_id}@{int(at_s)}",
-        event_ts=datetime.fromtimestamp(at_s, tz=timezone.utc),
+        event_ts=datetime.fromtimestamp(at_s, tz=UTC),
         **feature_values(state, at_s),
     )

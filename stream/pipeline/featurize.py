@@ -37,11 +37,11 @@ from typing import Any, cast
 from pydantic import ValidationError
 
 from schemas.events import account_event_adapter
+from stream.kafka.partitioning import HomePartitions
+from stream.metrics import StreamMetrics
 from stream.pipeline.features import Admission, CustomerState, apply_checked, event_time, feature_values
 from stream.pipeline.json_bytes import json_bytes
 from stream.pipeline.messages import Inbound, Outbound, Scorable
-from stream.metrics import StreamMetrics
-from stream.kafka.partitioning import HomePartitions
 
 FEATURES = "features"
 LABELS = "labels"
@@ -110,8 +110,14 @@ def _validation_message(exc: ValidationError) -> str:
 class Featurizer:
     """Validate, de-duplicate, update state and emit features and labels."""
 
-    def __init__(self, metrics: StreamMetrics, max_event_bytes: int, home: HomePartitions | None = None,
-                 input_topic: str = "", repartition_topic: str = "") -> None:
+    def __init__(
+        self,
+        metrics: StreamMetrics,
+        max_event_bytes: int,
+        home: HomePartitions | None = None,
+        input_topic: str = "",
+        repartition_topic: str = "",
+    ) -> None:
         """``home`` with ``input_topic`` turns on re-publishing events that arrived away from their home
         partition; events from ``repartition_topic`` are taken as home and timed from their source."""
         self.metrics = metrics
@@ -139,8 +145,9 @@ class Featurizer:
             if raw is None or len(raw) > self.max_event_bytes:
                 size = 0 if raw is None else len(raw)
                 why = "empty" if raw is None else "oversized"
-                out.append(dlq_message(msg, "PayloadRejected", f"{why} payload: {size} bytes (limit "
-                                       f"{self.max_event_bytes})"))
+                out.append(
+                    dlq_message(msg, "PayloadRejected", f"{why} payload: {size} bytes (limit {self.max_event_bytes})")
+                )
                 self._reject(why)
                 continue
             try:

@@ -166,16 +166,24 @@ def monitor_alone(stream: StreamT) -> Monitor | None:
         return None
     if list(sensors) != [monitor]:
         return None
-    hooks = (("_on_stream_event_in", "on_stream_event_in"), ("_on_stream_event_out", "on_stream_event_out"),
-             ("_on_message_in", "on_message_in"), ("_on_message_out", "on_message_out"))
+    hooks = (
+        ("_on_stream_event_in", "on_stream_event_in"),
+        ("_on_stream_event_out", "on_stream_event_out"),
+        ("_on_message_in", "on_message_in"),
+        ("_on_message_out", "on_message_out"),
+    )
     if any(getattr(stream, ours) != getattr(sensors, theirs) for ours, theirs in hooks):
         return None
     return monitor
 
 
-def batches(stream: StreamT, max_events: int, within: float,
-            on_skip: Callable[[EventT, str], None] | None = None,
-            auto_ack: bool = True) -> AsyncGenerator[Batch, None]:
+def batches(
+    stream: StreamT,
+    max_events: int,
+    within: float,
+    on_skip: Callable[[EventT, str], None] | None = None,
+    auto_ack: bool = True,
+) -> AsyncGenerator[Batch, None]:
     """Batches of at most ``max_events`` events, none waiting more than ``within`` seconds.
 
     ``on_skip(event, why)`` is called for each event skipped as Faust skips it, with

@@ -86,9 +86,12 @@ class CommitChain:
         failed = [t for t in done if t.cancelled() or t.exception() is not None]
         errors = {repr(t.exception()) for t in failed if not t.cancelled()}
         if failed or pending:
-            log.warning("%d of %d batches were not finished when the agent stopped (%s); their events are "
-                        "delivered again", len(failed) + len(pending), len(tasks),
-                        "; ".join(sorted(errors)) or "timed out")
+            log.warning(
+                "%d of %d batches were not finished when the agent stopped (%s); their events are delivered again",
+                len(failed) + len(pending),
+                len(tasks),
+                "; ".join(sorted(errors)) or "timed out",
+            )
         return len(failed) + len(pending)
 
 

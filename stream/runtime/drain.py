@@ -48,9 +48,27 @@ from stream.runtime.seek_guard import SeekGuard
 log = logging.getLogger(__name__)
 
 #: What the loop reads from Faust's consumer; without any of them Faust's own loop is kept.
-NEEDED = ("_wait_next_records", "_to_message", "scheduler", "highwater", "_read_offset", "diag", "_commit_every",
-          "suspend_flow", "_add_gap", "commit", "consumer_stopped_errors", "flow_active", "_buffered_partitions",
-          "callback", "wait_first", "perform_seek", "transport", "_stopped", "sleep")
+NEEDED = (
+    "_wait_next_records",
+    "_to_message",
+    "scheduler",
+    "highwater",
+    "_read_offset",
+    "diag",
+    "_commit_every",
+    "suspend_flow",
+    "_add_gap",
+    "commit",
+    "consumer_stopped_errors",
+    "flow_active",
+    "_buffered_partitions",
+    "callback",
+    "wait_first",
+    "perform_seek",
+    "transport",
+    "_stopped",
+    "sleep",
+)
 
 YIELD_EVERY = 100  # messages between two yields to the event loop, as in Faust
 
@@ -98,8 +116,11 @@ async def drain_messages(consumer, fetcher: Service, guard: SeekGuard) -> None:
                 if not consumer.flow_active:
                     break
                 if app.consumer_generation_id != generation_id:
-                    consumer.log.dev("Generation id changed from %r to %r. Cancelling getmany.", generation_id,
-                                     app.consumer_generation_id)
+                    consumer.log.dev(
+                        "Generation id changed from %r to %r. Cancelling getmany.",
+                        generation_id,
+                        app.consumer_generation_id,
+                    )
                     break
                 if active is not None and tp not in active and tp not in consumer._buffered_partitions:
                     continue
@@ -155,8 +176,12 @@ def install(app) -> None:
         guard = getattr(consumer.perform_seek, "__self__", None)
         missing = [a for a in NEEDED if not hasattr(consumer, a)]
         if not isinstance(guard, SeekGuard) or missing:
-            log.warning("Faust's fetch loop kept: %s", f"{type(consumer).__name__} has no {', '.join(missing)}"
-                        if missing else "the consumer's seeks are not guarded")
+            log.warning(
+                "Faust's fetch loop kept: %s",
+                f"{type(consumer).__name__} has no {', '.join(missing)}"
+                if missing
+                else "the consumer's seeks are not guarded",
+            )
             return
 
         async def _drain_messages(fetcher) -> None:

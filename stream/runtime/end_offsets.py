@@ -33,12 +33,14 @@ def exact_end_offsets(config: Mapping[str, str], reported: Mapping, idle_s: floa
     todo = {tp: end for tp, end in reported.items() if end and end > 0}
     if not todo:
         return dict(reported)
-    consumer = Consumer({
-        **config,
-        "group.id": f"churn-end-offsets-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-    })
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": f"churn-end-offsets-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+        }
+    )
     try:
         key = {(tp.topic, tp.partition): tp for tp in todo}
         ends = dict(reported)
@@ -54,8 +56,10 @@ def exact_end_offsets(config: Mapping[str, str], reported: Mapping, idle_s: floa
                 last_data = time.monotonic()
         fixed = {tp: (reported[tp], ends[tp]) for tp in todo if ends[tp] != reported[tp]}
         if fixed:
-            log.info("corrected end offsets reported by the broker: %s",
-                     {f"{tp.topic}[{tp.partition}]": v for tp, v in fixed.items()})
+            log.info(
+                "corrected end offsets reported by the broker: %s",
+                {f"{tp.topic}[{tp.partition}]": v for tp, v in fixed.items()},
+            )
         return ends
     finally:
         consumer.close()

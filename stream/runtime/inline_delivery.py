@@ -135,8 +135,9 @@ def _lean_waits(app) -> None:
         return  # its buffer counts another queue; left as Faust has it
     buffer = app.producer.buffer
     # ProducerBuffer.size without the setting it reads per call: the pending queue's length.
-    buffer.wait_until_ebb = ready_unless(lambda: len(buffer.pending._queue) > buffer.max_messages,
-                                         buffer.wait_until_ebb)
+    buffer.wait_until_ebb = ready_unless(
+        lambda: len(buffer.pending._queue) > buffer.max_messages, buffer.wait_until_ebb
+    )
 
 
 def install(app) -> None:

@@ -90,8 +90,9 @@ class SeekGuard:
                 try:
                     await asyncio.wait_for(self.idle.wait(), self.idle_timeout_s)
                 except TimeoutError:
-                    log.warning("the fetch loop still holds a message after %.0f s; seeking anyway",
-                                self.idle_timeout_s)
+                    log.warning(
+                        "the fetch loop still holds a message after %.0f s; seeking anyway", self.idle_timeout_s
+                    )
             await self._perform_seek()
         except BaseException:
             if stopped_here:
@@ -103,8 +104,11 @@ def install(app) -> None:
     """Make ``app``'s consumer seek with its flow stopped (see the module's text)."""
 
     def adapt(consumer) -> None:
-        missing = [a for a in ("getmany", "perform_seek", "stop_flow", "resume_flow", "flow_active")
-                   if not hasattr(consumer, a)]
+        missing = [
+            a
+            for a in ("getmany", "perform_seek", "stop_flow", "resume_flow", "flow_active")
+            if not hasattr(consumer, a)
+        ]
         if missing:
             log.warning("seek guard not installed: %s has no %s", type(consumer).__name__, ", ".join(missing))
             return

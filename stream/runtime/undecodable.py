@@ -70,8 +70,15 @@ Reporter = Callable[[UndecodableBatch], None]
 
 
 def _log_only(batch: UndecodableBatch) -> None:
-    log.error("skipped undecodable record batch %s[%d] offsets %d-%d: %s: %s", batch.topic, batch.partition,
-              batch.first_offset, batch.last_offset, batch.error, batch.message)
+    log.error(
+        "skipped undecodable record batch %s[%d] offsets %d-%d: %s: %s",
+        batch.topic,
+        batch.partition,
+        batch.first_offset,
+        batch.last_offset,
+        batch.error,
+        batch.message,
+    )
 
 
 _reporter: dict[str, Reporter] = {"current": _log_only}
@@ -137,8 +144,17 @@ class TolerantPartitionRecords(_fetcher.PartitionRecords):
                     end = first + 1
                     raw = None
                 self.next_fetch_offset = end
-                _report(UndecodableBatch(self._tp.topic, self._tp.partition, first, end - 1, type(exc).__name__,
-                                         str(exc) or repr(exc), raw))
+                _report(
+                    UndecodableBatch(
+                        self._tp.topic,
+                        self._tp.partition,
+                        first,
+                        end - 1,
+                        type(exc).__name__,
+                        str(exc) or repr(exc),
+                        raw,
+                    )
+                )
                 if batch is None:
                     return  # the iterator cannot step past a header it cannot read
 
@@ -209,9 +225,18 @@ class DeadLetterReporter:
         self._producer = None
 
     def __call__(self, batch: UndecodableBatch) -> None:
-        log.error("undecodable record batch %s[%d] offsets %d-%d (%d offsets, %s bytes): %s: %s; skipped and "
-                  "written to %s", batch.topic, batch.partition, batch.first_offset, batch.last_offset, batch.offsets,
-                  len(batch.raw) if batch.raw is not None else "unknown", batch.error, batch.message, self._topic)
+        log.error(
+            "undecodable record batch %s[%d] offsets %d-%d (%d offsets, %s bytes): %s: %s; skipped and written to %s",
+            batch.topic,
+            batch.partition,
+            batch.first_offset,
+            batch.last_offset,
+            batch.offsets,
+            len(batch.raw) if batch.raw is not None else "unknown",
+            batch.error,
+            batch.message,
+            self._topic,
+        )
         self._metrics.undecodable_batches.labels(batch.topic, batch.error).inc()
         self._metrics.undecodable_offsets.labels(batch.topic).inc(batch.offsets)
         outcome = self._dead_letter(batch)
@@ -221,15 +246,26 @@ class DeadLetterReporter:
         from confluent_kafka import KafkaError, KafkaException, Producer
 
         if self._producer is None:
-            self._producer = Producer({**self._config, "enable.idempotence": True, "acks": "all",
-                                       "message.max.bytes": 4 * 1024 * 1024, "linger.ms": 0})
+            self._producer = Producer(
+                {
+                    **self._config,
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "message.max.bytes": 4 * 1024 * 1024,
+                    "linger.ms": 0,
+                }
+            )
         attempts = [(batch.raw, "record-batch")] if batch.raw is not None else []
         attempts.append((None, "omitted"))
         for value, payload in attempts:
             errors: list = []
             try:
-                self._producer.produce(self._topic, value=value, headers=dlq_headers(batch, payload),
-                                       on_delivery=lambda err, msg: errors.append(err))
+                self._producer.produce(
+                    self._topic,
+                    value=value,
+                    headers=dlq_headers(batch, payload),
+                    on_delivery=lambda err, msg: errors.append(err),
+                )
             except (KafkaException, BufferError) as exc:
                 errors.append(exc)
             else:
@@ -238,9 +274,15 @@ class DeadLetterReporter:
                 return "written"
             too_large = any(isinstance(e, KafkaError) and e.code() == KafkaError.MSG_SIZE_TOO_LARGE for e in errors)
             if not too_large:
-                log.error("the undecodable batch %s[%d] offsets %d-%d was not written to %s: %s", batch.topic,
-                          batch.partition, batch.first_offset, batch.last_offset, self._topic,
-                          errors[-1] if errors else f"no acknowledgement within {self._timeout:.0f}s")
+                log.error(
+                    "the undecodable batch %s[%d] offsets %d-%d was not written to %s: %s",
+                    batch.topic,
+                    batch.partition,
+                    batch.first_offset,
+                    batch.last_offset,
+                    self._topic,
+                    errors[-1] if errors else f"no acknowledgement within {self._timeout:.0f}s",
+                )
                 return "failed"
         return "failed"
 

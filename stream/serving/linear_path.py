@@ -71,7 +71,7 @@ def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
     category_weights: list[dict[object, float]] = []
     offset = n_numeric
     for categories in encoder.categories_:
-        weights = coef[offset:offset + len(categories)]
+        weights = coef[offset : offset + len(categories)]
         category_weights.append({c: float(w) for c, w in zip(categories.tolist(), weights.tolist())})
         offset += len(categories)
     if offset != coef.shape[0]:
@@ -107,8 +107,9 @@ def probe_columns(pipeline: object, n: int = 256, seed: int = 0) -> dict[str, li
     return columns
 
 
-def verified(pipeline: object, predict: ColumnsPredictor, frame_of: Callable[[Columns], object],
-             tolerance: float = 1e-9) -> float | None:
+def verified(
+    pipeline: object, predict: ColumnsPredictor, frame_of: Callable[[Columns], object], tolerance: float = 1e-9
+) -> float | None:
     """The largest difference between ``predict`` and ``pipeline.predict_proba`` on probe rows, when
     within ``tolerance``; ``None`` when it is not (the compiled path must not be used)."""
     columns = probe_columns(pipeline)

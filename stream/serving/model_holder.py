@@ -21,8 +21,8 @@ import pandas as pd
 
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from stream.errors import ChurnError, ModelLoadError
-from stream.serving.linear_path import ColumnsPredictor, compile_pipeline, verified
 from stream.metrics import StreamMetrics
+from stream.serving.linear_path import ColumnsPredictor, compile_pipeline, verified
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,11 @@ class LoadedModel:
     def __post_init__(self) -> None:
         fast = compile_pipeline(self.pipeline)
         if fast is not None and verified(self.pipeline, fast, columns_to_frame) is None:
-            log.warning("%s version %s: the NumPy path disagrees with predict_proba; scoring with predict_proba",
-                        self.name, self.version)
+            log.warning(
+                "%s version %s: the NumPy path disagrees with predict_proba; scoring with predict_proba",
+                self.name,
+                self.version,
+            )
             fast = None
         object.__setattr__(self, "fast", fast)
 
@@ -104,9 +107,7 @@ class RegistrySource:
             checksum = registry.artifact_checksum(path)
             recorded = expected_checksum or (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
             if recorded and checksum != recorded:
-                raise ModelLoadError(
-                    f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}"
-                )
+                raise ModelLoadError(f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}")
             pipeline = registry.load_sklearn(path)
         reference = self._run_json(mv.run_id, "reference/reference.json", "reference distributions", version)
         # Versions registered before importances were logged have none: their drift alerts judge harm
@@ -129,8 +130,9 @@ class RegistrySource:
         try:
             import mlflow
 
-            return json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact))
-                              .read_text())
+            return json.loads(
+                Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)).read_text()
+            )
         except Exception as exc:  # noqa: BLE001 - any failure to read it leaves the model serving without it
             log.warning("no %s for %s version %s: %s", what, self.settings.model_name, version, exc)
             return None
@@ -139,8 +141,13 @@ class RegistrySource:
 class ModelHolder:
     """Holds the serving model and replaces it only with a verified one."""
 
-    def __init__(self, settings: Settings, metrics: StreamMetrics, source: RegistrySource | None = None,
-                 on_swap: Callable[[LoadedModel], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: StreamMetrics,
+        source: RegistrySource | None = None,
+        on_swap: Callable[[LoadedModel], None] | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics
         self.source = source or RegistrySource(settings)
@@ -175,26 +182,35 @@ class ModelHolder:
                 if version is None:
                     version = await loop.run_in_executor(None, self.source.version_for_alias)
                     if version is None:
-                        log.warning("no version of %s has alias @%s yet", self.settings.model_name,
-                                    self.settings.model_alias)
+                        log.warning(
+                            "no version of %s has alias @%s yet", self.settings.model_name, self.settings.model_alias
+                        )
                         return False
                 if self.current is not None and self.current.version == version:
                     return False
                 model = await loop.run_in_executor(None, self.source.load, version, checksum)
             except ModelLoadError as exc:
                 self.metrics.model_load_failures.labels("incompatible").inc()
-                log.error("refused model: %s; still serving %s", exc,
-                          self.current.version if self.current else "nothing")
+                log.error(
+                    "refused model: %s; still serving %s", exc, self.current.version if self.current else "nothing"
+                )
                 return False
             except (ChurnError, OSError, ConnectionError) as exc:
                 self.metrics.model_load_failures.labels("registry").inc()
-                log.warning("model registry unavailable (%s); still serving %s", exc,
-                            self.current.version if self.current else "nothing")
+                log.warning(
+                    "model registry unavailable (%s); still serving %s",
+                    exc,
+                    self.current.version if self.current else "nothing",
+                )
                 return False
             except Exception as exc:  # MLflow raises its own and requests' errors
                 self.metrics.model_load_failures.labels("registry").inc()
-                log.warning("model registry unavailable (%s: %s); still serving %s", type(exc).__name__, exc,
-                            self.current.version if self.current else "nothing")
+                log.warning(
+                    "model registry unavailable (%s: %s); still serving %s",
+                    type(exc).__name__,
+                    exc,
+                    self.current.version if self.current else "nothing",
+                )
                 return False
             self.swap(model)
             return True
@@ -208,7 +224,9 @@ class ModelHolder:
                 break
             log.warning(
                 "no servable model yet (attempt %d, registry %s); retrying in %.1fs",
-                attempt, self.settings.resolved_tracking_uri(), self.settings.registry_retry_s,
+                attempt,
+                self.settings.resolved_tracking_uri(),
+                self.settings.registry_retry_s,
             )
             await asyncio.sleep(self.settings.registry_retry_s)
         return self.current is not None

@@ -55,12 +55,14 @@ def check_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
             return  # it answers; the client's own calls report the credentials
-        raise RegistryError(f"the MLflow registry at {uri} answered /health with HTTP {exc.code} "
-                            "(CHURN_MLFLOW_TRACKING_URI)") from exc
+        raise RegistryError(
+            f"the MLflow registry at {uri} answered /health with HTTP {exc.code} (CHURN_MLFLOW_TRACKING_URI)"
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise RegistryError(f"no answer from the MLflow registry at {uri} within {timeout_s:.0f}s "
-                            f"(CHURN_MLFLOW_TRACKING_URI): {reason}") from exc
+        raise RegistryError(
+            f"no answer from the MLflow registry at {uri} within {timeout_s:.0f}s (CHURN_MLFLOW_TRACKING_URI): {reason}"
+        ) from exc
 
 
 def connect(settings: Settings, fail_fast: bool = False):

@@ -15,10 +15,10 @@ from typing import Any
 
 from schemas.features import FEATURE_NAMES
 from schemas.outputs import risk_band
+from stream.metrics import StreamMetrics
 from stream.pipeline.features import rounder
 from stream.pipeline.json_bytes import json_bytes
 from stream.pipeline.messages import Outbound, Scorable
-from stream.metrics import StreamMetrics
 from stream.serving.model_holder import LoadedModel
 
 SCORES = "scores"
@@ -44,8 +44,9 @@ class Scorer:
         self.high = risk_high
         self._by_version: dict[str, Any] = {}  # Prometheus children by model version
 
-    def score(self, batch: list[Scorable], model: LoadedModel, now: float | None = None,
-              reason: str = "event") -> ScoredBatch:
+    def score(
+        self, batch: list[Scorable], model: LoadedModel, now: float | None = None, reason: str = "event"
+    ) -> ScoredBatch:
         """One ``ChurnScore`` record per vector, from one model call; ``reason`` goes to ``score.reason``."""
         if not batch:
             return ScoredBatch([], [], [], [], [])
@@ -57,8 +58,12 @@ class Scorer:
         now_ms = scored_at * 1000.0
         out, latencies, floats = [], [], []
         name, version, medium, high = model.name, model.version, self.medium, self.high
-        shared = [("model.name", name.encode()), ("model.version", version.encode()),
-                  ("schema.version", b"%d" % SCHEMA_VERSION), ("score.reason", reason.encode())]
+        shared = [
+            ("model.name", name.encode()),
+            ("model.version", version.encode()),
+            ("schema.version", b"%d" % SCHEMA_VERSION),
+            ("score.reason", reason.encode()),
+        ]
         for item, row, p in zip(batch, rows, probabilities):
             latency = max(0.0, now_ms - item.start_ms)
             p = float(p)

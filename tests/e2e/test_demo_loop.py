@@ -43,15 +43,24 @@ def demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
     from training.job import run_training
 
     home = tmp_path_factory.mktemp("demo")
-    registered = run_training(load_config(DEFAULT_CONFIG), Settings(data_dir=home / ".churn" / "demo"),
-                              tags={BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"}, result=bootstrap_result)
+    registered = run_training(
+        load_config(DEFAULT_CONFIG),
+        Settings(data_dir=home / ".churn" / "demo"),
+        tags={BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"},
+        result=bootstrap_result,
+    )
     assert registered.decision.promote, registered.decision.reasons
     prefix = f"e2e{uuid.uuid4().hex[:6]}-"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
     env.update(CHURN_DATA_DIR=str(home / ".churn"), CHURN_BOOTSTRAP_SERVERS=kafka_bootstrap, CHURN_TOPIC_PREFIX=prefix)
     summary_path = home / "summary.json"
-    done = subprocess.run([CHURN, "demo", "--scenario", SCENARIO, "--onset-day", str(ONSET_DAY),
-                           "--json", str(summary_path)], env=env, capture_output=True, text=True, timeout=540)
+    done = subprocess.run(
+        [CHURN, "demo", "--scenario", SCENARIO, "--onset-day", str(ONSET_DAY), "--json", str(summary_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,
+    )
     print(done.stdout[-3000:])
     assert done.returncode == 0, f"churn demo exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
     assert "Traceback" not in done.stderr
@@ -67,7 +76,9 @@ def test_drift_alerts_launch_one_retraining_whose_promotion_every_later_score_ca
     bootstrap = summary["bootstrap_version"]
 
     # An alert storm after the onset, of the kind the scenario causes.
-    alerts = [DriftAlert.model_validate_json(r.value) for r in read_all(kafka_bootstrap, settings.topic("drift-alerts"))]
+    alerts = [
+        DriftAlert.model_validate_json(r.value) for r in read_all(kafka_bootstrap, settings.topic("drift-alerts"))
+    ]
     assert len(alerts) >= 2, f"{len(alerts)} alerts"
     onset_ts = summary_onset_ts()
     assert all(a.window_end.timestamp() >= onset_ts for a in alerts), "an alert before the onset"
@@ -77,7 +88,9 @@ def test_drift_alerts_launch_one_retraining_whose_promotion_every_later_score_ca
     client = registry.connect(settings)
     runs = client.search_runs([registry.ensure_experiment(client, settings)], "tags.trigger = 'drift'")
     assert len(runs) == 1, [r.info.run_id for r in runs]
-    events = [ModelEvent.model_validate_json(r.value) for r in read_all(kafka_bootstrap, settings.topic("model-events"))]
+    events = [
+        ModelEvent.model_validate_json(r.value) for r in read_all(kafka_bootstrap, settings.topic("model-events"))
+    ]
     assert [(e.action, e.previous_version) for e in events] == [("promoted", bootstrap)]
     new = events[0].version
     assert summary["retraining"]["launches"] == 1 and summary["promoted_version"] == new
@@ -117,20 +130,26 @@ def test_the_new_model_beats_the_old_one_on_post_drift_data(demo):
     """On an independent simulation of the drifted world, the promoted model ranks churners better."""
     summary, settings, _ = demo
     client = registry.connect(settings)
-    models = {v: registry.load_version(client, settings.model_name, v)
-              for v in (summary["bootstrap_version"], summary["promoted_version"])}
-    world = TrainConfig(seed=101, simulation=SimulationConfig(n_customers=1500, days=190, scenario=SCENARIO,
-                                                              onset_day=ONSET_DAY),
-                        dataset=DatasetConfig(horizon_days=30, warmup_days=ONSET_DAY + 10, snapshot_rate=0.3))
+    models = {
+        v: registry.load_version(client, settings.model_name, v)
+        for v in (summary["bootstrap_version"], summary["promoted_version"])
+    }
+    world = TrainConfig(
+        seed=101,
+        simulation=SimulationConfig(n_customers=1500, days=190, scenario=SCENARIO, onset_day=ONSET_DAY),
+        dataset=DatasetConfig(horizon_days=30, warmup_days=ONSET_DAY + 10, snapshot_rate=0.3),
+    )
     frame, _ = simulated_snapshots(world)
     y = frame[LABEL].to_numpy()
     x = model_inputs(frame)
     auc = {v: roc_auc_score(y, m.predict_proba(x)[:, 1]) for v, m in models.items()}
     oracle = roc_auc_score(y, frame[ORACLE].to_numpy(float))
     old, new = auc[summary["bootstrap_version"]], auc[summary["promoted_version"]]
-    print(f"\npost-drift AUC on {len(frame):,} snapshots ({int(y.sum())} churners): "
-          f"old v{summary['bootstrap_version']} {old:.4f}, new v{summary['promoted_version']} {new:.4f}, "
-          f"oracle {oracle:.4f}; in-job holdout: candidate {summary['retraining']['roc_auc']:.4f} vs production "
-          f"{summary['retraining']['production_roc_auc']:.4f}")
+    print(
+        f"\npost-drift AUC on {len(frame):,} snapshots ({int(y.sum())} churners): "
+        f"old v{summary['bootstrap_version']} {old:.4f}, new v{summary['promoted_version']} {new:.4f}, "
+        f"oracle {oracle:.4f}; in-job holdout: candidate {summary['retraining']['roc_auc']:.4f} vs production "
+        f"{summary['retraining']['production_roc_auc']:.4f}"
+    )
     assert new > old + 0.01
     assert new <= oracle + 0.02  # nothing beats the simulator's own probabilities by more than noise

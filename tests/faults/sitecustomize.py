@@ -27,8 +27,9 @@ if _seek_pause_s > 0:
         await asyncio.sleep(_seek_pause_s)
 
     Consumer.perform_seek = _perform_seek_then_pause
-    print(f"fault injected: a {_seek_pause_s:g} s pause after each seek to committed offsets", file=sys.stderr,
-          flush=True)
+    print(
+        f"fault injected: a {_seek_pause_s:g} s pause after each seek to committed offsets", file=sys.stderr, flush=True
+    )
 
 # ``FAULT_NO_CODECS``: compression codecs (comma-separated: snappy, lz4, zstd) the worker's
 # aiokafka consumer behaves as if it had no library for, as it did before cramjam was a

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from support import isolated_env
 
 from stream.settings import Settings
-from support import isolated_env
 from training.config import DatasetConfig, GateConfig, SimulationConfig, TrainConfig
 from training.job import run_training
 
@@ -37,6 +37,7 @@ def stream_env(kafka_bootstrap, registry_dir, tmp_path):
 def kafka_trio(tmp_path_factory):
     """Apache Kafka's three-node cluster (replication 3, min.insync.replicas 2) for a module's broker faults."""
     from tiers import TRIO, missing_tier, tier_broker
+
     from stream.errors import BrokerError
     from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
 

@@ -8,10 +8,10 @@ import threading
 import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from support import TopicReader, free_port
 
 from stream.kafka.partitioning import partition_for
 from stream.runtime.batch_producer import BatchProducer, _Batch
-from support import TopicReader, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +67,9 @@ def test_a_failed_delivery_raises_instead_of_resolving(offsets):
 
 
 @pytest.mark.parametrize("offsets", [True, False], ids=["offsets", "counted"])
-def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_room(kafka_bootstrap, unique_prefix,
-                                                                                 offsets):
+def test_submit_produces_before_it_is_awaited_and_the_rest_once_the_queue_has_room(
+    kafka_bootstrap, unique_prefix, offsets
+):
     topic = _topic(kafka_bootstrap, f"{unique_prefix}submit{int(offsets)}", 2)
     records = [(topic, f"c{i % 11}".encode(), f"{i}".encode(), None) for i in range(300)]
 

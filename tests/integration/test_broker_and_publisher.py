@@ -21,8 +21,16 @@ from producers.publisher import Publisher
 from schemas.events import dump_event
 from stream.kafka.config import confluent_config
 from stream.kafka.partitioning import partition_for
+from stream.kafka.topics import (
+    ACCOUNT_EVENTS,
+    ALL_TOPICS,
+    DRIFT_ALERTS,
+    MODEL_EVENTS,
+    TopicNames,
+    ensure_topics,
+    topic_specs,
+)
 from stream.settings import Settings
-from stream.kafka.topics import ACCOUNT_EVENTS, ALL_TOPICS, DRIFT_ALERTS, MODEL_EVENTS, TopicNames, ensure_topics, topic_specs
 
 pytestmark = pytest.mark.integration
 
@@ -85,8 +93,13 @@ def test_publish_and_consume_back_on_murmur2_partitions(kafka_settings: Settings
     topic = TopicNames.from_settings(kafka_settings).account_events
     partitions = kafka_settings.topic_partitions
     events = sample_events(2000, customers=300, seed=3)
-    valid_obj = {"event_type": "usage", "event_id": "from-dict", "customer_id": "cust-dict",
-                 "ts": "2026-02-01T00:00:00Z", "amount": 2.0}
+    valid_obj = {
+        "event_type": "usage",
+        "event_id": "from-dict",
+        "customer_id": "cust-dict",
+        "ts": "2026-02-01T00:00:00Z",
+        "amount": 2.0,
+    }
     invalid_objs = [
         {**valid_obj, "event_id": "bad-1", "amount": -5},
         {**valid_obj, "event_id": "bad-2", "surprise": True},
@@ -153,20 +166,26 @@ def test_publish_raw_keeps_bytes_and_headers_and_rate_limits(kafka_settings: Set
 
 def _churn(settings: Settings, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
-    env.update(CHURN_BOOTSTRAP_SERVERS=settings.bootstrap_servers, CHURN_TOPIC_PREFIX=settings.topic_prefix,
-               CHURN_DATA_DIR=str(settings.data_dir))
-    return subprocess.run([str(Path(sys.executable).parent / "churn"), *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    env.update(
+        CHURN_BOOTSTRAP_SERVERS=settings.bootstrap_servers,
+        CHURN_TOPIC_PREFIX=settings.topic_prefix,
+        CHURN_DATA_DIR=str(settings.data_dir),
+    )
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "churn"), *args], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
-def test_produce_from_a_file_reports_each_bad_row_by_number_and_sends_the_good_ones(kafka_settings: Settings,
-                                                                                     tmp_path) -> None:
+def test_produce_from_a_file_reports_each_bad_row_by_number_and_sends_the_good_ones(
+    kafka_settings: Settings, tmp_path
+) -> None:
     ensure_topics(confluent_config(kafka_settings), topic_specs(kafka_settings))
     good = [orjson.loads(dump_event(e)) for e in simulated(8, 4, seed=3, prefix="file")]
     lines = [orjson.dumps(g).decode() for g in good]
     lines.insert(2, '{"event_type": "usage", "event_id": "x"')  # line 3: not JSON
-    lines.insert(5, orjson.dumps({**good[0], "event_id": "bad-amount", "event_type": "payment",
-                                  "amount": -3}).decode())  # line 6: invalid
+    lines.insert(
+        5, orjson.dumps({**good[0], "event_id": "bad-amount", "event_type": "payment", "amount": -3}).decode()
+    )  # line 6: invalid
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
 
@@ -179,7 +198,9 @@ def test_produce_from_a_file_reports_each_bad_row_by_number_and_sends_the_good_o
     assert _churn(kafka_settings, "produce", "--from", str(path), "--allow-invalid").returncode == 0
     reader = TopicReader(kafka_settings.bootstrap_servers, kafka_settings.topic(ACCOUNT_EVENTS))
     reader.read_until(lambda r: len(r) >= 16, 30, "both runs' good rows")
-    assert sorted(orjson.loads(r.value)["event_id"] for r in reader.records) == sorted(2 * [g["event_id"] for g in good])
+    assert sorted(orjson.loads(r.value)["event_id"] for r in reader.records) == sorted(
+        2 * [g["event_id"] for g in good]
+    )
 
     path.write_text("\n".join(lines[2:3] + lines[5:6]) + "\n")  # nothing valid at all
     proc = _churn(kafka_settings, "produce", "--from", str(path))

@@ -40,8 +40,15 @@ pytestmark = [pytest.mark.integration, pytest.mark.broker_faults, pytest.mark.xd
 
 @pytest.fixture
 def trio_env(kafka_trio, registry_dir, tmp_path):
-    return isolated_env(kafka_trio.bootstrap, registry_dir, "faults", CHURN_TOPIC_REPLICATION="3",
-                        CHURN_SCORE_BATCH_MS="20", CHURN_SCORE_BATCH_SIZE="200", CHURN_SILENCE_DAYS="0")
+    return isolated_env(
+        kafka_trio.bootstrap,
+        registry_dir,
+        "faults",
+        CHURN_TOPIC_REPLICATION="3",
+        CHURN_SCORE_BATCH_MS="20",
+        CHURN_SCORE_BATCH_SIZE="200",
+        CHURN_SILENCE_DAYS="0",
+    )
 
 
 def scored_ids(records) -> Counter:
@@ -123,8 +130,7 @@ def test_kill_9_of_a_changelog_leader_while_batches_commit(kafka_trio, trio_env,
         worker.stop()
 
 
-def test_a_rolling_restart_of_all_three_brokers_while_the_stream_runs(kafka_trio, trio_env, tmp_path,
-                                                                       record_property):
+def test_a_rolling_restart_of_all_three_brokers_while_the_stream_runs(kafka_trio, trio_env, tmp_path, record_property):
     settings = provision(trio_env)
     topic = settings.topic("account-events")
     events = simulated(18_000, 250, seed=73, prefix="roll")
@@ -137,8 +143,12 @@ def test_a_rolling_restart_of_all_three_brokers_while_the_stream_runs(kafka_trio
         try:
             for i in range(0, len(events), 500):  # a slice every 0.25 s: the stream runs through the restarts
                 # A slice produced while a broker restarts waits for the new leaders' elections.
-                produce(kafka_trio.bootstrap, topic, [(e.customer_id.encode(), dump_event(e))
-                                                      for e in events[i:i + 500]], flush_s=180)
+                produce(
+                    kafka_trio.bootstrap,
+                    topic,
+                    [(e.customer_id.encode(), dump_event(e)) for e in events[i : i + 500]],
+                    flush_s=180,
+                )
                 time.sleep(0.25)
         except BaseException as exc:  # noqa: BLE001 - reported by the test below
             failure.append(exc)
@@ -167,16 +177,18 @@ def test_a_single_broker_restarted_on_its_data_dir(registry_dir, tmp_path, recor
     from stream.errors import BrokerError
     from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
 
-    cluster = KafkaCluster(1, data_dir=tmp_path / "kafka-data", log_dir=tmp_path / "kafka-logs",
-                           jvm_opts=QUICK_START_JVM_OPTS)
+    cluster = KafkaCluster(
+        1, data_dir=tmp_path / "kafka-data", log_dir=tmp_path / "kafka-logs", jvm_opts=QUICK_START_JVM_OPTS
+    )
     try:
         cluster.start()
     except BrokerError as exc:
         missing_tier(TRIO, str(exc))
     worker = None
     try:
-        env = isolated_env(cluster.bootstrap, registry_dir, "restart", CHURN_SCORE_BATCH_MS="20",
-                           CHURN_SILENCE_DAYS="0")
+        env = isolated_env(
+            cluster.bootstrap, registry_dir, "restart", CHURN_SCORE_BATCH_MS="20", CHURN_SILENCE_DAYS="0"
+        )
         settings = provision(env)
         topic = settings.topic("account-events")
         events = simulated(10_000, 200, seed=74, prefix="one")

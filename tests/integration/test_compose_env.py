@@ -36,9 +36,6 @@ from typing import Any
 import orjson
 import pytest
 import yaml
-
-from stream.settings import Settings
-from schemas.events import dump_event
 from support import (
     CHURN,
     TopicReader,
@@ -53,6 +50,9 @@ from support import (
     wait_for,
     worker_env,
 )
+
+from schemas.events import dump_event
+from stream.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.tiers("kafka")]  # compose runs Apache Kafka
 
@@ -124,12 +124,16 @@ def isolated(kafka_bootstrap: str, registry_dir: Path) -> dict[str, str]:
 
 
 def compose_worker_env(worker_churn: dict[str, str], isolation: dict[str, str], data_dir: Path) -> dict[str, str]:
-    return process_env(worker_churn, **isolation, CHURN_WEB_HOST="127.0.0.1", CHURN_WEB_PORT=str(free_port()),
-                       CHURN_DATA_DIR=str(data_dir))
+    return process_env(
+        worker_churn,
+        **isolation,
+        CHURN_WEB_HOST="127.0.0.1",
+        CHURN_WEB_PORT=str(free_port()),
+        CHURN_DATA_DIR=str(data_dir),
+    )
 
 
-def test_compose_worker_and_producer_settings_score_every_event_once(compose, kafka_bootstrap, registry_dir,
-                                                                     tmp_path):
+def test_compose_worker_and_producer_settings_score_every_event_once(compose, kafka_bootstrap, registry_dir, tmp_path):
     started = time.monotonic()
     knobs: dict[str, str] = {}  # none of TOPIC_PARTITIONS, PRODUCER_RATE, ... set: the file's defaults
     worker_churn = service_env(compose, "worker", knobs)
@@ -141,8 +145,7 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
     assert worker_churn["CHURN_TOPIC_PARTITIONS"] == producer_churn["CHURN_TOPIC_PARTITIONS"]
 
     isolation = isolated(kafka_bootstrap, registry_dir)
-    envs = [compose_worker_env(worker_churn, isolation, tmp_path / f"worker-{i}")
-            for i in (1, 2)]
+    envs = [compose_worker_env(worker_churn, isolation, tmp_path / f"worker-{i}") for i in (1, 2)]
     producer_env = process_env(producer_churn, **isolation, CHURN_DATA_DIR=str(tmp_path / "producer"))
     settings = provision(envs[0])  # the compose `topics` job
     partitions = settings.topic_partitions
@@ -163,8 +166,12 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
         producer_log = tmp_path / "producer.log"
         with producer_log.open("wb") as out:
             done = subprocess.run(
-                [CHURN, *produce_args, f"--max-events={MAX_EVENTS}"], env=producer_env, stdout=out,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=90,
+                [CHURN, *produce_args, f"--max-events={MAX_EVENTS}"],
+                env=producer_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                timeout=90,
             )
         assert done.returncode == 0, producer_log.read_text(errors="replace")[-3000:]
 
@@ -175,8 +182,9 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
         produced = Counter(orjson.loads(r.value)["event_id"] for r in events.records)
         assert len(events.records) == MAX_EVENTS and len(produced) == MAX_EVENTS, "the producer sent duplicates"
 
-        scores.read_until(lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= set(produced), 90,
-                          "every produced event scored")
+        scores.read_until(
+            lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= set(produced), 90, "every produced event scored"
+        )
         wait_caught_up(bootstrap, settings.app_id, settings.topic("account-events"), timeout=60)
         scores.poll(1.0)
         counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
@@ -197,8 +205,10 @@ def test_compose_worker_and_producer_settings_score_every_event_once(compose, ka
         for customer in customers:
             first, second = (lookup(w.web_port, customer) for w in workers)
             assert first["features"] and first["features"] == second["features"], customer
-        print(f"compose settings: {MAX_EVENTS} events, {len(silence)} silence re-scores, processed {processed}, "
-              f"partitions {final}, {time.monotonic() - started:.0f}s")
+        print(
+            f"compose settings: {MAX_EVENTS} events, {len(silence)} silence re-scores, processed {processed}, "
+            f"partitions {final}, {time.monotonic() - started:.0f}s"
+        )
     finally:
         scores.close()
         for worker in workers:
@@ -238,8 +248,9 @@ def test_compose_rocksdb_store_keeps_state_across_a_restart(compose, kafka_boots
         worker = run(first, "first.log")
         before = {c: lookup(worker.web_port, c) for c in customers}
         assert worker.stop() == 0
-        assert list((tmp_path / "worker").rglob("*.sst")) or list((tmp_path / "worker").rglob("CURRENT")), \
+        assert list((tmp_path / "worker").rglob("*.sst")) or list((tmp_path / "worker").rglob("CURRENT")), (
             "no RocksDB files under the worker's data dir"
+        )
 
         worker = run([], "second.log")
         assert {c: lookup(worker.web_port, c) for c in customers} == before
@@ -257,13 +268,18 @@ def test_compose_rocksdb_store_keeps_state_across_a_restart(compose, kafka_boots
         other_scores = TopicReader(bootstrap, other_settings.topic("churn-scores"))
         worker = WorkerProcess(other, tmp_path / "other-app.log").start()
         worker.wait_serving(timeout=90)
-        produce(bootstrap, other_settings.topic("account-events"),
-                [(e.customer_id.encode(), dump_event(e)) for e in first])
-        other_scores.read_until(lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= {e.event_id for e in first},
-                                60, "every event of the other app scored")
+        produce(
+            bootstrap, other_settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in first]
+        )
+        other_scores.read_until(
+            lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= {e.event_id for e in first},
+            60,
+            "every event of the other app scored",
+        )
         # Its state is built from its own events only: the first app's store also holds the second batch.
-        assert {c: lookup(worker.web_port, c)["features"] for c in customers} == \
-            {c: state["features"] for c, state in before.items()}
+        assert {c: lookup(worker.web_port, c)["features"] for c in customers} == {
+            c: state["features"] for c, state in before.items()
+        }
         assert worker.stop() == 0
         other_scores.close()
     finally:

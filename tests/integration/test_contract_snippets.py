@@ -59,8 +59,9 @@ def tool(name: str) -> str:
     return path
 
 
-def run(command: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None,
-        timeout: float = 120.0) -> subprocess.CompletedProcess:
+def run(
+    command: list[str], env: dict[str, str], cwd: Path, stdin: str | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess:
     done = subprocess.run(command, input=stdin, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{command[0]} exited {done.returncode}:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
     return done
@@ -98,8 +99,10 @@ def java_tools(bin_dir: Path) -> None:
     from stream.errors import BrokerError
     from stream.local.kafka_cluster import CONSOLE_CONSUMER, CONSOLE_PRODUCER, java_command
 
-    for script, main in (("kafka-console-producer.sh", CONSOLE_PRODUCER),
-                         ("kafka-console-consumer.sh", CONSOLE_CONSUMER)):
+    for script, main in (
+        ("kafka-console-producer.sh", CONSOLE_PRODUCER),
+        ("kafka-console-consumer.sh", CONSOLE_CONSUMER),
+    ):
         try:
             command = java_command(main)
         except BrokerError as exc:
@@ -120,19 +123,23 @@ def go_program(code: str, where: Path, env: dict[str, str]) -> list[str]:
     return [str(where / "snippet")]
 
 
-def test_the_documented_snippets_produce_and_consume_with_real_clients(kafka_bootstrap, broker_kind, registry_dir,
-                                                                       tmp_path, tag):
+def test_the_documented_snippets_produce_and_consume_with_real_clients(
+    kafka_bootstrap, broker_kind, registry_dir, tmp_path, tag
+):
     code = {name: unique(text, tag) for name, text in snippets().items()}
     assert len(code) >= 10, sorted(code)
-    env_vars = isolated_env(kafka_bootstrap, registry_dir, "snippets", CHURN_TOPIC_PREFIX="",
-                            CHURN_SCORE_BATCH_MS="20")
+    env_vars = isolated_env(kafka_bootstrap, registry_dir, "snippets", CHURN_TOPIC_PREFIX="", CHURN_SCORE_BATCH_MS="20")
     settings = provision(env_vars)
     worker = start_worker(env_vars, tmp_path)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     java_tools(bin_dir)
-    env = {**os.environ, "BOOTSTRAP": kafka_bootstrap, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-           "GOFLAGS": "-mod=mod"}
+    env = {
+        **os.environ,
+        "BOOTSTRAP": kafka_bootstrap,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "GOFLAGS": "-mod=mod",
+    }
     outside = broker_kind != "embedded"  # on CHURN_TEST_BOOTSTRAP=<the embedded broker> too
     try:
         produced: set[str] = set()
@@ -155,8 +162,11 @@ def test_the_documented_snippets_produce_and_consume_with_real_clients(kafka_boo
         assert len(produced) == (5 if outside else 3), produced
 
         scores = TopicReader(kafka_bootstrap, settings.topic("churn-scores"))
-        scores.read_until(lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= produced, 120,
-                          "a score for every event the snippets sent")
+        scores.read_until(
+            lambda r: {orjson.loads(x.value)["event_id"] for x in r} >= produced,
+            120,
+            "a score for every event the snippets sent",
+        )
 
         # The consumers print each of those scores.
         java_out = run(["bash", "-c", code["java-console-consume"]], env, tmp_path, timeout=120).stdout
@@ -172,8 +182,11 @@ def test_the_documented_snippets_produce_and_consume_with_real_clients(kafka_boo
 
             # A bad event from kcat lands in the DLQ with its reason, which the DLQ snippet shows.
             bad = f'cust-{tag}|{{"event_type": "usage", "event_id": "evt-{tag}-bad", "customer_id": "cust-{tag}"}}'
-            run(["bash", "-c", f"printf '%s\\n' '{bad}' | kcat -b \"$BOOTSTRAP\" -t account-events -P -K '|'"],
-                env, tmp_path)
+            run(
+                ["bash", "-c", f"printf '%s\\n' '{bad}' | kcat -b \"$BOOTSTRAP\" -t account-events -P -K '|'"],
+                env,
+                tmp_path,
+            )
 
             def dlq_shows_it():
                 out = run(["bash", "-c", code["kcat-dlq"]], env, tmp_path, timeout=60).stdout

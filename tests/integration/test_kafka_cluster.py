@@ -31,6 +31,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from support import wait_for
 
 from stream.errors import BrokerError
 from stream.local.kafka_cluster import (
@@ -41,7 +42,6 @@ from stream.local.kafka_cluster import (
     ensure_kafka_jars,
     find_java,
 )
-from support import wait_for
 
 # Clusters of its own: beside the embedded tier, whose process has less to do (tests/conftest.py).
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("embedded")]
@@ -141,14 +141,16 @@ def _keyed(n: int, tag: str) -> list[tuple[bytes, bytes]]:
 
 
 def _consume_confluent(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"check-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-        "logger": CLIENT_LOG,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "logger": CLIENT_LOG,
+        }
+    )
     consumer.subscribe([topic])
     values: list[bytes] = []
     deadline = time.monotonic() + timeout

@@ -19,7 +19,6 @@ from sklearn.linear_model import LogisticRegression
 from support import TopicReader, produce, provision, simulated, start_worker, wait_for
 
 from schemas.events import dump_event
-
 from schemas.outputs import ModelEvent
 from stream.settings import Settings
 from training import registry
@@ -42,8 +41,12 @@ def guarded_registry(tmp_path_factory):
     x = pd.DataFrame({"calls": [0.0, 1.0, 2.0, 3.0], "spend": [10.0, 20.0, 5.0, 1.0]})
     wrong = LogisticRegression().fit(x, [0, 1, 0, 1])
     with mlflow.start_run(experiment_id=registry.ensure_experiment(client, settings)):
-        mlflow.sklearn.log_model(wrong, name="model", signature=infer_signature(x, wrong.predict_proba(x)[:, 1]),
-                                 registered_model_name=settings.model_name)
+        mlflow.sklearn.log_model(
+            wrong,
+            name="model",
+            signature=infer_signature(x, wrong.predict_proba(x)[:, 1]),
+            registered_model_name=settings.model_name,
+        )
     third = run_training(SMALL_MODEL.model_copy(update={"seed": 12}), settings)
     assert third.version == "3"
     # Whatever the gate decided, version 1 is what the worker is to serve.
@@ -52,8 +55,15 @@ def guarded_registry(tmp_path_factory):
 
 
 def event(settings: Settings, version: str, checksum: str) -> ModelEvent:
-    return ModelEvent(event_id=uuid.uuid4().hex, model_name=settings.model_name, version=version, action="promoted",
-                      previous_version="1", checksum=checksum, ts=datetime.now(UTC))
+    return ModelEvent(
+        event_id=uuid.uuid4().hex,
+        model_name=settings.model_name,
+        version=version,
+        action="promoted",
+        previous_version="1",
+        checksum=checksum,
+        ts=datetime.now(UTC),
+    )
 
 
 def test_mismatched_signature_or_checksum_is_never_swapped_in(stream_env, guarded_registry, tmp_path):
@@ -63,15 +73,23 @@ def test_mismatched_signature_or_checksum_is_never_swapped_in(stream_env, guarde
     worker = start_worker(env, tmp_path)
     scores = TopicReader(settings.resolved_bootstrap(), settings.topic("churn-scores"))
     try:
+
         def failures() -> float:
             return worker.metrics().get('churn_model_load_failures_total{reason="incompatible"}', 0.0)
 
         def score_versions(events) -> set[str]:
             ids = {e.event_id for e in events}
-            produce(settings.resolved_bootstrap(), settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
+            produce(
+                settings.resolved_bootstrap(),
+                settings.topic("account-events"),
+                [(e.customer_id.encode(), dump_event(e)) for e in events],
+            )
             scores.read_until(lambda rs: ids <= {orjson.loads(r.value)["event_id"] for r in rs}, 60, "scores")
-            return {orjson.loads(r.value)["model_version"] for r in scores.records
-                    if orjson.loads(r.value)["event_id"] in ids}
+            return {
+                orjson.loads(r.value)["model_version"]
+                for r in scores.records
+                if orjson.loads(r.value)["event_id"] in ids
+            }
 
         batches = iter([simulated(300, 30, seed=s, prefix=f"g{s}-") for s in range(3)])
 

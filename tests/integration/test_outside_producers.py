@@ -75,13 +75,19 @@ def test_every_codec_and_keyless_events_from_a_plain_client_are_scored(stream_en
     worker = start_worker(stream_env, tmp_path)
     try:
         for codec, events in batches.items():
-            send(plain_producer(bootstrap, **{"compression.type": codec}), topic,
-                 [(e.customer_id.encode(), dump_event(e)) for e in events])
+            send(
+                plain_producer(bootstrap, **{"compression.type": codec}),
+                topic,
+                [(e.customer_id.encode(), dump_event(e)) for e in events],
+            )
         send(plain_producer(bootstrap, **{"compression.type": "lz4"}), topic, [(None, dump_event(e)) for e in keyless])
         keyed = [e for events in batches.values() for e in events]
         scores = TopicReader(bootstrap, settings.topic("churn-scores"))
-        scores.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in keyed + keyless}, 180,
-                          "a score for every event of every codec, and every keyless one")
+        scores.read_until(
+            lambda r: set(event_ids(r)) >= {e.event_id for e in keyed + keyless},
+            180,
+            "a score for every event of every codec, and every keyless one",
+        )
         # Keyed events keep their order per customer: each vector equals a recomputation in that order.
         features = TopicReader(bootstrap, settings.topic("churn-features"))
         features.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in keyed}, 60, "every vector")
@@ -129,13 +135,22 @@ def test_an_undecodable_batch_is_dead_lettered_whole_and_the_stream_goes_on(stre
     try:
         assert "fault injected: no lz4 codec" in worker.log_path.read_text(errors="replace")
         murmur2 = {"partitioner": "murmur2_random"}
-        send(plain_producer(bootstrap, **murmur2, **{"compression.type": "lz4"}), topic,
-             [(e.customer_id.encode(), dump_event(e)) for e in lz4_events])
-        send(plain_producer(bootstrap, **murmur2, **{"compression.type": "gzip"}), topic,
-             [(e.customer_id.encode(), dump_event(e)) for e in gzip_events])
+        send(
+            plain_producer(bootstrap, **murmur2, **{"compression.type": "lz4"}),
+            topic,
+            [(e.customer_id.encode(), dump_event(e)) for e in lz4_events],
+        )
+        send(
+            plain_producer(bootstrap, **murmur2, **{"compression.type": "gzip"}),
+            topic,
+            [(e.customer_id.encode(), dump_event(e)) for e in gzip_events],
+        )
         scores = TopicReader(bootstrap, settings.topic("churn-scores"))
-        scores.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in gzip_events}, 120,
-                          "every gzip event scored after the lz4 batches")
+        scores.read_until(
+            lambda r: set(event_ids(r)) >= {e.event_id for e in gzip_events},
+            120,
+            "every gzip event scored after the lz4 batches",
+        )
         assert worker.proc.poll() is None, "the worker stopped"
         assert not set(event_ids(scores.records)) & {e.event_id for e in lz4_events}
 
@@ -167,8 +182,11 @@ def test_an_undecodable_batch_is_dead_lettered_whole_and_the_stream_goes_on(stre
         worker.stop()
         worker = start_worker(env, tmp_path, name="restarted")
         more = simulated(400, 20, seed=53, prefix="gz2")
-        send(plain_producer(bootstrap, **murmur2, **{"compression.type": "gzip"}), topic,
-             [(e.customer_id.encode(), dump_event(e)) for e in more])
+        send(
+            plain_producer(bootstrap, **murmur2, **{"compression.type": "gzip"}),
+            topic,
+            [(e.customer_id.encode(), dump_event(e)) for e in more],
+        )
         scores.read_until(lambda r: set(event_ids(r)) >= {e.event_id for e in more}, 120, "scoring after restart")
         assert metric_sum(worker.metrics(), "churn_undecodable_batches_total") == 0
     finally:
@@ -197,13 +215,21 @@ def test_two_workers_fed_by_librdkafkas_default_partitioner_keep_every_customers
         all_scored(phases[0])
         b = WorkerProcess(dict(stream_env, CHURN_WEB_PORT=str(free_port())), tmp_path / "b.log").start()
         b.wait_serving()
-        wait_for(lambda: all(w.metrics().get("churn_assigned_partitions", 0) > 0 for w in (a, b)), 60, 0.5,
-                 "both workers own partitions")
+        wait_for(
+            lambda: all(w.metrics().get("churn_assigned_partitions", 0) > 0 for w in (a, b)),
+            60,
+            0.5,
+            "both workers own partitions",
+        )
         send(producer, topic, [(e.customer_id.encode(), dump_event(e)) for e in phases[1]])
         all_scored(phases[1])
         a.stop()
-        wait_for(lambda: b.metrics().get("churn_assigned_partitions", 0) == partitions, 60, 0.5,
-                 "the remaining worker owns every partition")
+        wait_for(
+            lambda: b.metrics().get("churn_assigned_partitions", 0) == partitions,
+            60,
+            0.5,
+            "the remaining worker owns every partition",
+        )
         send(producer, topic, [(e.customer_id.encode(), dump_event(e)) for e in phases[2]])
         all_scored(phases[2])
 
@@ -224,8 +250,10 @@ def test_two_workers_fed_by_librdkafkas_default_partitioner_keep_every_customers
             assert {k: got[k] for k in want} == want, customer
         rerouted = metric_sum(b.metrics(), "churn_events_rerouted_total")
         assert rerouted > 0
-        print(f"rerouted by worker b: {rerouted:.0f}; duplicate scores: "
-              f"{sum(n - 1 for n in event_ids(scores.records).values())}")
+        print(
+            f"rerouted by worker b: {rerouted:.0f}; duplicate scores: "
+            f"{sum(n - 1 for n in event_ids(scores.records).values())}"
+        )
     finally:
         a.stop()
         if b is not None:

@@ -24,10 +24,10 @@ from support import CHURN, TopicReader, consumer_lag, free_port, produce
 
 from producers.simulator import SimConfig, Simulator
 from schemas.outputs import DriftAlert, ModelEvent
-from stream.pipeline.features import Admission, CustomerState, admit, apply, event_time, feature_values
 from stream.kafka.config import confluent_config
-from stream.settings import Settings
 from stream.kafka.topics import ensure_topics, topic_specs
+from stream.pipeline.features import Admission, CustomerState, admit, apply, event_time, feature_values
+from stream.settings import Settings
 from training import registry
 from training.config import DatasetConfig, GateConfig, ModelConfig, SimulationConfig, TrainConfig
 from training.dataset import fingerprint
@@ -79,21 +79,36 @@ def feature_log(config: SimConfig) -> tuple[list[tuple[bytes, bytes]], list[tupl
             continue
         apply(state, event)
         values = feature_values(state, state.last_ts)
-        values.update(customer_id=event.customer_id, event_id=event.event_id, event_ts=event.ts,
-                      feature_set_version=1)
+        values.update(customer_id=event.customer_id, event_id=event.event_id, event_ts=event.ts, feature_set_version=1)
         key = event.customer_id.encode()
         features.append((key, orjson.dumps(values)))
         if event.event_type == "account_closed":
-            labels.append((key, orjson.dumps({"customer_id": event.customer_id, "event_id": event.event_id,
-                                              "closed_at": event.ts, "churned": True, "reason": event.reason})))
+            labels.append(
+                (
+                    key,
+                    orjson.dumps(
+                        {
+                            "customer_id": event.customer_id,
+                            "event_id": event.event_id,
+                            "closed_at": event.ts,
+                            "churned": True,
+                            "reason": event.reason,
+                        }
+                    ),
+                )
+            )
     return features, labels
 
 
 @pytest.fixture(scope="module")
 def world(kafka_bootstrap, tmp_path_factory) -> World:
     run = uuid.uuid4().hex[:8]
-    settings = Settings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"rt{run}-", app_id=f"churn-rt-{run}",
-                        data_dir=tmp_path_factory.mktemp("retrain-registry"))
+    settings = Settings(
+        bootstrap_servers=kafka_bootstrap,
+        topic_prefix=f"rt{run}-",
+        app_id=f"churn-rt-{run}",
+        data_dir=tmp_path_factory.mktemp("retrain-registry"),
+    )
     ensure_topics(confluent_config(settings, kafka_bootstrap), topic_specs(settings))
     bootstrap = run_training(PRODUCTION, settings)
     assert bootstrap.decision.promote and bootstrap.version == "1"
@@ -108,8 +123,9 @@ def world(kafka_bootstrap, tmp_path_factory) -> World:
 def model_events(settings: Settings, until) -> list[ModelEvent]:
     reader = TopicReader(settings.resolved_bootstrap(), settings.topic("model-events"))
     try:
-        records = reader.read_until(lambda rs: until([ModelEvent.model_validate_json(r.value) for r in rs]), 30,
-                                    "the model event")
+        records = reader.read_until(
+            lambda rs: until([ModelEvent.model_validate_json(r.value) for r in rs]), 30, "the model event"
+        )
         assert all(r.key == settings.model_name.encode() for r in records)
         return [ModelEvent.model_validate_json(r.value) for r in records]
     finally:
@@ -134,15 +150,18 @@ def test_a_retrain_promotes_a_candidate_that_learned_the_new_world(world):
     # What came back from Kafka is exactly what was sent: same snapshots, same order, same fingerprint.
     expected = expected_frame(world)
     assert rows == len(expected) and tags["dataset.fingerprint"] == fingerprint(expected)
-    window = DataWindow(*(datetime.fromisoformat(tags[k]).timestamp()
-                          for k in ("data.window_start", "data.window_end", "data.clock")))
+    window = DataWindow(
+        *(datetime.fromisoformat(tags[k]).timestamp() for k in ("data.window_start", "data.window_end", "data.clock"))
+    )
     assert window.end_ts - window.start_ts == pytest.approx(60 * 86_400)
     assert window.clock_ts - window.end_ts == pytest.approx(30 * 86_400)
 
     # Both models scored on the same fresh holdout: the one that learned the new plan wins.
     candidate, production = outcome.metrics["roc_auc"], outcome.champion_metrics["roc_auc"]
-    print(f"\n(a) rows {rows} ({tags['rows.train']} train, {tags['rows.holdout']} holdout); "
-          f"roc_auc candidate {candidate:.4f} vs production {production:.4f} on the same holdout")
+    print(
+        f"\n(a) rows {rows} ({tags['rows.train']} train, {tags['rows.holdout']} holdout); "
+        f"roc_auc candidate {candidate:.4f} vs production {production:.4f} on the same holdout"
+    )
     assert outcome.decision.promote, outcome.decision.reasons
     assert candidate > production + 0.03
     assert outcome.champion_version == "1" and outcome.version == "2"
@@ -150,9 +169,14 @@ def test_a_retrain_promotes_a_candidate_that_learned_the_new_world(world):
     client = registry.connect(settings)
     assert registry.version_for_alias(client, settings.model_name, "production") == "2"
     version = client.get_model_version(settings.model_name, "2")
-    for key, value in {"trigger": "drift", "alert_id": "alert-a", "source": "feature-log",
-                       "rows.train": tags["rows.train"], "rows.holdout": tags["rows.holdout"],
-                       "data.window_start": tags["data.window_start"]}.items():
+    for key, value in {
+        "trigger": "drift",
+        "alert_id": "alert-a",
+        "source": "feature-log",
+        "rows.train": tags["rows.train"],
+        "rows.holdout": tags["rows.holdout"],
+        "data.window_start": tags["data.window_start"],
+    }.items():
         assert version.tags[key] == value
         assert client.get_run(outcome.run_id).data.tags[key] == value
 
@@ -178,8 +202,10 @@ def test_b_a_bad_candidate_is_rejected_and_production_stays(world):
     bad = RETRAIN.model_copy(update={"model": ModelConfig(shuffle_labels=True)})
     outcome = retrain(settings, bad, "manual")
 
-    print(f"\n(b) shuffled labels: roc_auc candidate {outcome.metrics['roc_auc']:.4f} vs production "
-          f"{outcome.champion_metrics['roc_auc']:.4f}; {outcome.decision.summary}")
+    print(
+        f"\n(b) shuffled labels: roc_auc candidate {outcome.metrics['roc_auc']:.4f} vs production "
+        f"{outcome.champion_metrics['roc_auc']:.4f}; {outcome.decision.summary}"
+    )
     assert not outcome.decision.promote
     assert any("below floor" in r for r in outcome.decision.reasons)
     assert any(r.startswith("regression") for r in outcome.decision.reasons)
@@ -216,12 +242,23 @@ class RecordingLauncher:
 def publish_alerts(settings: Settings, n: int, tag: str) -> list[str]:
     now = datetime.now(UTC)
     alerts = [
-        DriftAlert(alert_id=f"{tag}-{i}", detector="psi", kind="data", features={"support_calls_30d": 0.4},
-                   window_start=now - timedelta(hours=1), window_end=now, severity="high", created_at=now)
+        DriftAlert(
+            alert_id=f"{tag}-{i}",
+            detector="psi",
+            kind="data",
+            features={"support_calls_30d": 0.4},
+            window_start=now - timedelta(hours=1),
+            window_end=now,
+            severity="high",
+            created_at=now,
+        )
         for i in range(n)
     ]
-    produce(settings.resolved_bootstrap(), settings.topic("drift-alerts"),
-            [(b"psi", a.model_dump_json().encode()) for a in alerts])
+    produce(
+        settings.resolved_bootstrap(),
+        settings.topic("drift-alerts"),
+        [(b"psi", a.model_dump_json().encode()) for a in alerts],
+    )
     return [a.alert_id for a in alerts]
 
 
@@ -236,19 +273,26 @@ def test_c_a_storm_of_alerts_launches_one_job_and_a_restart_none(world, tmp_path
     assert [(c.trigger, c.alert_id) for c in fake.calls] == [("drift", ids[0])]
     assert state.running is None and state.last_outcome == "promoted" and state.last_exit_code == 0
     assert state.last_alert_id == ids[-1] and state.handled[-20:] == ids
-    decisions = {s.labels["decision"]: s.value for m in service.metrics.alerts.collect() for s in m.samples
-                 if s.name.endswith("_total")}
+    decisions = {
+        s.labels["decision"]: s.value
+        for m in service.metrics.alerts.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
     # The job ran while the first alerts came in, and ended in the middle of the storm.
     assert decisions["launched"] == 1 and decisions["running"] >= 1 and decisions["cooldown"] >= 1
     assert sum(decisions.values()) == 20
-    assert consumer_lag(settings.resolved_bootstrap(), f"{settings.app_id}-launcher", settings.topic("drift-alerts")) == 0
+    assert (
+        consumer_lag(settings.resolved_bootstrap(), f"{settings.app_id}-launcher", settings.topic("drift-alerts")) == 0
+    )
 
     # A restart with the saved state launches nothing, even when the alerts come again
     # (here: a new consumer group that reads them all from the beginning).
     again = RecordingLauncher()
     regrouped = settings.model_copy(update={"app_id": f"{settings.app_id}-again"})
-    state = RetrainLauncher(regrouped, again, LaunchPolicy(cooldown_s=0), state_path=state_path).run(once=True,
-                                                                                                     poll_s=0.2)
+    state = RetrainLauncher(regrouped, again, LaunchPolicy(cooldown_s=0), state_path=state_path).run(
+        once=True, poll_s=0.2
+    )
     assert again.calls == [] and state.launches == 1
 
 
@@ -257,8 +301,14 @@ def test_d_launcher_once_runs_a_real_retraining_job(world, tmp_path):
     ids = publish_alerts(settings, 5, "real")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
     env.update(settings_env(settings), CHURN_WEB_PORT=str(free_port()))
-    proc = subprocess.run([CHURN, "launcher", "--once", "--cooldown", "60"], env=env, capture_output=True,
-                          text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [CHURN, "launcher", "--once", "--cooldown", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     state = load_state(state_dir(settings) / "state.json")

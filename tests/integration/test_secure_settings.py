@@ -13,10 +13,9 @@ import sys
 import time
 
 import pytest
+from support import CHURN, isolated_env
 
-from support import isolated_env
 from stream.kafka.topics import CONNECTION_SETUP_MS
-from support import CHURN
 
 pytestmark = pytest.mark.integration
 
@@ -57,25 +56,33 @@ def fail_fast_s(kafka_bootstrap, tmp_path_factory) -> float:
     """Seconds a worker may take to fail on a connection: from its start-up on this machine, measured
     as a worker that fails at its settings (missing SASL credentials) plus the imports it makes after them."""
     env = secure_env(
-        kafka_bootstrap, tmp_path_factory.mktemp("startup"),
-        CHURN_SECURITY_PROTOCOL="SASL_SSL", CHURN_SASL_USERNAME="", CHURN_SASL_PASSWORD="",
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("startup"),
+        CHURN_SECURITY_PROTOCOL="SASL_SSL",
+        CHURN_SASL_USERNAME="",
+        CHURN_SASL_PASSWORD="",
     )
     done, settings_s = run_worker(env)
     assert_one_line_naming(done, "CHURN_SASL_USERNAME")
     # The settings fail before the worker's imports; its start-up is both.
     began = time.monotonic()
-    subprocess.run([sys.executable, "-c", "import stream.app.worker"], env=env, check=True, timeout=120,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", "import stream.app.worker"], env=env, check=True, timeout=120, stdin=subprocess.DEVNULL
+    )
     startup = settings_s + time.monotonic() - began
     return STARTUPS_ALLOWED * startup + CONNECTION_SETUP_MS / 1000 + MARGIN_S
 
 
 @pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SASL_SSL"])
-def test_sasl_worker_against_a_plaintext_broker_fails_fast_naming_the_protocol(kafka_bootstrap, tmp_path, protocol,
-                                                                                fail_fast_s):
+def test_sasl_worker_against_a_plaintext_broker_fails_fast_naming_the_protocol(
+    kafka_bootstrap, tmp_path, protocol, fail_fast_s
+):
     env = secure_env(
-        kafka_bootstrap, tmp_path,
-        CHURN_SECURITY_PROTOCOL=protocol, CHURN_SASL_USERNAME="svc-churn", CHURN_SASL_PASSWORD=PASSWORD,
+        kafka_bootstrap,
+        tmp_path,
+        CHURN_SECURITY_PROTOCOL=protocol,
+        CHURN_SASL_USERNAME="svc-churn",
+        CHURN_SASL_PASSWORD=PASSWORD,
     )
     done, seconds = run_worker(env)
     line = assert_one_line_naming(done, "CHURN_SECURITY_PROTOCOL")
@@ -87,8 +94,11 @@ def test_sasl_worker_against_a_plaintext_broker_fails_fast_naming_the_protocol(k
 @pytest.mark.parametrize(("user", "missing"), [("", "CHURN_SASL_USERNAME"), ("svc-churn", "CHURN_SASL_PASSWORD")])
 def test_sasl_without_credentials_fails_at_settings(kafka_bootstrap, tmp_path, user, missing, fail_fast_s):
     env = secure_env(
-        kafka_bootstrap, tmp_path,
-        CHURN_SECURITY_PROTOCOL="SASL_SSL", CHURN_SASL_USERNAME=user, CHURN_SASL_PASSWORD="",
+        kafka_bootstrap,
+        tmp_path,
+        CHURN_SECURITY_PROTOCOL="SASL_SSL",
+        CHURN_SASL_USERNAME=user,
+        CHURN_SASL_PASSWORD="",
     )
     done, seconds = run_worker(env)
     line = assert_one_line_naming(done, missing)

@@ -9,12 +9,12 @@ from collections import Counter, defaultdict
 import orjson
 import pandas as pd
 import pytest
+from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker, wait_caught_up
 
 from producers.faults import inject
 from schemas.events import dump_event
 from schemas.outputs import ChurnScore
 from stream.pipeline.features import CustomerState, apply, feature_values
-from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker, wait_caught_up
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +102,7 @@ def test_republishing_the_same_events_changes_nothing(stream_env, tmp_path):
 
         def replay_consumed():
             return metric_sum(worker.metrics(), "churn_events_skipped_total") >= len(events)
+
         from support import wait_for
 
         wait_for(replay_consumed, 120, 0.5, "the second publication consumed")
@@ -180,8 +181,11 @@ def test_silent_customers_are_rescored(stream_env, tmp_path):
         def silence_scores(records):
             return [s for s in (orjson.loads(r.value) for r in records) if "@" in s["event_id"]]
 
-        scores.read_until(lambda r: {s["customer_id"] for s in silence_scores(r)} >= quiet, 120,
-                          "a silence re-score for every quiet customer")
+        scores.read_until(
+            lambda r: {s["customer_id"] for s in silence_scores(r)} >= quiet,
+            120,
+            "a silence re-score for every quiet customer",
+        )
         # A customer may also be re-scored while quiet mid-stream, if the backlog takes more than one
         # silence scan to work through; every re-score must fall after 7 days without an event.
         for s in silence_scores(scores.records):

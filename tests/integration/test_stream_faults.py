@@ -26,8 +26,8 @@ from support import (
 
 from schemas.events import dump_event
 from stream.errors import RegistryError
-from stream.pipeline.features import CustomerState, apply, feature_values
 from stream.kafka.partitioning import partition_for
+from stream.pipeline.features import CustomerState, apply, feature_values
 from training.registry import check_reachable
 
 pytestmark = pytest.mark.integration
@@ -79,8 +79,12 @@ def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_
     worker.wait_serving()
     produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
     # The worker's own count, not the scores topic: a reader sees scores a fetch later.
-    wait_for(lambda: metric_sum(worker.metrics(), "churn_events_in_total") >= len(events) // 5, 120, 0.05,
-             "a fifth of the stream consumed")
+    wait_for(
+        lambda: metric_sum(worker.metrics(), "churn_events_in_total") >= len(events) // 5,
+        120,
+        0.05,
+        "a fifth of the stream consumed",
+    )
     worker.kill9()
     scores.poll(2.0)
     before_kill = len(distinct_scored(scores.records))
@@ -103,16 +107,20 @@ def test_kill_9_mid_stream_then_restart_leaves_nothing_unscored(stream_env, tmp_
             spans = {p: (min(o), max(o), len(o)) for p, o in where.items()}
             totals = Counter(r.partition for r in features.records)
             lag = consumer_lag(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"))
-            pytest.fail(f"{len(missing)} events unscored, {len(missing - featured)} of them without features; "
-                        f"missing feature offsets by partition {spans}; feature records {dict(totals)}; "
-                        f"account-events lag {lag}")
+            pytest.fail(
+                f"{len(missing)} events unscored, {len(missing - featured)} of them without features; "
+                f"missing feature offsets by partition {spans}; feature records {dict(totals)}; "
+                f"account-events lag {lag}"
+            )
         scores.poll(1.0)
         counts = Counter(orjson.loads(r.value)["event_id"] for r in scores.records)
         duplicates = sum(n - 1 for n in counts.values())
         record_property("scored_before_kill", before_kill)
         record_property("duplicate_scores", duplicates)
-        print(f"{store} store, kill -9 after {before_kill} of {len(events)} scored: "
-              f"{duplicates} duplicate scores (at-least-once)")
+        print(
+            f"{store} store, kill -9 after {before_kill} of {len(events)} scored: "
+            f"{duplicates} duplicate scores (at-least-once)"
+        )
         assert set(counts) == ids
         if store == "rocksdb":
             assert rocksdb_files(tmp_path / "worker"), "no RocksDB files under the worker's data dir"
@@ -148,8 +156,9 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store)
             return all(w.metrics().get("churn_assigned_partitions", 0) > 0 for w in (a, b))
 
         wait_for(both_assigned, 60, 0.5, "both workers own partitions")
-        produce(bootstrap, settings.topic("account-events"),
-                [(e.customer_id.encode(), dump_event(e)) for e in first_half])
+        produce(
+            bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in first_half]
+        )
         scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in first_half}, 120, "first half scored")
         processed = [metric_sum(w.metrics(), "churn_events_in_total") for w in (a, b)]
         assert all(n > 0 for n in processed), f"partitions not shared: {processed}"
@@ -157,10 +166,15 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store)
 
         b.stop()
         # Producers do not wait for the group: the second half arrives while worker a takes over.
-        produce(bootstrap, settings.topic("account-events"),
-                [(e.customer_id.encode(), dump_event(e)) for e in second_half])
-        wait_for(lambda: a.metrics().get("churn_assigned_partitions", 0) == settings.topic_partitions, 60, 0.5,
-                 "the remaining worker owns every partition")
+        produce(
+            bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in second_half]
+        )
+        wait_for(
+            lambda: a.metrics().get("churn_assigned_partitions", 0) == settings.topic_partitions,
+            60,
+            0.5,
+            "the remaining worker owns every partition",
+        )
         ids = {e.event_id for e in events}
         try:
             scores.read_until(lambda r: distinct_scored(r) >= ids, 120, "every event scored")
@@ -172,8 +186,10 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store)
             shown = ("churn_assigned", "churn_events_in", "churn_rebalance")
             counts = {k: v for k, v in a.metrics().items() if k.startswith(shown)}
             log_tail = "\n".join(line[:300] for line in a.log_tail(60).splitlines())
-            pytest.fail(f"{len(missing)} events unscored after the takeover, by partition {dict(by_partition)}; "
-                        f"account-events lag {lag}; worker a metrics {counts}\nworker a log:\n{log_tail}")
+            pytest.fail(
+                f"{len(missing)} events unscored after the takeover, by partition {dict(by_partition)}; "
+                f"account-events lag {lag}; worker a metrics {counts}\nworker a log:\n{log_tail}"
+            )
         # Every offset is committed: no gap left behind stalls a partition's commits.
         wait_caught_up(bootstrap, stream_env["CHURN_APP_ID"], settings.topic("account-events"), timeout=60)
         # The partitions worker a took over carry the state worker b built: features equal a recomputation.
@@ -211,20 +227,41 @@ def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, regist
     env = dict(stream_env, CHURN_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", CHURN_REGISTRY_RETRY_S="1")
     events = simulated(2_000, 60, seed=33, prefix="r")
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(server_port),
-         "--backend-store-uri", f"sqlite:///{registry_dir / 'mlflow.db'}", "--workers", "1"],
-        stdout=open(tmp_path / "mlflow.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(server_port),
+            "--backend-store-uri",
+            f"sqlite:///{registry_dir / 'mlflow.db'}",
+            "--workers",
+            "1",
+        ],
+        stdout=open(tmp_path / "mlflow.log", "wb"),
+        stderr=subprocess.STDOUT,
     )
     relay = TcpRelay(port, ("127.0.0.1", server_port))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
-        wait_for(lambda: "no servable model yet" in worker.log_path.read_text(errors="replace"), 90, 0.5,
-                 "a clear log line about the unreachable registry")
+        wait_for(
+            lambda: "no servable model yet" in worker.log_path.read_text(errors="replace"),
+            90,
+            0.5,
+            "a clear log line about the unreachable registry",
+        )
         assert worker.metrics().get("churn_model_version", 0) == 0
         produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
 
-        wait_for(lambda: registry_answers(settings, f"http://127.0.0.1:{server_port}", server), 240, 1.0,
-                 "the MLflow server's /health")
+        wait_for(
+            lambda: registry_answers(settings, f"http://127.0.0.1:{server_port}", server),
+            240,
+            1.0,
+            "the MLflow server's /health",
+        )
         assert worker.metrics().get("churn_model_version", 0) == 0
         relay.start()  # the registry appears at the worker's address
         worker.wait_serving(timeout=120)
@@ -234,8 +271,9 @@ def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, regist
         relay.close()  # and vanishes
         more = simulated(3_000, 60, seed=34, prefix="r2")
         produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in more])
-        scores.read_until(lambda r: distinct_scored(r) >= {e.event_id for e in more}, 120,
-                          "scoring carries on without the registry")
+        scores.read_until(
+            lambda r: distinct_scored(r) >= {e.event_id for e in more}, 120, "scoring carries on without the registry"
+        )
         assert worker.proc.poll() is None
     finally:
         relay.close()

@@ -266,11 +266,16 @@ class MonitoredStream(Stream):
 
 def monitor_counts(monitor: Monitor) -> dict:
     return {
-        "total": monitor.events_total, "active": monitor.events_active,
-        "by_stream": dict(monitor.events_by_stream), "by_task": dict(monitor.events_by_task),
-        "partitions": set(monitor.stream_inbound_time), "runtimes": len(monitor.events_runtime),
-        "messages": monitor.messages_received_total, "messages_active": monitor.messages_active,
-        "messages_by_topic": dict(monitor.messages_received_by_topic), "read": dict(monitor.tp_read_offsets),
+        "total": monitor.events_total,
+        "active": monitor.events_active,
+        "by_stream": dict(monitor.events_by_stream),
+        "by_task": dict(monitor.events_by_task),
+        "partitions": set(monitor.stream_inbound_time),
+        "runtimes": len(monitor.events_runtime),
+        "messages": monitor.messages_received_total,
+        "messages_active": monitor.messages_active,
+        "messages_by_topic": dict(monitor.messages_received_by_topic),
+        "read": dict(monitor.tp_read_offsets),
     }
 
 

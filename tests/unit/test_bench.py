@@ -5,8 +5,8 @@ from types import SimpleNamespace
 import orjson
 import pytest
 
-from stream.local import bench
 from stream.errors import ChurnError
+from stream.local import bench
 
 pytestmark = pytest.mark.unit
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stream.local.broker import EmbeddedBroker, free_port
 from stream.errors import BrokerError
+from stream.local.broker import EmbeddedBroker, free_port
 
 pytestmark = pytest.mark.unit
 

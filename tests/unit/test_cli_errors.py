@@ -56,8 +56,9 @@ def test_invalid_choice_setting(tmp_path):
     assert_one_line_error(proc, "CHURN_SECURITY_PROTOCOL")
 
 
-@pytest.mark.parametrize(("cpus", "says"), [("first", "not a CPU list"), ("3-1", "not a CPU list"),
-                                             ("4096", "4096 not available here")])
+@pytest.mark.parametrize(
+    ("cpus", "says"), [("first", "not a CPU list"), ("3-1", "not a CPU list"), ("4096", "4096 not available here")]
+)
 def test_worker_cpus_that_cannot_be_used(tmp_path, cpus, says):
     proc = run("worker", CHURN_WORKER_CPUS=cpus, CHURN_DATA_DIR=str(tmp_path))
     assert_one_line_error(proc, "CHURN_WORKER_CPUS", says)
@@ -136,8 +137,7 @@ def assert_fails_fast(args, seconds_allowed: float = 15.0, **env: str) -> subpro
     return proc
 
 
-@pytest.mark.parametrize("args", [("produce", "--max-events", "10"), ("tail",), ("launcher", "--once"),
-                                  ("topics",)])
+@pytest.mark.parametrize("args", [("produce", "--max-events", "10"), ("tail",), ("launcher", "--once"), ("topics",)])
 def test_broker_commands_with_nothing_on_the_port_fail_fast_naming_the_address(tmp_path, args):
     address = closed_port()
     proc = assert_fails_fast(args, CHURN_BOOTSTRAP_SERVERS=address, CHURN_DATA_DIR=str(tmp_path))
@@ -147,9 +147,12 @@ def test_broker_commands_with_nothing_on_the_port_fail_fast_naming_the_address(t
 @pytest.mark.parametrize("args", [("models",), ("models", "rollback"), ("train",), ("retrain",), ("bench",)])
 def test_registry_commands_with_no_registry_fail_fast_naming_the_address(tmp_path, args):
     uri = f"http://{closed_port()}"
-    proc = assert_fails_fast(args, CHURN_MLFLOW_TRACKING_URI=uri, CHURN_BOOTSTRAP_SERVERS=closed_port(),
-                             CHURN_DATA_DIR=str(tmp_path))
-    assert ("CHURN_MLFLOW_TRACKING_URI" in proc.stderr and uri in proc.stderr) or "CHURN_BOOTSTRAP_SERVERS" in proc.stderr
+    proc = assert_fails_fast(
+        args, CHURN_MLFLOW_TRACKING_URI=uri, CHURN_BOOTSTRAP_SERVERS=closed_port(), CHURN_DATA_DIR=str(tmp_path)
+    )
+    assert (
+        "CHURN_MLFLOW_TRACKING_URI" in proc.stderr and uri in proc.stderr
+    ) or "CHURN_BOOTSTRAP_SERVERS" in proc.stderr
 
 
 def test_version():

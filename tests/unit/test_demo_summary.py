@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -13,14 +13,24 @@ from stream.local.demo import DemoOptions, Observed, Published, Story, scenario_
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def closed_loop(new_version_scores: int) -> tuple[Observed, Published, Story]:
     seen = Observed()
-    seen.alerts.append(DriftAlert(alert_id="a1", detector="feature_psi", kind="data", features={"psi": 0.3},
-                                  window_start=NOW, window_end=NOW, model_version="1", severity="high",
-                                  created_at=NOW))
+    seen.alerts.append(
+        DriftAlert(
+            alert_id="a1",
+            detector="feature_psi",
+            kind="data",
+            features={"psi": 0.3},
+            window_start=NOW,
+            window_end=NOW,
+            model_version="1",
+            severity="high",
+            created_at=NOW,
+        )
+    )
     seen.event_ids.update(f"e{i}" for i in range(100))
     seen.by_version.update({"1": 100 - min(new_version_scores, 100), "2": new_version_scores})
     seen.first_day_by_version.update({"1": 0.0, "2": 180.0})
@@ -48,8 +58,15 @@ def test_the_scenario_table_shows_old_new_and_oracle_auc_and_why_a_row_did_not_c
 
     seen, pub, story = closed_loop(60)
     story.result = {"roc_auc": 0.7812, "production_roc_auc": 0.7034, "oracle_roc_auc": 0.8126}
-    closed = summarize(DemoOptions(after_swap_events=50), seen, pub, story,
-                       SimpleNamespace(state=SimpleNamespace(launches=1, running=None)), 10.0, Path("run"))
+    closed = summarize(
+        DemoOptions(after_swap_events=50),
+        seen,
+        pub,
+        story,
+        SimpleNamespace(state=SimpleNamespace(launches=1, running=None)),
+        10.0,
+        Path("run"),
+    )
     console = Console(record=True, width=250)
     console.print(scenario_table([closed, {"scenario": "new_plan", "problems": ["no promotion"]}]))
     text = console.export_text()

@@ -420,7 +420,10 @@ def test_canonical_url_is_the_advertised_host_while_binding_the_web_host(tmp_pat
     from stream.app.build import create_app
 
     settings = Settings(
-        bootstrap_servers="127.0.0.1:9", data_dir=tmp_path, web_host="0.0.0.0", web_port=6070,
+        bootstrap_servers="127.0.0.1:9",
+        data_dir=tmp_path,
+        web_host="0.0.0.0",
+        web_port=6070,
         web_advertised_host="worker-1.churn",
     )
     conf = create_app(settings).app.conf

@@ -138,8 +138,9 @@ class Consumer(Service):
 
     async def deliver(self, message):
         read = self._read_offset[message.tp]
-        self.trace.append(("deliver", message.tp.topic, message.tp.partition, message.offset, read,
-                           self.guard.idle.is_set()))
+        self.trace.append(
+            ("deliver", message.tp.topic, message.tp.partition, message.offset, read, self.guard.idle.is_set())
+        )
         self._on_deliver(self, message)
         if message.offset in self._waits:
             await asyncio.sleep(0.001)
@@ -183,10 +184,14 @@ def records(tp_offsets: dict[TP, list[int]]):
 
 
 async def test_fetched_messages_are_delivered_round_robin_with_read_offsets_and_the_guard_busy():
-    faust, ours = await traces(lambda: Consumer([
-        (records({A0: [0, 1, 2], A1: [5, 6], B0: [0]}), None),
-        (records({A0: [3], B0: [1, 2]}), {A0, B0}),
-    ]))
+    faust, ours = await traces(
+        lambda: Consumer(
+            [
+                (records({A0: [0, 1, 2], A1: [5, 6], B0: [0]}), None),
+                (records({A0: [3], B0: [1, 2]}), {A0, B0}),
+            ]
+        )
+    )
     assert ours == faust
     delivered = [t for t in ours if t[0] == "deliver"]
     assert len(delivered) == 9
@@ -195,10 +200,14 @@ async def test_fetched_messages_are_delivered_round_robin_with_read_offsets_and_
 
 
 async def test_gaps_drops_and_partitions_no_longer_active_as_faust_has_them():
-    faust, ours = await traces(lambda: Consumer([
-        (records({A0: [0, 1, 5, 3, 6], A1: [0], B0: [0, 4]}), {A0, B0}),  # a gap, a drop; A1 not active
-        (records({A1: [1], B0: [9]}), {B0}, lambda c: c._buffered_partitions.add(A1)),  # A1 buffered now
-    ]))
+    faust, ours = await traces(
+        lambda: Consumer(
+            [
+                (records({A0: [0, 1, 5, 3, 6], A1: [0], B0: [0, 4]}), {A0, B0}),  # a gap, a drop; A1 not active
+                (records({A1: [1], B0: [9]}), {B0}, lambda c: c._buffered_partitions.add(A1)),  # A1 buffered now
+            ]
+        )
+    )
     assert ours == faust
     assert ("gap", "a", 0, 2, 5) in ours and ("dev", "DROPPED") in ours
     assert not any(t[0] == "gap" and t[1] == "b" for t in ours)  # b does not ack: no gap 5..9
@@ -216,10 +225,15 @@ async def test_a_new_consumer_generation_or_a_stopped_flow_ends_the_fetch_and_a_
             consumer.stop_flow()
 
     for on_deliver in (regenerate, stop):
-        faust, ours = await traces(lambda on_deliver=on_deliver: Consumer([
-            (records({A0: [0, 1, 2, 3], A1: [0, 1, 2]}), None),
-            (records({A0: [4]}), None),
-        ], on_deliver=on_deliver))
+        faust, ours = await traces(
+            lambda on_deliver=on_deliver: Consumer(
+                [
+                    (records({A0: [0, 1, 2, 3], A1: [0, 1, 2]}), None),
+                    (records({A0: [4]}), None),
+                ],
+                on_deliver=on_deliver,
+            )
+        )
         assert ours == faust
     assert ("seek",) in ours and ours.index(("stop_flow",)) < ours.index(("seek",))
 
@@ -228,8 +242,9 @@ async def test_commits_every_n_acks_and_deliveries_that_wait():
     def ack(consumer, message):
         consumer._n_acked += 1
 
-    faust, ours = await traces(lambda: Consumer([(records({A0: list(range(8))}), None)], on_deliver=ack,
-                                                commit_every=3, waits={2, 5}))
+    faust, ours = await traces(
+        lambda: Consumer([(records({A0: list(range(8))}), None)], on_deliver=ack, commit_every=3, waits={2, 5})
+    )
     assert ours == faust
     assert ours.count(("commit",)) == 2
     assert ("delivered after a wait", 5) in ours

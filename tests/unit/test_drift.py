@@ -23,8 +23,8 @@ from stream.drift.detectors import (
     expected_auc,
     roc_auc,
 )
-from stream.drift.psi import PSI_THRESHOLDS, categorical_psi, numeric_counts, psi, severity
 from stream.drift.monitor import DriftConfig, DriftMonitor
+from stream.drift.psi import PSI_THRESHOLDS, categorical_psi, numeric_counts, psi, severity
 from stream.drift.windows import BIN_AT, FeatureWindow, WindowReport
 from training.reference import reference_distributions
 
@@ -197,8 +197,11 @@ def test_a_count_window_fed_small_batches_bins_them_late_and_reports_the_same(re
     scores = [None if i % 13 == 0 else float(p) for i, p in enumerate(rng.beta(2, 8, n))]
     stamps = rng.permutation(n).astype(float).tolist()
     one, mixed = FeatureWindow(reference, every_n=every), FeatureWindow(reference, every_n=every)
-    expected = [(i, r) for i, (row, score, ts) in enumerate(zip(values, scores, stamps))
-                if (r := one.update(row, score, ts)) is not None]
+    expected = [
+        (i, r)
+        for i, (row, score, ts) in enumerate(zip(values, scores, stamps))
+        if (r := one.update(row, score, ts)) is not None
+    ]
     got, start, binned_mid_window = [], 0, False
     while start < n:
         if start % 7 == 0:  # now and then a single update between batches
@@ -222,8 +225,9 @@ def test_the_monitor_fed_in_batches_alerts_as_fed_one_vector_at_a_time(reference
     rng = np.random.default_rng(22)
     config = DriftConfig(window_events=300, warmup_events=450, min_count=100, cooldown_s=50.0, sample=7)
     n = 6000
-    values = rows(pd.concat([frame(rng, n // 2), frame(rng, n // 2, shift=1.0, plans=("basic", "flex"))],
-                            ignore_index=True))
+    values = rows(
+        pd.concat([frame(rng, n // 2), frame(rng, n // 2, shift=1.0, plans=("basic", "flex"))], ignore_index=True)
+    )
     for i, row in enumerate(values):
         row["customer_id"] = f"c{i % 300}"
     scores = np.concatenate([rng.beta(2, 8, n // 2), rng.beta(5, 3, n // 2)]).tolist()
@@ -233,8 +237,10 @@ def test_the_monitor_fed_in_batches_alerts_as_fed_one_vector_at_a_time(reference
         out, start = [], 0
         for size in sizes:
             end = min(n, start + size)
-            out += [(a.detector, a.kind, a.features, a.window_start, a.window_end)
-                    for a in monitor.observe(values[start:end], scores[start:end], stamps[start:end])]
+            out += [
+                (a.detector, a.kind, a.features, a.window_start, a.window_end)
+                for a in monitor.observe(values[start:end], scores[start:end], stamps[start:end])
+            ]
             start = end
         assert start == n
         return out
@@ -548,8 +554,10 @@ def test_expected_auc_is_the_auc_of_labels_drawn_from_the_scores():
 
 
 def test_the_calibration_of_the_holdout_scales_the_expected_loss():
-    plain, scaled = ConceptDriftMonitor(horizon_s=H, window=50), ConceptDriftMonitor(horizon_s=H, window=50,
-                                                                                      calibration=1.25)
+    plain, scaled = (
+        ConceptDriftMonitor(horizon_s=H, window=50),
+        ConceptDriftMonitor(horizon_s=H, window=50, calibration=1.25),
+    )
     for m in (plain, scaled):
         for i in range(50):
             m.add_score(f"c{i}", float(i), 0.1)
@@ -603,8 +611,11 @@ def test_fast_kswin_decides_exactly_as_rivers_kswin_on_the_same_draws():
     from river import drift
 
     rng = random.Random(5)
-    values = ([rng.betavariate(2, 8) for _ in range(1500)] + [rng.betavariate(4, 6) for _ in range(1500)]
-              + [rng.betavariate(2, 8) for _ in range(1000)])
+    values = (
+        [rng.betavariate(2, 8) for _ in range(1500)]
+        + [rng.betavariate(4, 6) for _ in range(1500)]
+        + [rng.betavariate(2, 8) for _ in range(1000)]
+    )
     river_kswin = drift.KSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
     fast = river_draws_kswin(alpha=1e-5, window_size=300, stat_size=100, seed=3)
     detections = 0
@@ -657,8 +668,12 @@ def shifting_values(seed: int = 5) -> list[float]:
     import random
 
     rng = random.Random(seed)
-    return ([rng.betavariate(2, 8) for _ in range(1500)] + [rng.betavariate(4, 6) for _ in range(1500)]
-            + [rng.betavariate(2, 8) for _ in range(1000)] + [round(rng.random(), 2) for _ in range(1500)])
+    return (
+        [rng.betavariate(2, 8) for _ in range(1500)]
+        + [rng.betavariate(4, 6) for _ in range(1500)]
+        + [rng.betavariate(2, 8) for _ in range(1000)]
+        + [round(rng.random(), 2) for _ in range(1500)]
+    )
 
 
 @pytest.mark.parametrize("batch", [1, 7, 40, 333, 6000, (1, 5, 6, 2, 9, 4, 13)])
@@ -676,7 +691,7 @@ def test_fast_kswin_update_many_leaves_it_as_one_update_per_value_does(batch):
     batches_with_detections = 0
     start = 0
     while start < len(values):
-        chunk = values[start:start + next(sizes)]
+        chunk = values[start : start + next(sizes)]
         start += len(chunk)
         hit = False
         for value in chunk:
@@ -699,7 +714,7 @@ def test_fast_kswin_update_many_decides_as_rivers_kswin_on_the_same_draws():
     fast = river_draws_kswin(alpha=1e-5, window_size=300, stat_size=100, seed=3)
     detections = 0
     for start in range(0, len(values), 50):
-        chunk = values[start:start + 50]
+        chunk = values[start : start + 50]
         hit = False
         for value in chunk:
             river_kswin.update(value)
@@ -727,7 +742,7 @@ def test_score_detectors_update_many_reports_what_fired_on_any_score():
     one, many = ScoreStreamDetector(seed=0), ScoreStreamDetector(seed=0)
     fired_any = set()
     for start in range(0, len(scores), 64):
-        chunk = scores[start:start + 64]
+        chunk = scores[start : start + 64]
         fired = set()
         for score in chunk:
             fired.update(one.update(float(score)))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stream.local.drift_harness import Model, Row, measure, table
 from stream.drift.monitor import DriftConfig
+from stream.local.drift_harness import Model, Row, measure, table
 from training.dataset import SNAPSHOT, label_array, model_inputs
 from training.importance import global_importance
 from training.reference import reference_distributions
@@ -17,11 +17,22 @@ def test_the_harness_counts_stable_events_and_times_a_drift_shape(bootstrap_resu
     result = bootstrap_result
     x = model_inputs(result.split.train[result.split.train[SNAPSHOT] == "event"])
     holdout = result.split.holdout
-    model = Model(lambda frame: result.pipeline.predict_proba(frame)[:, 1],
-                  reference_distributions(x, result.pipeline.predict_proba(x)[:, 1]), dict(result.metrics),
-                  global_importance(result.pipeline, model_inputs(holdout), label_array(holdout)))
-    rows = measure(model, DriftConfig(), seeds=(5,), customers=1000, stable_events=30_000,
-                   scenarios=("support_surge",), max_days_after=60, processes=2)
+    model = Model(
+        lambda frame: result.pipeline.predict_proba(frame)[:, 1],
+        reference_distributions(x, result.pipeline.predict_proba(x)[:, 1]),
+        dict(result.metrics),
+        global_importance(result.pipeline, model_inputs(holdout), label_array(holdout)),
+    )
+    rows = measure(
+        model,
+        DriftConfig(),
+        seeds=(5,),
+        customers=1000,
+        stable_events=30_000,
+        scenarios=("support_surge",),
+        max_days_after=60,
+        processes=2,
+    )
     stable, surge = rows
     assert stable.scenario == "stable" and stable.events >= 30_000
     assert surge.scenario == "support_surge" and surge.events > 0
@@ -39,8 +50,10 @@ def test_the_table_says_when_a_drift_went_unseen():
 
 
 def test_the_table_counts_a_seasonal_streams_alerts_after_its_first_season():
-    rows = [Row("seasonal", 2, 300_000, 3, "data", "feature_psi", "low", False, 1.5, 2_400, 1),
-            Row("support_surge", 2, 20_000, 1, "data", "feature_psi", "medium", True, 3.0, 6_000)]
+    rows = [
+        Row("seasonal", 2, 300_000, 3, "data", "feature_psi", "low", False, 1.5, 2_400, 1),
+        Row("support_surge", 2, 20_000, 1, "data", "feature_psi", "medium", True, 3.0, 6_000),
+    ]
     text = table(rows)
     assert "| seasonal | 2 | 300,000 | 3 | data, feature_psi, low | no | 1.5 | 2,400 | 1 |" in text
     assert "| support_surge | 2 | 20,000 | 1 | data, feature_psi, medium | yes | 3.0 | 6,000 |  |" in text

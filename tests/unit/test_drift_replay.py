@@ -115,7 +115,8 @@ def test_a_branch_replays_like_the_whole_scenario_stream(bootstrap_result):
     def found(r):
         return [(i, a.detector, a.kind, a.window_start, a.window_end, a.features) for i, a in r.alerts]
 
-    assert whole.onset_index is not None and any(i >= whole.onset_index for i, _ in whole.alerts), \
+    assert whole.onset_index is not None and any(i >= whole.onset_index for i, _ in whole.alerts), (
         "the scenario raised no alert after its onset: nothing to compare"
+    )
     assert (branched.events, branched.onset_index) == (whole.events, whole.onset_index)
     assert found(branched) == found(whole)

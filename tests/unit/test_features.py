@@ -2,7 +2,7 @@
 
 import itertools
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -20,7 +20,7 @@ from stream.pipeline.features import (
 
 pytestmark = pytest.mark.unit
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def at(days: float) -> datetime:
@@ -126,8 +126,10 @@ def test_state_stays_bounded_and_small():
         if day % 3 == 0:
             apply(state, SupportCall(event_id=f"s{day}", customer_id="c000001", ts=at(day + 0.7)))
         if day % 30 == 0:
-            apply(state, Payment(event_id=f"p{day}", customer_id="c000001", ts=at(day + 0.9), amount=60.0,
-                                 status="failed"))
+            apply(
+                state,
+                Payment(event_id=f"p{day}", customer_id="c000001", ts=at(day + 0.9), amount=60.0, status="failed"),
+            )
     assert len(state.usage) <= 60
     assert len(state.support_calls) <= 11
     assert len(state.failed_payments) <= 4
@@ -145,7 +147,7 @@ FORMAT_1 = (
     b'{"c":"c1","l":1773446400000,"s":6220800000,"f":6220800000,"p":172800000,"x":null,"pl":"premium","m":95.0,'
     b'"pk":[1900800000,47431297323],"a":1,"ak":[3542400000,922434745981],"sc":[2332800000,172800000],'
     b'"fp":[3628800000],"u":[4094,5.0,4101,2.0,4105,1.5],"r":[6220800000,263524550453,6134400000,848675351965,'
-    b'4492800000,248438765607,3628800000,552642741402,3542400000,922434745981,2332800000,805690514649,'
+    b"4492800000,248438765607,3628800000,552642741402,3542400000,922434745981,2332800000,805690514649,"
     b'1900800000,47431297323,1468800000,784589843442,172800000,819514666979,0,651491813043],"n":10}'
 )
 
@@ -153,10 +155,10 @@ FORMAT_1 = (
 # ``replay(history())`` as the second format wrote it: an array, the ring as two lists of integers.
 FORMAT_2 = (
     b'[2,"c1",1773446400.0,1767225600.0,1767225600.0,1773273600.0,null,"premium",95.0,[1771545600.0,47431297323],'
-    b'true,[1769904000.0,922434745981],[1771113600.0,1773273600.0],[1769817600.0],[[4094,5.0],[4101,2.0],'
-    b'[4105,1.5]],[1767225600000,1767312000000,1768953600000,1769817600000,1769904000000,1771113600000,'
-    b'1771545600000,1771977600000,1773273600000,1773446400000],[263524550453,848675351965,248438765607,'
-    b'552642741402,922434745981,805690514649,47431297323,784589843442,819514666979,651491813043],10]'
+    b"true,[1769904000.0,922434745981],[1771113600.0,1773273600.0],[1769817600.0],[[4094,5.0],[4101,2.0],"
+    b"[4105,1.5]],[1767225600000,1767312000000,1768953600000,1769817600000,1769904000000,1771113600000,"
+    b"1771545600000,1771977600000,1773273600000,1773446400000],[263524550453,848675351965,248438765607,"
+    b"552642741402,922434745981,805690514649,47431297323,784589843442,819514666979,651491813043],10]"
 )
 
 
@@ -178,7 +180,7 @@ def test_the_ring_is_encoded_as_little_endian_64_bit_integers():
     encoded = orjson.loads(state.to_bytes())
     assert encoded[0] == 3
     raw = base64.b64decode(encoded[-2])
-    values = [int.from_bytes(raw[i:i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
+    values = [int.from_bytes(raw[i : i + 8], "little", signed=True) for i in range(0, len(raw), 8)]
     assert values == list(state.ring_ms) + list(state.ring_ids)
     assert len(state.to_bytes()) < len(FORMAT_2)
 
@@ -255,7 +257,7 @@ def test_simulated_states_round_trip_and_apply_checked_agrees_with_admit_then_ap
 
 def test_event_time_is_the_timestamp_rounded_to_the_millisecond_for_any_time():
     rng = random.Random(11)
-    zones = [timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+    zones = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
     checked = 0
     for _ in range(20_000):
         micro = rng.choice([0, 1000 * rng.randrange(1000), 500 + 1000 * rng.randrange(1000), rng.randrange(1_000_000)])
@@ -279,8 +281,12 @@ def _mixed_stream(seed: int, customers: int, n: int):
         base = {"event_id": f"e{seed}-{i}", "customer_id": f"c{c}", "ts": ts}
         kind = rng.choices(range(7), weights=[3, 2, 8, 4, 20, 2, 1])[0]
         if kind == 0:
-            ev = Signup(**base, plan=rng.choice(plans), monthly_charges=round(rng.uniform(10, 120), 2),
-                        has_autopay=rng.random() < 0.5)
+            ev = Signup(
+                **base,
+                plan=rng.choice(plans),
+                monthly_charges=round(rng.uniform(10, 120), 2),
+                has_autopay=rng.random() < 0.5,
+            )
         elif kind == 1:
             ev = PlanChanged(**base, plan=rng.choice(plans), monthly_charges=round(rng.uniform(10, 120), 2))
         elif kind == 2:
@@ -344,12 +350,25 @@ def test_the_features_rounding_gives_rounds_float_for_every_value(digits):
     rounded = rounder(digits)
     rng = random.Random(digits)
     scale = 10**digits
-    values = [0.0, -0.0, math.inf, -math.inf, math.nan, 5e-5, -5e-5, 0.00005, 1e300, -1e300, 5e11 / scale, 4.9e11 / scale]
+    values = [
+        0.0,
+        -0.0,
+        math.inf,
+        -math.inf,
+        math.nan,
+        5e-5,
+        -5e-5,
+        0.00005,
+        1e300,
+        -1e300,
+        5e11 / scale,
+        4.9e11 / scale,
+    ]
     values += [rng.uniform(-20, 200) for _ in range(50_000)]
     values += [rng.uniform(-1, 1) * 10.0 ** rng.randint(-9, 14) for _ in range(50_000)]
     # exact and near ties: k + 1/2 units of the last digit, and their float neighbours
     for _ in range(20_000):
-        tie = (rng.randrange(-10**9, 10**9) + 0.5) / scale
+        tie = (rng.randrange(-(10**9), 10**9) + 0.5) / scale
         values += [tie, math.nextafter(tie, math.inf), math.nextafter(tie, -math.inf)]
     values += [i / (2 * scale) for i in range(-5000, 5000)]
 

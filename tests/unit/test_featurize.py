@@ -4,10 +4,10 @@ import pytest
 
 from producers.simulator import SimConfig, Simulator
 from schemas.events import dump_event
+from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState
 from stream.pipeline.featurize import DLQ, FEATURES, Featurizer
 from stream.pipeline.messages import Inbound
-from stream.metrics import StreamMetrics
 
 pytestmark = pytest.mark.unit
 

@@ -7,10 +7,10 @@ import numpy as np
 import orjson
 import pytest
 
+from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState
 from stream.pipeline.featurize import Featurizer
 from stream.pipeline.json_bytes import json_bytes
-from stream.metrics import StreamMetrics
 from stream.serving.model_holder import LoadedModel
 from stream.serving.scoring import Scorer
 from tests.unit.test_featurize import messages
@@ -63,7 +63,7 @@ def test_states_features_and_scores_are_kept_at_their_own_size():
     again = Featurizer(StreamMetrics.create(), 10_000)
     batch = messages(400)
     feature_size = max(len(o.value) for o in result.out)
-    per_event = allocated_per_item(lambda i: again.process(batch[i:i + 1], lambda key: None).out[0].value)
+    per_event = allocated_per_item(lambda i: again.process(batch[i : i + 1], lambda key: None).out[0].value)
     assert per_event <= feature_size + SLACK
 
     class Constant:
@@ -74,6 +74,6 @@ def test_states_features_and_scores_are_kept_at_their_own_size():
     scorer = Scorer(StreamMetrics.create())
     scored = scorer.score(result.scorable, model)
     score_size = max(len(o.value) for o in scored.out)
-    per_score = allocated_per_item(lambda i: scorer.score(result.scorable[i:i + 1], model).out[0].value)
+    per_score = allocated_per_item(lambda i: scorer.score(result.scorable[i : i + 1], model).out[0].value)
     assert per_score <= score_size + SLACK
     assert CustomerState.from_bytes(states[0].to_bytes()) == states[0]

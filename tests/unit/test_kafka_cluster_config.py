@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import yaml
 
-from stream.local import kafka_cluster
 from stream.errors import BrokerError, ConfigError
+from stream.local import kafka_cluster
 from stream.local.kafka_cluster import (
     DEFAULT_KAFKA_VERSION,
     LAUNCHER_CONFIG,

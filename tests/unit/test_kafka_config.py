@@ -227,9 +227,9 @@ def test_an_unreachable_broker_is_not_a_config_mismatch() -> None:
 def test_connect_admin_gives_up_on_a_closed_port_naming_the_bootstrap_setting() -> None:
     import time
 
-    from stream.local.broker import free_port
     from stream.errors import BrokerError
     from stream.kafka.topics import connect_admin
+    from stream.local.broker import free_port
 
     start = time.monotonic()
     with pytest.raises(BrokerError, match="CHURN_BOOTSTRAP_SERVERS") as info:

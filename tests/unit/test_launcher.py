@@ -11,12 +11,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from stream.errors import ConfigError
 import yaml
 
 from schemas.outputs import DriftAlert
-from stream.errors import ChurnError
+from stream.errors import ChurnError, ConfigError
 from stream.settings import Settings
 from training.launcher import (
     DEFAULT_JOB_TEMPLATE,
@@ -41,8 +39,19 @@ T0 = 1_800_000_000.0
 
 def alert(alert_id: str) -> bytes:
     now = datetime.now(UTC)
-    return DriftAlert(alert_id=alert_id, detector="psi", kind="data", window_start=now, window_end=now,
-                      severity="high", created_at=now).model_dump_json().encode()
+    return (
+        DriftAlert(
+            alert_id=alert_id,
+            detector="psi",
+            kind="data",
+            window_start=now,
+            window_end=now,
+            severity="high",
+            created_at=now,
+        )
+        .model_dump_json()
+        .encode()
+    )
 
 
 class FakeLauncher:
@@ -168,8 +177,12 @@ def test_a_failed_job_is_recorded_with_its_exit_code(tmp_path):
     saved = load_state(svc.state_path)
     assert saved.last_outcome == "failed" and saved.last_exit_code == 3 and saved.running is None
     assert saved.last_job is not None and saved.last_job.alert_id == "a"
-    samples = {s.labels["outcome"]: s.value for m in svc.metrics.retrains.collect() for s in m.samples
-               if s.name.endswith("_total")}
+    samples = {
+        s.labels["outcome"]: s.value
+        for m in svc.metrics.retrains.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
     assert samples == {"failed": 1.0}
 
 
@@ -269,8 +282,10 @@ def test_subprocess_launcher_records_exit_code_and_decision(tmp_path):
     job = failing.launch(request(1))
     assert wait_end(failing, job) == JobEnd(3, "failed")
 
-    script = ("import json, sys; a = sys.argv; assert a[1:6] == ['retrain', '--trigger', 'drift', '--alert-id', "
-              "'a-1'], a; open(a[a.index('--result-file') + 1], 'w').write(json.dumps({'decision': 'rejected'}))")
+    script = (
+        "import json, sys; a = sys.argv; assert a[1:6] == ['retrain', '--trigger', 'drift', '--alert-id', "
+        "'a-1'], a; open(a[a.index('--result-file') + 1], 'w').write(json.dumps({'decision': 'rejected'}))"
+    )
     deciding = SubprocessLauncher(tmp_path, command=[sys.executable, "-c", script])
     job = deciding.launch(request(2))
     assert wait_end(deciding, job) == JobEnd(0, "rejected")

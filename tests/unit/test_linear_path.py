@@ -47,8 +47,9 @@ def test_unknown_categories_weigh_nothing_as_with_handle_unknown_ignore():
     fast = compile_pipeline(pipeline)
     columns = probe_columns(pipeline)
     assert "an unknown category" in columns["plan"] and "basic" in columns["plan"]
-    np.testing.assert_allclose(fast(columns), pipeline.predict_proba(columns_to_frame(columns))[:, 1],
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        fast(columns), pipeline.predict_proba(columns_to_frame(columns))[:, 1], rtol=0, atol=1e-12
+    )
     assert verified(pipeline, fast, columns_to_frame) is not None
 
 
@@ -71,8 +72,9 @@ def test_other_pipelines_are_not_compiled_and_keep_predict_proba(shape):
     assert model.fast is None
     columns = probe_columns(fitted())
     columns["plan"] = ["basic"] * len(columns["plan"])  # known to every one of these pipelines
-    np.testing.assert_array_equal(model.predict_columns(columns),
-                                  pipeline.predict_proba(columns_to_frame(columns))[:, 1])
+    np.testing.assert_array_equal(
+        model.predict_columns(columns), pipeline.predict_proba(columns_to_frame(columns))[:, 1]
+    )
 
 
 def test_a_loaded_model_scores_with_the_verified_path():
@@ -80,8 +82,9 @@ def test_a_loaded_model_scores_with_the_verified_path():
     model = LoadedModel("churn", "4", pipeline)
     assert model.fast is not None
     columns = probe_columns(pipeline, n=50, seed=9)
-    np.testing.assert_allclose(model.predict_columns(columns), model.predict(columns_to_frame(columns)),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        model.predict_columns(columns), model.predict(columns_to_frame(columns)), rtol=0, atol=1e-12
+    )
 
 
 def test_a_model_without_sklearn_steps_keeps_its_own_predict_proba():

@@ -13,9 +13,12 @@ pytestmark = pytest.mark.unit
 
 def samples(registry: CollectorRegistry) -> dict[tuple, float]:
     text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples
-            if not s.name.endswith("_created")}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
 
 
 def test_batches_are_counted_as_prometheus_counts_single_values():
@@ -33,7 +36,7 @@ def test_batches_are_counted_as_prometheus_counts_single_values():
     for start in range(300, 990, 23):  # both, in turns
         cut = start + (5 if start % 2 else 23)
         histogram.observe_many(values[start:cut])
-        histogram.observe_many(values[cut:start + 23])
+        histogram.observe_many(values[cut : start + 23])
     histogram.observe_many(values[990:999])
     histogram.observe(values[999])
     expected, got = samples(single), samples(batched)

@@ -50,6 +50,11 @@ def test_producer_contract() -> None:
 
 def test_compression_is_one_the_faust_workers_can_decode() -> None:
     # The featurize agent reads account-events with aiokafka; lz4/snappy/zstd need cramjam.
-    decodable = {"none": True, "gzip": codec.has_gzip(), "lz4": codec.has_lz4(),
-                 "snappy": codec.has_snappy(), "zstd": codec.has_zstd()}
+    decodable = {
+        "none": True,
+        "gzip": codec.has_gzip(),
+        "lz4": codec.has_lz4(),
+        "snappy": codec.has_snappy(),
+        "zstd": codec.has_zstd(),
+    }
     assert decodable[str(PRODUCER_DEFAULTS["compression.type"])]

@@ -82,7 +82,14 @@ def test_bad_jsonl_rows_are_reported_with_row_and_reason(tmp_path: Path) -> None
     path.write_bytes(b"\n".join(lines) + b"\n")
     rows = list(read_events(path))
     assert [(r.row, r.ok) for r in rows] == [
-        (1, True), (2, False), (3, False), (5, False), (6, False), (7, False), (8, False), (9, False),
+        (1, True),
+        (2, False),
+        (3, False),
+        (5, False),
+        (6, False),
+        (7, False),
+        (8, False),
+        (9, False),
     ]
     reasons = {r.row: r.error for r in rows}
     assert reasons[2].startswith("not JSON")

@@ -26,12 +26,22 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
 
 
 def vector(customer: str, event_id: str, day: float, **values) -> bytes:
-    row = {"tenure_months": 3.0, "monthly_charges": 50.0, "has_autopay": 1, "support_calls_30d": 0,
-           "failed_payments_90d": 0, "days_since_last_event": 1.0, "usage_30d": 10.0, "usage_trend": 0.0,
-           "plan": "basic", **values}
+    row = {
+        "tenure_months": 3.0,
+        "monthly_charges": 50.0,
+        "has_autopay": 1,
+        "support_calls_30d": 0,
+        "failed_payments_90d": 0,
+        "days_since_last_event": 1.0,
+        "usage_30d": 10.0,
+        "usage_trend": 0.0,
+        "plan": "basic",
+        **values,
+    }
     ts = datetime.fromtimestamp(T0 + day * DAY, tz=UTC)
-    return orjson.dumps({"customer_id": customer, "event_id": event_id, "event_ts": ts, "feature_set_version": 1,
-                         **row})
+    return orjson.dumps(
+        {"customer_id": customer, "event_id": event_id, "event_ts": ts, "feature_set_version": 1, **row}
+    )
 
 
 def label(customer: str, day: float) -> bytes:
@@ -102,15 +112,26 @@ def test_feature_psi_is_zero_on_the_reference_and_high_on_a_shift():
 
 def outcome(promote: bool) -> TrainOutcome:
     reasons = [] if promote else ["roc_auc 0.5 below floor 0.7", "regression: roc_auc 0.5 vs production 0.8"]
-    return TrainOutcome(version="7", run_id="r7", decision=GateDecision(promote, reasons), metrics={"roc_auc": 0.5},
-                        champion_version="6", checksum="abc")
+    return TrainOutcome(
+        version="7",
+        run_id="r7",
+        decision=GateDecision(promote, reasons),
+        metrics={"roc_auc": 0.5},
+        champion_version="6",
+        checksum="abc",
+    )
 
 
 def test_model_events_for_promotion_and_rejection():
     now = datetime(2026, 3, 1, tzinfo=UTC)
     promoted = model_event("churn-model", outcome(True), "trigger=drift", now)
     assert (promoted.event_id, promoted.action, promoted.previous_version, promoted.checksum, promoted.run_id) == (
-        "churn-model:7:promoted", "promoted", "6", "abc", "r7")
+        "churn-model:7:promoted",
+        "promoted",
+        "6",
+        "abc",
+        "r7",
+    )
     rejected = model_event("churn-model", outcome(False), "trigger=drift", now)
     assert rejected.action == "rejected" and rejected.checksum == "" and rejected.previous_version == ""
     assert rejected.reason.startswith("roc_auc 0.5 below floor 0.7; regression") and "trigger=drift" in rejected.reason
@@ -123,8 +144,9 @@ def test_the_oracle_of_a_world_generated_again_is_the_simulators_own():
     from training.config import SimulationConfig, TrainConfig
     from training.dataset import ORACLE, simulated_snapshots, world_oracle
 
-    config = TrainConfig(seed=5, simulation=SimulationConfig(n_customers=150, days=100, scenario="concept_flip",
-                                                             onset_day=70))
+    config = TrainConfig(
+        seed=5, simulation=SimulationConfig(n_customers=150, days=100, scenario="concept_flip", onset_day=70)
+    )
     frame, _ = simulated_snapshots(config)
     world = SimConfig(n_customers=150, days=400, seed=5, scenario="concept_flip", onset_day=70)
     rows = frame.iloc[:: max(1, len(frame) // 300)]
@@ -132,6 +154,9 @@ def test_the_oracle_of_a_world_generated_again_is_the_simulators_own():
     assert len(rows) > 100 and rows[ORACLE].nunique() > 50
     np.testing.assert_allclose(got, rows[ORACLE].to_numpy(float), rtol=1e-12)
     # Another world's customers have other frailties: the check can fail.
-    other = world_oracle(SimConfig(n_customers=150, days=400, seed=6, scenario="concept_flip", onset_day=70), rows,
-                         config.dataset.horizon_days)
+    other = world_oracle(
+        SimConfig(n_customers=150, days=400, seed=6, scenario="concept_flip", onset_day=70),
+        rows,
+        config.dataset.horizon_days,
+    )
     assert not np.allclose(other, rows[ORACLE].to_numpy(float))

@@ -17,7 +17,7 @@ import math
 import re
 import sys
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -362,8 +362,11 @@ def _days(start: date, end: date) -> list[date]:
 def test_the_timestamp_pattern_knows_the_calendar():
     """Every day of a 400-year leap cycle, the calendar's edges, and every impossible day-of-month."""
     pattern = re.compile(TIMESTAMP_PATTERN)
-    days = [*_days(date(1999, 12, 1), date(2400, 1, 31)), *_days(date(1, 1, 1), date(5, 3, 1)),
-            *_days(date(9996, 2, 1), date(9999, 12, 31))]
+    days = [
+        *_days(date(1999, 12, 1), date(2400, 1, 31)),
+        *_days(date(1, 1, 1), date(5, 3, 1)),
+        *_days(date(9996, 2, 1), date(9999, 12, 31)),
+    ]
     missing = [d for d in days if not pattern.search(f"{d.isoformat()}T00:00:00Z")]
     assert not missing, missing[:10]
     impossible = [
@@ -392,7 +395,7 @@ def test_pydantic_and_the_pattern_agree_on_leap_days(day):
 def test_python_code_may_still_pass_datetimes_and_omit_event_type():
     from schemas.events import Signup, parse_event_obj
 
-    at = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
     signup = Signup(event_id="e1", customer_id="c1", ts=at, plan="basic", monthly_charges=10)
     assert signup.event_type == "signup" and signup.ts == at
     assert parse_event_obj({**ev("usage"), "ts": at}).ts == at

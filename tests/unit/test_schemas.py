@@ -87,9 +87,18 @@ def test_timezone_offsets_are_kept_aware():
 
 def test_feature_vector_model_input_is_in_contract_order():
     fv = FeatureVector(
-        customer_id="c", event_id="e", event_ts="2026-01-01T00:00:00Z", tenure_months=1, monthly_charges=2,
-        has_autopay=1, support_calls_30d=0, failed_payments_90d=0, days_since_last_event=0, usage_30d=0,
-        usage_trend=0, plan="basic",
+        customer_id="c",
+        event_id="e",
+        event_ts="2026-01-01T00:00:00Z",
+        tenure_months=1,
+        monthly_charges=2,
+        has_autopay=1,
+        support_calls_30d=0,
+        failed_payments_90d=0,
+        days_since_last_event=0,
+        usage_30d=0,
+        usage_trend=0,
+        plan="basic",
     )
     assert tuple(fv.model_input()) == FEATURE_NAMES
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from datetime import timedelta
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import pytest
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.unit
 SMALL = SimConfig(n_customers=150, days=60, seed=11, onset_day=30)
 
 
-@lru_cache(maxsize=None)
+@cache
 def run(config: SimConfig) -> tuple[Simulator, tuple[AccountEvent, ...]]:
     """Simulate once per config and share the result between tests."""
     sim = Simulator(config)
@@ -110,7 +110,7 @@ def test_backdated_signups_open_the_stream():
     before = list(itertools.takewhile(lambda e: e.ts < start, events))
     assert len(before) == SMALL.n_customers
     assert {e.event_type for e in before} == {"signup"}
-    assert all(e.ts >= start for e in events[len(before):])
+    assert all(e.ts >= start for e in events[len(before) :])
     oldest = min(e.ts for e in before)
     assert (start - oldest).days <= 48 * 31
 
@@ -221,8 +221,11 @@ def test_seasonal_peaks_recur_in_the_first_week_of_every_season():
     onset = config.start.timestamp() + config.onset_day * DAY
 
     def usage(events, peak: bool) -> float:
-        return sum(e.amount for e in events if e.event_type == "usage"
-                   and ((e.ts.timestamp() - onset) // DAY % SEASON_DAYS < SEASON_PEAK_DAYS) == peak)
+        return sum(
+            e.amount
+            for e in events
+            if e.event_type == "usage" and ((e.ts.timestamp() - onset) // DAY % SEASON_DAYS < SEASON_PEAK_DAYS) == peak
+        )
 
     assert usage(after, True) == pytest.approx(SEASON_USAGE * usage(baseline_after, True), rel=1e-3)
     assert usage(after, False) == pytest.approx(usage(baseline_after, False), rel=1e-6)
@@ -326,18 +329,28 @@ def test_oracle_of_many_rows_is_each_rows_own_oracle_across_the_flip():
     events = list(sim.events())  # creates the customers and their frailties
     known = sorted({e.customer_id for e in events})[:3]
     onset = sim.onset_ts
-    rows = [(c, {**BASE_VALUES, "has_autopay": autopay, "support_calls_30d": calls}, at)
-            for c in [*known, "stranger"] for autopay in (0, 1) for calls in (0, 2)
-            for at in (onset - DAY, onset, onset + 3 * DAY)]
+    rows = [
+        (c, {**BASE_VALUES, "has_autopay": autopay, "support_calls_30d": calls}, at)
+        for c in [*known, "stranger"]
+        for autopay in (0, 1)
+        for calls in (0, 2)
+        for at in (onset - DAY, onset, onset + 3 * DAY)
+    ]
     ids, values, at = zip(*rows, strict=True)
     many = sim.oracle_probabilities(ids, values, np.array(at), 30)
     one = [sim.oracle_probability(c, v, t, 30) for c, v, t in rows]
     np.testing.assert_allclose(many, one, rtol=1e-12)
     # Autopay protects before the onset only, and customers differ by their frailty.
-    before = {(c, v["has_autopay"]): p for (c, v, t), p in zip(rows, one, strict=True)
-              if t < onset and v["support_calls_30d"] == 0}
-    after = {(c, v["has_autopay"]): p for (c, v, t), p in zip(rows, one, strict=True)
-             if t == onset and v["support_calls_30d"] == 0}
+    before = {
+        (c, v["has_autopay"]): p
+        for (c, v, t), p in zip(rows, one, strict=True)
+        if t < onset and v["support_calls_30d"] == 0
+    }
+    after = {
+        (c, v["has_autopay"]): p
+        for (c, v, t), p in zip(rows, one, strict=True)
+        if t == onset and v["support_calls_30d"] == 0
+    }
     assert all(before[c, 1] < before[c, 0] and after[c, 1] > after[c, 0] for c in [*known, "stranger"])
     assert len({before[c, 0] for c in [*known, "stranger"]}) == 4
     with pytest.raises(ValueError, match="horizon_days"):

@@ -10,8 +10,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 
 from stream.errors import BrokerError
-from stream.settings import Settings
 from stream.kafka.topics import ALL_TOPICS, TopicNames, TopicSpec, ensure_topics, topic_specs
+from stream.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -45,7 +45,11 @@ def test_labels_never_look_past_the_horizon():
     out = label_snapshots(snaps, {"a": 35 * day}, horizon_days=30, end_ts=60 * day)
     # a@0: closes at day 35, after its horizon -> 0; a@10: within -> 1; a@50: after closure -> dropped;
     # b@5: horizon passed, never closed -> 0.
-    assert out[["customer_id", "event_ts", "label"]].values.tolist() == [["a", 0.0, 0], ["a", 10 * day, 1], ["b", 5 * day, 0]]
+    assert out[["customer_id", "event_ts", "label"]].values.tolist() == [
+        ["a", 0.0, 0],
+        ["a", 10 * day, 1],
+        ["b", 5 * day, 0],
+    ]
     late = label_snapshots(snaps, {}, horizon_days=30, end_ts=20 * day)
     assert late.empty
 

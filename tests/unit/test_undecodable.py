@@ -14,9 +14,9 @@ from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
-from stream.runtime import undecodable
 from stream.kafka.config import ClientLog
 from stream.metrics import StreamMetrics
+from stream.runtime import undecodable
 from stream.runtime.undecodable import RecordsWithBytes, TolerantPartitionRecords, UndecodableBatch
 
 pytestmark = pytest.mark.unit
@@ -28,11 +28,19 @@ CRC_AT, CRC_FROM = 17, 21
 
 
 def batch(base: int, n: int, codec: int = NONE) -> bytes:
-    builder = DefaultRecordBatchBuilder(magic=2, compression_type=codec, is_transactional=0, producer_id=-1,
-                                        producer_epoch=-1, base_sequence=-1, batch_size=1 << 20)
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=codec,
+        is_transactional=0,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 20,
+    )
     for i in range(n):
-        builder.append(i, timestamp=1_700_000_000_000 + i, key=b"c%d" % (base + i), value=b"v%d" % (base + i) * 20,
-                       headers=[])
+        builder.append(
+            i, timestamp=1_700_000_000_000 + i, key=b"c%d" % (base + i), value=b"v%d" % (base + i) * 20, headers=[]
+        )
     raw = bytearray(builder.build())
     struct.pack_into(">q", raw, 0, base)  # the base offset is outside the CRC
     return bytes(raw)
@@ -69,7 +77,7 @@ def reported(monkeypatch):
 def test_good_batches_of_every_codec_read_as_aiokafka_reads_them(reported):
     buffer = batch(0, 5) + batch(5, 5, GZIP) + batch(10, 5, SNAPPY) + batch(15, 5, LZ4) + batch(20, 5, ZSTD)
     assert read(buffer) == read(buffer, cls=PartitionRecords, records=MemoryRecords) == (list(range(25)), 25)
-    tail = buffer[len(batch(0, 5)):]  # a fetch at offset 7 starts with the batch that holds it
+    tail = buffer[len(batch(0, 5)) :]  # a fetch at offset 7 starts with the batch that holds it
     assert read(tail, fetch_offset=7) == read(tail, 7, PartitionRecords, MemoryRecords) == (list(range(7, 25)), 25)
     assert reported == []
 
@@ -94,7 +102,9 @@ def test_a_corrupt_payload_and_a_wrong_crc_are_skipped_with_their_ranges(reporte
     buffer = batch(0, 3) + broken_payload(batch(3, 4, LZ4)) + batch(7, 2) + bad_crc(batch(9, 6)) + batch(15, 1)
     assert read(buffer) == ([0, 1, 2, 7, 8, 15], 16)
     assert [(b.first_offset, b.last_offset, b.error) for b in reported] == [
-        (3, 6, reported[0].error), (9, 14, "CorruptRecordException")]
+        (3, 6, reported[0].error),
+        (9, 14, "CorruptRecordException"),
+    ]
     assert reported[0].error != "CorruptRecordException"  # the CRC was right; the codec failed
 
 
@@ -108,7 +118,7 @@ def test_a_batch_whose_header_is_broken_moves_one_offset_and_ends_the_fetch(repo
     good = batch(0, 2)
     header_only = bytearray(batch(2, 3))
     struct.pack_into(">i", header_only, 8, 1)  # a length shorter than any batch: the batch cannot be split
-    buffer = good + bytes(header_only[:12 + 1])
+    buffer = good + bytes(header_only[: 12 + 1])
     assert read(buffer) == ([0, 1], 3)
     assert [(b.first_offset, b.last_offset, b.raw) for b in reported] == [(2, 2, None)]
 
@@ -142,12 +152,20 @@ def test_install_refuses_an_aiokafka_without_what_it_replaces(monkeypatch):
 def test_the_reporter_counts_logs_and_records_where_it_could_not_write(caplog):
     metrics = StreamMetrics.create(CollectorRegistry())
     # Nothing listens on this port: the write is not acknowledged, which is logged and counted.
-    reporter = undecodable.DeadLetterReporter({"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "500", "logger": ClientLog()},
-                                              "dlq", metrics, timeout_s=2.0)
+    reporter = undecodable.DeadLetterReporter(
+        {"bootstrap.servers": "127.0.0.1:9", "message.timeout.ms": "500", "logger": ClientLog()},
+        "dlq",
+        metrics,
+        timeout_s=2.0,
+    )
     reporter(UndecodableBatch("account-events", 1, 5, 9, "UnsupportedCodecError", "no lz4", b"\x00" * 70))
     r = metrics.registry
-    assert r.get_sample_value("churn_undecodable_batches_total",
-                              {"topic": "account-events", "error": "UnsupportedCodecError"}) == 1
+    assert (
+        r.get_sample_value(
+            "churn_undecodable_batches_total", {"topic": "account-events", "error": "UnsupportedCodecError"}
+        )
+        == 1
+    )
     assert r.get_sample_value("churn_undecodable_offsets_total", {"topic": "account-events"}) == 5
     assert r.get_sample_value("churn_dlq_writes_total", {"stage": "fetch_dlq_failed"}) == 1
     assert "account-events[1] offsets 5-9" in caplog.text and "was not written to dlq" in caplog.text

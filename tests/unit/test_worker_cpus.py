@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
-from stream.local.bench import pinning
-from stream.errors import ConfigError
-from stream.settings import load_settings, parse_cpus
 from stream.app.worker import pin_to_cpus
+from stream.errors import ConfigError
+from stream.local.bench import pinning
+from stream.settings import load_settings, parse_cpus
 
 pytestmark = pytest.mark.unit
 
