@@ -7,7 +7,8 @@
     ├── BrokerError                 the Kafka broker cannot be reached or refused
     ├── RegistryError               the MLflow registry cannot be reached or refused
     │   └── ModelLoadError          a model version cannot be loaded or is incompatible
-    └── GateRejected                a candidate model failed the validation gate
+    ├── GateRejected                a candidate model failed the validation gate
+    └── RuntimeMismatch             the installed Faust, aiokafka, mode or river is not the one the worker is built for
 
 The CLI turns a ``ChurnError`` into a one-line message and a non-zero exit;
 anything else is a bug and keeps its traceback.
@@ -36,3 +37,7 @@ class ModelLoadError(RegistryError):
 
 class GateRejected(ChurnError):
     """A candidate model failed the validation gate."""
+
+
+class RuntimeMismatch(ChurnError):
+    """An installed library is outside the tested range, or lacks a private name the worker relies on."""

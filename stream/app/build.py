@@ -42,15 +42,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-import weakref
 from dataclasses import dataclass
 from functools import partial
 
 import faust
 import orjson
-from faust.stores.memory import Store as MemoryStore
-from faust.streams import _current_event
-from faust.types import TP
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 
@@ -69,13 +65,9 @@ from stream.pipeline.state_cache import StateCache
 from stream.runtime.batch_producer import BatchProducer
 from stream.runtime.batching import batches
 from stream.runtime.commit_chain import CommitChain
-from stream.runtime.drain import install as install_drain
-from stream.runtime.end_offsets import install as install_exact_end_offsets
-from stream.runtime.fetch_wait import install as install_fetch_wait
-from stream.runtime.inline_delivery import install as install_inline_delivery
-from stream.runtime.seek_guard import install as install_seek_guard
+from stream.runtime.install import install as install_runtime
+from stream.runtime.tables import RawSchema, key_context, write_tables
 from stream.runtime.undecodable import DeadLetterReporter
-from stream.runtime.undecodable import install as install_undecodable
 from stream.serving.model_holder import ModelHolder
 from stream.serving.scoring import SCORES, Scorer
 from stream.settings import Settings
@@ -121,101 +113,6 @@ def _parse(contract, raw: bytes):
     except ValidationError as exc:
         log.warning("ignoring malformed %s record: %s", contract.__name__, exc)
         return None
-
-
-@dataclass
-class _Message:
-    key: bytes
-    topic: str
-    partition: int
-
-
-@dataclass
-class KeyContext:
-    """Stands in for the event of a key written outside stream iteration (a timer):
-    all a table write reads of an event is its message's key, topic and partition."""
-
-    message: _Message
-
-
-def key_context(key: bytes, topic: str, partitions: int) -> KeyContext:
-    return KeyContext(_Message(key, topic, partition_for(key, partitions)))
-
-
-async def write_tables(
-    producer: BatchProducer, writes: list[tuple[faust.Table, dict[bytes, bytes]]], events: list
-) -> None:
-    """Write a batch's table values and their changelog records, and wait for the broker.
-
-    This is what ``table[key] = value`` does, minus its per-record trip through
-    Faust's producer buffer: that buffer sends one record per event-loop turn, and
-    while it holds more than 100 records Faust's conductor stops delivering events
-    and drains it with a ``wait_for`` per record. Here a batch's records go to the
-    producer in one pass, in the order written, and the batch waits for their
-    acknowledgement before its events are acked, so a committed offset never runs
-    ahead of the state recorded for it. A store that persists offsets (RocksDB) learns
-    the highest offset per changelog partition as Faust's own changelog callback does
-    (``set_persisted_offset``); recovery reads the changelog as it always does.
-
-    Each key is written to the RocksDB store in the context of the last event of that
-    key: after a batch no event is current, and that store files a key under the
-    partition of the current event. The memory store does not look (a write is a dict
-    assignment), so it takes a batch's values in one update. The changelog record goes
-    where the partitioner puts the key (``use_partitioner``), which is the event's
-    partition too.
-    """
-    writes = [(table, values) for table, values in writes if values]
-    if not writes:
-        return
-    by_event = []
-    for table, values in writes:
-        if isinstance(table.data, MemoryStore):
-            table.data.update(values)
-        else:
-            by_event.append((table.data, values))
-    if by_event:
-        last = {e.message.key: e for e in events}
-        fallback = events[-1]
-        token = _current_event.set(None)
-        try:
-            for store, values in by_event:
-                for key, value in values.items():
-                    _current_event.set(weakref.ref(last.get(key, fallback)))
-                    store[key] = value
-        finally:
-            _current_event.reset(token)
-    records, persisting = [], {}
-    for table, values in writes:
-        topic = table.changelog_topic.get_topic_name()
-        if not isinstance(table.data, MemoryStore):
-            persisting[topic] = table.data
-        records.extend((topic, key, value, None) for key, value in values.items())
-    # Only a store that persists offsets needs the delivery reports read (a memory store recovers from
-    # the start of its changelog): counting them is cheaper, about 1 µs per record.
-    offsets = await producer.submit(records, offsets=bool(persisting))
-    for (topic, partition), offset in offsets.items():
-        if topic in persisting:
-            persisting[topic].set_persisted_offset(TP(topic, partition), offset)
-
-
-class RawSchema(faust.Schema):
-    """Keys and values as the broker's bytes, decoded without Faust's serializer registry.
-
-    The "raw" serializer returns the bytes it is given, but reaching it through the
-    registry (codec lookup, payload preparation, key and value decode errors) cost
-    about a tenth of a busy worker. Validation happens at the featurize edge anyway.
-    The event is built as ``App.create_event`` builds it, with the event class read
-    from the settings once rather than per message (a settings read is a lookup
-    through Faust's settings registry: about 1 % of a busy worker).
-    """
-
-    def compile(self, app, *, on_key_decode_error=None, on_value_decode_error=None, default_propagate=False):
-        event_class = app.conf.Event
-
-        async def decode(message, *, propagate: bool = default_propagate):
-            return event_class(app, message.key, message.value, message.headers, message)
-
-        return decode
 
 
 def _inbound(event) -> Inbound:
@@ -267,15 +164,15 @@ def create_app(
     )
     if tansu_quirks is None:
         tansu_quirks = settings.tansu_quirks(None)
-    if tansu_quirks:
-        install_exact_end_offsets(app, confluent_config(settings, bootstrap))
-        install_fetch_wait(app, settings.fetch_max_wait_ms)
     metrics.worker_info.info({"broker_quirks": "tansu" if tansu_quirks else "none"})
-    install_inline_delivery(app)
-    install_seek_guard(app)
-    install_drain(app)  # after the seek guard, whose flag it keeps
     dead_letters = DeadLetterReporter(confluent_config(settings, bootstrap), names.account_events_dlq, metrics)
-    install_undecodable(dead_letters)
+    install_runtime(
+        app,
+        quirks=tansu_quirks,
+        kafka_config=confluent_config(settings, bootstrap),
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        dead_letters=dead_letters,
+    )
     topic_args = dict(key_serializer="raw", value_serializer="raw", partitions=partitions, internal=False)
     # The input and the repartition topic that brings events sent elsewhere home: co-partitioned, so
     # partition p of both (and of the tables' changelogs) belongs to one worker.

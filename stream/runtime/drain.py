@@ -41,9 +41,11 @@ import logging
 from faust.transport.consumer import CONSUMER_FETCHING
 from mode import Service
 
+from stream.errors import RuntimeMismatch
 from stream.runtime.consumer_hooks import adapt_consumers
 from stream.runtime.inline_delivery import first_step
 from stream.runtime.seek_guard import SeekGuard
+from stream.runtime.versions import require
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +176,9 @@ def install(app) -> None:
 
     def adapt(consumer) -> None:
         guard = getattr(consumer.perform_seek, "__self__", None)
-        missing = [a for a in NEEDED if not hasattr(consumer, a)]
-        if not isinstance(guard, SeekGuard) or missing:
-            log.warning(
-                "Faust's fetch loop kept: %s",
-                f"{type(consumer).__name__} has no {', '.join(missing)}"
-                if missing
-                else "the consumer's seeks are not guarded",
-            )
-            return
+        require(consumer, NEEDED, "the fetch loop (stream.runtime.drain)")
+        if not isinstance(guard, SeekGuard):
+            raise RuntimeMismatch("the fetch loop (stream.runtime.drain) needs the seek guard attached first")
 
         async def _drain_messages(fetcher) -> None:
             await drain_messages(consumer, fetcher, guard)

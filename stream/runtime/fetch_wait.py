@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from stream.runtime.consumer_hooks import adapt_consumers
+from stream.runtime.versions import require
 
 log = logging.getLogger(__name__)
 
@@ -28,17 +29,14 @@ def install(app, fetch_max_wait_ms: int) -> None:
     """Make ``app``'s worker consumer ask the broker for ``fetch_max_wait_ms`` fetches."""
 
     def adapt(consumer) -> None:
-        thread = getattr(consumer, "_thread", None)
-        create = getattr(thread, "_create_worker_consumer", None)
-        if create is None:
-            log.warning("cannot set the fetch max wait: %s has no aiokafka consumer thread", type(consumer).__name__)
-            return
+        require(consumer, ("_thread",), "the fetch wait (stream.runtime.fetch_wait)")
+        thread = consumer._thread
+        require(thread, ("_create_worker_consumer",), "the fetch wait (stream.runtime.fetch_wait)")
+        create = thread._create_worker_consumer
 
         def _create_worker_consumer(transport):
             client = create(transport)
-            if not hasattr(client, "_fetch_max_wait_ms"):
-                log.warning("cannot set the fetch max wait on %s", type(client).__name__)
-                return client
+            require(client, ("_fetch_max_wait_ms",), "the fetch wait (stream.runtime.fetch_wait)")
             client._fetch_max_wait_ms = fetch_max_wait_ms
             return client
 

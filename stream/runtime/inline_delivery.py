@@ -43,7 +43,9 @@ import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from stream.errors import RuntimeMismatch
 from stream.runtime.consumer_hooks import adapt_consumers
+from stream.runtime.versions import require
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,9 @@ class _Ready:
 
 
 READY = _Ready()
+
+#: What :func:`direct_handler` reads of Faust's conductor.
+CONDUCTOR_NEEDED = ("_tp_to_callback", "_tp_to_callback_lock", "on_message")
 
 
 def direct_handler(conductor) -> Callable[[Any], Awaitable]:
@@ -145,10 +150,13 @@ def install(app) -> None:
 
     def adapt(consumer) -> None:
         conductor = app.topics
-        if consumer.callback == conductor.on_message:
-            consumer.callback = direct_handler(conductor)
-        else:
-            log.warning("direct delivery not installed: the consumer's callback is not the conductor's")
+        require(conductor, CONDUCTOR_NEEDED, "inline delivery (stream.runtime.inline_delivery)")
+        if consumer.callback != conductor.on_message:
+            raise RuntimeMismatch(
+                "inline delivery (stream.runtime.inline_delivery) cannot be attached: the consumer's callback "
+                "is not the conductor's on_message"
+            )
+        consumer.callback = direct_handler(conductor)
         _lean_waits(app)
 
     adapt_consumers(app, adapt)

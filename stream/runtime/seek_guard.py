@@ -47,6 +47,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from stream.runtime.consumer_hooks import adapt_consumers
+from stream.runtime.versions import require
 
 log = logging.getLogger(__name__)
 
@@ -100,18 +101,15 @@ class SeekGuard:
             raise
 
 
+#: What the guard reads and replaces on Faust's consumer.
+NEEDED = ("getmany", "perform_seek", "stop_flow", "resume_flow", "flow_active")
+
+
 def install(app) -> None:
     """Make ``app``'s consumer seek with its flow stopped (see the module's text)."""
 
     def adapt(consumer) -> None:
-        missing = [
-            a
-            for a in ("getmany", "perform_seek", "stop_flow", "resume_flow", "flow_active")
-            if not hasattr(consumer, a)
-        ]
-        if missing:
-            log.warning("seek guard not installed: %s has no %s", type(consumer).__name__, ", ".join(missing))
-            return
+        require(consumer, NEEDED, "the seek guard (stream.runtime.seek_guard)")
         guard = SeekGuard(consumer)
         consumer.getmany = guard.getmany
         consumer.perform_seek = guard.perform_seek

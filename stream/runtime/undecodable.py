@@ -39,6 +39,8 @@ from dataclasses import dataclass
 from aiokafka.consumer import fetcher as _fetcher
 from aiokafka.record.memory_records import MemoryRecords
 
+from stream.errors import RuntimeMismatch
+
 log = logging.getLogger(__name__)
 
 # A batch starts with its base offset (int64) and its length after these 12 bytes (int32),
@@ -180,9 +182,9 @@ def install(reporter: Reporter | None = None) -> None:
     with _installed:
         for name in ("PartitionRecords", "MemoryRecords"):
             if not hasattr(_fetcher, name):
-                raise RuntimeError(f"aiokafka.consumer.fetcher has no {name}: this aiokafka is not supported")
+                raise RuntimeMismatch(f"aiokafka.consumer.fetcher has no {name}: this aiokafka is not supported")
         if not hasattr(_fetcher.PartitionRecords, "_unpack_records"):
-            raise RuntimeError("aiokafka's PartitionRecords has no _unpack_records: this aiokafka is not supported")
+            raise RuntimeMismatch("aiokafka's PartitionRecords has no _unpack_records: this aiokafka is not supported")
         _fetcher.PartitionRecords = TolerantPartitionRecords
         _fetcher.MemoryRecords = RecordsWithBytes
         _reporter["current"] = reporter or _log_only

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from stream.errors import RuntimeMismatch
 from stream.runtime.seek_guard import install
 
 pytestmark = pytest.mark.unit
@@ -104,12 +105,11 @@ async def test_a_failed_seek_resumes_the_flow_it_stopped():
     assert c.log == ["stop_flow", "seek (flow stopped)", "resume_flow"] and c.flow_active
 
 
-def test_a_consumer_without_the_needed_methods_is_left_as_it_is(caplog):
+def test_a_consumer_without_the_needed_methods_stops_the_start_naming_them():
     class Bare:
         pass
 
-    bare = Bare()
-    app = App(bare)
+    app = App(Bare())
     install(app)
-    assert app._new_consumer() is bare and not hasattr(bare, "perform_seek")
-    assert "seek guard not installed" in caplog.text
+    with pytest.raises(RuntimeMismatch, match="seek guard .* has no getmany, perform_seek"):
+        app._new_consumer()

@@ -14,6 +14,7 @@ from aiokafka.record.util import calc_crc32c
 from aiokafka.structs import TopicPartition
 from prometheus_client import CollectorRegistry
 
+from stream.errors import RuntimeMismatch
 from stream.kafka.config import ClientLog
 from stream.metrics import StreamMetrics
 from stream.runtime import undecodable
@@ -145,7 +146,7 @@ def test_install_replaces_the_fetchers_classes_and_keeps_the_reporter(monkeypatc
 
 def test_install_refuses_an_aiokafka_without_what_it_replaces(monkeypatch):
     monkeypatch.delattr(fetcher, "PartitionRecords")
-    with pytest.raises(RuntimeError, match="PartitionRecords"):
+    with pytest.raises(RuntimeMismatch, match="PartitionRecords"):
         undecodable.install()
 
 

@@ -13,7 +13,7 @@ import faust
 import pytest
 from faust.types import TP
 
-from stream.app.build import write_tables
+from stream.runtime.tables import write_tables
 
 pytestmark = pytest.mark.unit
 
