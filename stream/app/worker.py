@@ -11,6 +11,7 @@ from stream.app.build import create_app
 from stream.errors import ConfigError
 from stream.kafka.config import confluent_config
 from stream.kafka.topics import connect_admin, ensure_topics, topic_specs
+from stream.runtime.versions import check_versions
 from stream.settings import Settings, parse_cpus
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def run_worker(settings: Settings) -> None:
     """
     import faust
 
+    check_versions()  # before any broker call: a Faust outside the tested range stops the start in one line
     cpus = pin_to_cpus(settings.worker_cpus)
     if cpus is not None:
         log.info("worker runs on CPU(s) %s", ", ".join(map(str, sorted(cpus))))
