@@ -1,9 +1,15 @@
-"""The one settings object of churn-stream.
+"""The one settings object of churn-stream, in scopes by concern.
 
 Every value comes from an environment variable with the ``CHURN_`` prefix (named in
 each field's description) or from an explicit keyword argument; nothing else in the
 code reads the environment. Build it with :func:`load_settings`, which turns a bad
 value into a :class:`~stream.errors.ConfigError` naming the variable.
+
+The fields live in scope classes (:data:`SCOPES`): common, kafka, registry, service,
+worker, drift and training. Each builds alone (``KafkaSettings()`` reads only the Kafka
+variables; :func:`load_scope` for the one-line error); :class:`Settings` inherits them
+all, so ``settings.<field>`` reaches every field. ``churn <command> --help`` lists the
+variables of the scopes that command reads (``stream.cli.commands.COMMAND_SCOPES``).
 
 >>> s = Settings(data_dir="/tmp/churn-doc")
 >>> s.resolved_tracking_uri()
@@ -20,7 +26,7 @@ import os
 import re
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self, TypeVar
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,25 +77,35 @@ def parse_cpus(text: str) -> set[int]:
 _HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
 
 
-class Settings(BaseSettings):
-    """Runtime settings; each field is the environment variable ``CHURN_<NAME>``."""
+class Scope(BaseSettings):
+    """A group of settings of one concern; each field is the environment variable ``CHURN_<NAME>``.
+
+    A scope can be built alone (``KafkaSettings()`` reads only its own variables); :class:`Settings`
+    combines them all. Validator names are unique across scopes: a combined class inherits them all.
+    """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
 
-    # --- local data -----------------------------------------------------------
+
+class CommonSettings(Scope):
+    """What every command reads: the local data folder and the log level."""
+
     data_dir: Path = Field(Path(".churn"), description="CHURN_DATA_DIR: folder for the local registry, state and logs.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="CHURN_LOG_LEVEL: log level.")
 
-    # --- MLflow ---------------------------------------------------------------
-    mlflow_tracking_uri: str = Field(
-        "", description="CHURN_MLFLOW_TRACKING_URI: any MLflow tracking URI; empty means sqlite under CHURN_DATA_DIR."
-    )
-    mlflow_username: str = Field("", description="CHURN_MLFLOW_USERNAME: basic-auth user for a remote MLflow.")
-    mlflow_password: SecretStr = Field(SecretStr(""), description="CHURN_MLFLOW_PASSWORD: basic-auth password.")
-    mlflow_experiment: str = Field("churn-stream", description="CHURN_MLFLOW_EXPERIMENT: experiment for training runs.")
-    model_name: str = Field("churn-model", min_length=1, description="CHURN_MODEL_NAME: registered model name.")
-    model_alias: str = Field("production", min_length=1, description="CHURN_MODEL_ALIAS: alias the scorers serve.")
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
-    # --- Kafka ----------------------------------------------------------------
+
+class KafkaSettings(Scope):
+    """The broker: where it is, how to authenticate, the topics' shape, its quirks and the fetch wait.
+
+    >>> KafkaSettings(topic_prefix="run7-").topic("churn-scores")
+    'run7-churn-scores'
+    """
+
     bootstrap_servers: str = Field(
         "", description="CHURN_BOOTSTRAP_SERVERS: host:port list; empty means the embedded broker."
     )
@@ -114,8 +130,93 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(4, ge=1, le=1024, description="CHURN_TOPIC_PARTITIONS: partitions of data topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="CHURN_TOPIC_REPLICATION: replication factor.")
     topic_prefix: str = Field("", description="CHURN_TOPIC_PREFIX: prefix for every topic name (isolates runs).")
+    fetch_max_wait_ms: int = Field(
+        1500,
+        ge=1,
+        le=60_000,
+        description="CHURN_FETCH_MAX_WAIT_MS: on the embedded broker (CHURN_BROKER_QUIRKS), the longest a fetch may "
+        "wait for data (Faust's own value is 1500). That broker holds every fetch for about half of it, "
+        "so it is a latency floor there: 10 gives tens of milliseconds from event to score, but the "
+        "worker then scores in small batches and spends more CPU per event. Apache Kafka answers as soon "
+        "as data arrives; there the worker keeps Faust's own fetch wait.",
+    )
 
-    # --- stream worker --------------------------------------------------------
+    @field_validator("security_protocol", mode="before")
+    @classmethod
+    def _upper_security_protocol(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> Self:
+        if self.security_protocol in SASL_PROTOCOLS:
+            missing = [
+                var
+                for var, value in (
+                    ("CHURN_SASL_USERNAME", self.sasl_username),
+                    ("CHURN_SASL_PASSWORD", self.sasl_password.get_secret_value()),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    "; ".join(
+                        f"{var}: must not be empty when CHURN_SECURITY_PROTOCOL={self.security_protocol}"
+                        for var in missing
+                    )
+                )
+        return self
+
+    def tansu_quirks(self, cluster_id: str | None) -> bool:
+        """Whether to work around the embedded broker's bugs, for a broker reporting ``cluster_id``.
+
+        >>> Settings().tansu_quirks("churn-embedded-1a2b"), Settings().tansu_quirks("MkU3OEVBNTcwNTJENDM2Qk")
+        (True, False)
+        >>> Settings(broker_quirks="tansu").tansu_quirks(None)
+        True
+        """
+        if self.broker_quirks != "auto":
+            return self.broker_quirks == "tansu"
+        return bool(cluster_id) and cluster_id.startswith(EMBEDDED_CLUSTER_PREFIX)
+
+    def resolved_bootstrap(self) -> str:
+        """The Kafka bootstrap servers, defaulting to the embedded broker's loopback port."""
+        return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
+
+    def topic(self, name: str) -> str:
+        """A topic name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+class RegistrySettings(CommonSettings):
+    """The MLflow registry: where it is, its credentials, the model the scorers serve and how they poll it.
+
+    Built on :class:`CommonSettings`: an empty tracking URI means sqlite under ``CHURN_DATA_DIR``.
+    """
+
+    mlflow_tracking_uri: str = Field(
+        "", description="CHURN_MLFLOW_TRACKING_URI: any MLflow tracking URI; empty means sqlite under CHURN_DATA_DIR."
+    )
+    mlflow_username: str = Field("", description="CHURN_MLFLOW_USERNAME: basic-auth user for a remote MLflow.")
+    mlflow_password: SecretStr = Field(SecretStr(""), description="CHURN_MLFLOW_PASSWORD: basic-auth password.")
+    model_name: str = Field("churn-model", min_length=1, description="CHURN_MODEL_NAME: registered model name.")
+    model_alias: str = Field("production", min_length=1, description="CHURN_MODEL_ALIAS: alias the scorers serve.")
+    model_poll_s: float = Field(30.0, gt=0, description="CHURN_MODEL_POLL_S: alias poll interval (swap fallback).")
+    registry_retry_s: float = Field(2.0, gt=0, description="CHURN_REGISTRY_RETRY_S: wait between registry retries.")
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to sqlite under ``data_dir``."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    def artifact_root(self) -> str:
+        """Where a local registry keeps artifacts."""
+        return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+
+class ServiceSettings(Scope):
+    """A long-running process's identity and HTTP endpoint: the worker's and the launcher's."""
+
     app_id: str = Field("churn-stream", min_length=1, description="CHURN_APP_ID: Faust app id (consumer group).")
     web_port: int = Field(6066, ge=1, le=65535, description="CHURN_WEB_PORT: worker HTTP port (/metrics, lookups).")
     web_host: str = Field("127.0.0.1", description="CHURN_WEB_HOST: worker HTTP bind address.")
@@ -125,6 +226,36 @@ class Settings(BaseSettings):
         "(Faust's canonical URL, where /customers lookups are forwarded to the key's owner); empty means "
         "CHURN_WEB_HOST, or this machine's host name when CHURN_WEB_HOST is a wildcard such as 0.0.0.0.",
     )
+
+    @field_validator("web_advertised_host")
+    @classmethod
+    def _reachable_host(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        if value in WILDCARD_HOSTS:
+            raise ValueError(f"{value} is a bind-all address that no other worker can connect to")
+        if not _HOST.fullmatch(value):
+            raise ValueError(f"{value!r} is not a host name or address (no scheme, port or path)")
+        return value
+
+    def advertised_web_host(self) -> str:
+        """The host other workers reach this one's HTTP port at (Faust's canonical URL).
+
+        ``CHURN_WEB_ADVERTISED_HOST`` when set; else ``CHURN_WEB_HOST``, unless that is a
+        wildcard bind address, in which case this machine's host name (a container's own
+        host name under compose, which Docker's DNS resolves on the compose network).
+        """
+        if self.web_advertised_host:
+            return self.web_advertised_host
+        if self.web_host.strip() in WILDCARD_HOSTS:
+            return socket.gethostname()
+        return self.web_host
+
+
+class WorkerSettings(Scope):
+    """The stream worker's processing: table store, batching, CPUs, event size, risk bands, silence re-scores."""
+
     store: str = Field("memory://", description="CHURN_STORE: table store, memory:// or rocksdb://.")
     score_batch_size: int = Field(
         2000,
@@ -152,23 +283,35 @@ class Settings(BaseSettings):
         "acknowledged, while the next is processed; they finish in order and their events are acked only "
         "then. 1 still processes the next batch during the last one's round trips.",
     )
-    fetch_max_wait_ms: int = Field(
-        1500,
-        ge=1,
-        le=60_000,
-        description="CHURN_FETCH_MAX_WAIT_MS: on the embedded broker (CHURN_BROKER_QUIRKS), the longest a fetch may "
-        "wait for data (Faust's own value is 1500). That broker holds every fetch for about half of it, "
-        "so it is a latency floor there: 10 gives tens of milliseconds from event to score, but the "
-        "worker then scores in small batches and spends more CPU per event. Apache Kafka answers as soon "
-        "as data arrives; there the worker keeps Faust's own fetch wait.",
-    )
     max_event_bytes: int = Field(
         16_384, ge=256, le=10_000_000, description="CHURN_MAX_EVENT_BYTES: larger payloads go to the DLQ."
     )
-    model_poll_s: float = Field(30.0, gt=0, description="CHURN_MODEL_POLL_S: alias poll interval (swap fallback).")
-    registry_retry_s: float = Field(2.0, gt=0, description="CHURN_REGISTRY_RETRY_S: wait between registry retries.")
     risk_medium: float = Field(0.3, ge=0, le=1, description="CHURN_RISK_MEDIUM: probability for the medium band.")
     risk_high: float = Field(0.6, ge=0, le=1, description="CHURN_RISK_HIGH: probability for the high band.")
+    silence_days: float = Field(
+        7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."
+    )
+    silence_check_s: float = Field(5.0, gt=0, description="CHURN_SILENCE_CHECK_S: wall seconds between silence scans.")
+
+    @field_validator("store")
+    @classmethod
+    def _store_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "rocksdb://")):
+            raise ValueError("must start with memory:// or rocksdb://")
+        return value
+
+    @field_validator("worker_cpus")
+    @classmethod
+    def _cpu_list(cls, value: str) -> str:
+        value = value.strip()
+        if value:
+            parse_cpus(value)
+        return value
+
+
+class DriftSettings(Scope):
+    """The drift monitor (``stream.drift.monitor.DriftConfig``): windows, thresholds, alerts, label horizon."""
+
     drift_window_events: int = Field(2000, ge=50, description="CHURN_DRIFT_WINDOW_EVENTS: vectors per drift window.")
     drift_window_seconds: float = Field(
         0.0, ge=0, description="CHURN_DRIFT_WINDOW_SECONDS: event-time drift windows instead (0: count windows)."
@@ -209,112 +352,85 @@ class Settings(BaseSettings):
         "feature unseen in training from which its shift counts as harm.",
     )
     horizon_days: float = Field(30.0, gt=0, description="CHURN_HORIZON_DAYS: the churn label horizon.")
-    silence_days: float = Field(
-        7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."
-    )
-    silence_check_s: float = Field(5.0, gt=0, description="CHURN_SILENCE_CHECK_S: wall seconds between silence scans.")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="CHURN_LOG_LEVEL: log level.")
-
-    @field_validator("log_level", "security_protocol", mode="before")
-    @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("store")
-    @classmethod
-    def _store_scheme(cls, value: str) -> str:
-        if not value.startswith(("memory://", "rocksdb://")):
-            raise ValueError("must start with memory:// or rocksdb://")
-        return value
-
-    @field_validator("worker_cpus")
-    @classmethod
-    def _cpu_list(cls, value: str) -> str:
-        value = value.strip()
-        if value:
-            parse_cpus(value)
-        return value
-
-    @field_validator("web_advertised_host")
-    @classmethod
-    def _reachable_host(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            return value
-        if value in WILDCARD_HOSTS:
-            raise ValueError(f"{value} is a bind-all address that no other worker can connect to")
-        if not _HOST.fullmatch(value):
-            raise ValueError(f"{value!r} is not a host name or address (no scheme, port or path)")
-        return value
-
-    @model_validator(mode="after")
-    def _sasl_credentials(self) -> Settings:
-        if self.security_protocol in SASL_PROTOCOLS:
-            missing = [
-                var
-                for var, value in (
-                    ("CHURN_SASL_USERNAME", self.sasl_username),
-                    ("CHURN_SASL_PASSWORD", self.sasl_password.get_secret_value()),
-                )
-                if not value
-            ]
-            if missing:
-                raise ValueError(
-                    "; ".join(
-                        f"{var}: must not be empty when CHURN_SECURITY_PROTOCOL={self.security_protocol}"
-                        for var in missing
-                    )
-                )
-        return self
-
-    def advertised_web_host(self) -> str:
-        """The host other workers reach this one's HTTP port at (Faust's canonical URL).
-
-        ``CHURN_WEB_ADVERTISED_HOST`` when set; else ``CHURN_WEB_HOST``, unless that is a
-        wildcard bind address, in which case this machine's host name (a container's own
-        host name under compose, which Docker's DNS resolves on the compose network).
-        """
-        if self.web_advertised_host:
-            return self.web_advertised_host
-        if self.web_host.strip() in WILDCARD_HOSTS:
-            return socket.gethostname()
-        return self.web_host
-
-    def resolved_tracking_uri(self) -> str:
-        """The MLflow tracking URI, defaulting to sqlite under ``data_dir``."""
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
-        return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
-
-    def tansu_quirks(self, cluster_id: str | None) -> bool:
-        """Whether to work around the embedded broker's bugs, for a broker reporting ``cluster_id``.
-
-        >>> Settings().tansu_quirks("churn-embedded-1a2b"), Settings().tansu_quirks("MkU3OEVBNTcwNTJENDM2Qk")
-        (True, False)
-        >>> Settings(broker_quirks="tansu").tansu_quirks(None)
-        True
-        """
-        if self.broker_quirks != "auto":
-            return self.broker_quirks == "tansu"
-        return bool(cluster_id) and cluster_id.startswith(EMBEDDED_CLUSTER_PREFIX)
-
-    def resolved_bootstrap(self) -> str:
-        """The Kafka bootstrap servers, defaulting to the embedded broker's loopback port."""
-        return self.bootstrap_servers or f"127.0.0.1:{self.broker_port}"
-
-    def artifact_root(self) -> str:
-        """Where a local registry keeps artifacts."""
-        return (self.data_dir.resolve() / "mlartifacts").as_uri()
-
-    def topic(self, name: str) -> str:
-        """A topic name with the configured prefix."""
-        return f"{self.topic_prefix}{name}"
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build :class:`Settings`; a bad value raises ``ConfigError`` naming the variable."""
+class TrainingSettings(Scope):
+    """Training and retraining runs (``churn train``, ``churn retrain``): where MLflow files them."""
+
+    mlflow_experiment: str = Field("churn-stream", description="CHURN_MLFLOW_EXPERIMENT: experiment for training runs.")
+
+
+class Settings(
+    # Last scope first: pydantic collects fields from the last base up, so they run in the order of
+    # SCOPES (common, kafka, registry, ...). RegistrySettings builds on CommonSettings, which stays after it.
+    TrainingSettings,
+    DriftSettings,
+    WorkerSettings,
+    ServiceSettings,
+    RegistrySettings,
+    KafkaSettings,
+    CommonSettings,
+):
+    """Runtime settings: every scope in one object; each field is the environment variable ``CHURN_<NAME>``.
+
+    Fields, validators and helpers all come from the scope classes (multiple inheritance), so
+    ``settings.<field>`` reaches every field of every scope; :data:`SCOPES` names the scopes.
+    """
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+
+#: Every scope by name, in the order the docs and ``--help`` list them.
+SCOPES: dict[str, type[Scope]] = {
+    "common": CommonSettings,
+    "kafka": KafkaSettings,
+    "registry": RegistrySettings,
+    "service": ServiceSettings,
+    "worker": WorkerSettings,
+    "drift": DriftSettings,
+    "training": TrainingSettings,
+}
+
+
+def env_var(field: str) -> str:
+    """The environment variable of a field.
+
+    >>> env_var("bootstrap_servers")
+    'CHURN_BOOTSTRAP_SERVERS'
+    """
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def own_fields(scope: type[Scope]) -> list[str]:
+    """The fields ``scope`` declares itself, not those it inherits from another scope.
+
+    >>> own_fields(TrainingSettings)
+    ['mlflow_experiment']
+    >>> "data_dir" in own_fields(RegistrySettings), "data_dir" in RegistrySettings.model_fields
+    (False, True)
+    """
+    inherited = {name for base in scope.__mro__[1:] if issubclass(base, Scope) for name in base.model_fields}
+    return [name for name in scope.model_fields if name not in inherited]
+
+
+def scope_variables(*scopes: type[Scope]) -> dict[str, list[str]]:
+    """The variables the given scopes read, by scope name: each scope's own fields, plus those of
+    the scopes it builds on (``RegistrySettings`` reads ``CHURN_DATA_DIR`` too), each variable once.
+
+    >>> scope_variables(RegistrySettings)["common"]
+    ['CHURN_DATA_DIR', 'CHURN_LOG_LEVEL']
+    """
+    wanted = {base for scope in scopes for base in scope.__mro__ if base in SCOPES.values()}
+    return {name: [env_var(f) for f in own_fields(scope)] for name, scope in SCOPES.items() if scope in wanted}
+
+
+S = TypeVar("S", bound=Scope)
+
+
+def load_scope(scope: type[S], **overrides: object) -> S:
+    """Build one scope (or :class:`Settings`); a bad value raises ``ConfigError`` naming the variable."""
     try:
-        return Settings(**overrides)
+        return scope(**overrides)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -322,6 +438,10 @@ def load_settings(**overrides: object) -> Settings:
                 problems.append(err["msg"].removeprefix("Value error, "))
                 continue
             name = ".".join(str(p) for p in err["loc"])
-            var = f"{ENV_PREFIX}{name.upper()}"
-            problems.append(f"{var}: {err['msg'].removeprefix('Value error, ')}")
+            problems.append(f"{env_var(name)}: {err['msg'].removeprefix('Value error, ')}")
         raise ConfigError("invalid setting " + "; ".join(problems)) from exc
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build :class:`Settings`; a bad value raises ``ConfigError`` naming the variable."""
+    return load_scope(Settings, **overrides)

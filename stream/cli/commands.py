@@ -7,6 +7,9 @@ on stderr: exit code 2 for a usage error (a bad argument or setting,
 that does not answer, undelivered events, invalid input rows). Commands that need the
 broker or the registry ask it first (:func:`_reachable`), so an address with nothing
 behind it fails within seconds instead of after the clients' own retries.
+
+``churn <command> --help`` ends with the settings that command reads: the variables of the
+scopes :data:`COMMAND_SCOPES` names for it, generated from the scope classes' fields.
 """
 
 from __future__ import annotations
@@ -22,7 +25,46 @@ from rich.logging import RichHandler
 
 from stream.errors import ChurnError, ConfigError
 from stream.local.console import table
-from stream.settings import Settings, load_settings
+from stream.settings import (
+    CommonSettings,
+    DriftSettings,
+    KafkaSettings,
+    RegistrySettings,
+    Scope,
+    ServiceSettings,
+    Settings,
+    TrainingSettings,
+    WorkerSettings,
+    load_settings,
+    scope_variables,
+)
+
+#: The settings scopes each command reads (``models rollback`` is the subcommand). Every command still
+#: validates every ``CHURN_*`` variable at start (:func:`_settings` builds the whole :class:`Settings`).
+COMMAND_SCOPES: dict[str, tuple[type[Scope], ...]] = {
+    "broker": (CommonSettings, KafkaSettings),
+    "topics": (CommonSettings, KafkaSettings),
+    "produce": (CommonSettings, KafkaSettings),
+    "tail": (CommonSettings, KafkaSettings),
+    "bench": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings),
+    "demo": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings, TrainingSettings),
+    "drift-replay": (CommonSettings, DriftSettings),
+    "worker": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings),
+    "train": (RegistrySettings, TrainingSettings),
+    "retrain": (KafkaSettings, RegistrySettings, TrainingSettings),
+    # Its own consumer and /metrics, plus what it hands to the retraining jobs it starts.
+    "launcher": (KafkaSettings, ServiceSettings, RegistrySettings, TrainingSettings),
+    "models": (RegistrySettings,),
+    "models rollback": (RegistrySettings,),
+}
+
+
+def settings_epilog(command: str) -> str:
+    """The ``--help`` epilog of ``command``: the variables of its scopes, one paragraph per scope."""
+    scopes = scope_variables(CommonSettings, *COMMAND_SCOPES[command])
+    lines = [f"{name}: {', '.join(variables)}" for name, variables in scopes.items()]
+    return "\n\n".join(["Settings it reads (environment variables, by scope):", *lines])
+
 
 app = typer.Typer(
     name="churn",
@@ -99,7 +141,7 @@ def _configure_logging(level: str) -> None:
 # --- streaming ------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(epilog=settings_epilog("broker"))
 def broker(
     port: Annotated[
         Optional[int],
@@ -185,7 +227,7 @@ def broker(
     console.print("broker stopped")
 
 
-@app.command()
+@app.command(epilog=settings_epilog("topics"))
 def topics() -> None:
     """Create every churn-stream topic on the configured broker (idempotent) and exit."""
     from stream.kafka.config import confluent_config
@@ -198,7 +240,7 @@ def topics() -> None:
     console.print(f"topics ready on {settings.resolved_bootstrap()}; created: {', '.join(created) or 'none'}")
 
 
-@app.command()
+@app.command(epilog=settings_epilog("produce"))
 def produce(
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 500,
     days: Annotated[int, typer.Option(help="Simulated days of event time.")] = 120,
@@ -259,7 +301,7 @@ def produce(
         raise ChurnError(f"{summary.invalid:,} invalid rows were not sent (listed above; --allow-invalid accepts that)")
 
 
-@app.command()
+@app.command(epilog=settings_epilog("tail"))
 def tail(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per score, for piping.")] = False,
     from_beginning: Annotated[bool, typer.Option(help="Start at the oldest score, not the newest.")] = False,
@@ -275,7 +317,7 @@ def tail(
     tail_scores(settings, console, as_json=as_json, from_beginning=from_beginning, limit=limit, rows=rows)
 
 
-@app.command()
+@app.command(epilog=settings_epilog("bench"))
 def bench(
     events: Annotated[int, typer.Option(help="Events pre-produced for the throughput phase.")] = 20_000,
     customers: Annotated[int, typer.Option(help="Simulated customers.")] = 2000,
@@ -379,7 +421,7 @@ def bench(
     )
 
 
-@app.command()
+@app.command(epilog=settings_epilog("demo"))
 def demo(
     scenario: Annotated[
         str,
@@ -433,7 +475,7 @@ def demo(
         run_demo(_settings(), options, console)
 
 
-@app.command("drift-replay")
+@app.command("drift-replay", epilog=settings_epilog("drift-replay"))
 def drift_replay(
     seeds: Annotated[int, typer.Option(help="Seeds per stream (each a world of its own).")] = 3,
     customers: Annotated[int, typer.Option(help="Simulated customers per stream.")] = 3000,
@@ -478,7 +520,7 @@ def drift_replay(
         out.write_text(text + "\n")
 
 
-@app.command()
+@app.command(epilog=settings_epilog("worker"))
 def worker() -> None:
     """Run a stream worker: featurize, score, model swaps, /metrics and lookups."""
     settings = _settings()  # a bad setting fails before the seconds Faust takes to import
@@ -490,7 +532,7 @@ def worker() -> None:
 # --- training -------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(epilog=settings_epilog("train"))
 def train(
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Training config YAML (default: the bootstrap config).")
@@ -506,7 +548,7 @@ def train(
     run_train(settings, config, console)
 
 
-@app.command()
+@app.command(epilog=settings_epilog("retrain"))
 def retrain(
     config: Annotated[
         Optional[Path], typer.Option("--config", "-c", help="Training config YAML (default: the bootstrap config).")
@@ -551,7 +593,7 @@ def retrain(
     )
 
 
-@app.command()
+@app.command(epilog=settings_epilog("launcher"))
 def launcher(
     cooldown: Annotated[float, typer.Option(help="Seconds after a job ends before alerts launch another.")] = 300.0,
     every: Annotated[
@@ -580,7 +622,7 @@ def launcher(
     run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on)
 
 
-@models_app.callback()
+@models_app.callback(epilog=settings_epilog("models"))
 def models(ctx: typer.Context) -> None:
     """List registered versions with aliases and key metrics."""
     if ctx.invoked_subcommand is None:
@@ -591,7 +633,7 @@ def models(ctx: typer.Context) -> None:
         show_models(settings, console)
 
 
-@models_app.command("rollback")
+@models_app.command("rollback", epilog=settings_epilog("models rollback"))
 def models_rollback() -> None:
     """Serve the previous production version again."""
     from stream.cli.training import run_rollback
