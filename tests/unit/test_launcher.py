@@ -238,7 +238,7 @@ def test_state_round_trips_and_is_written_atomically(tmp_path, monkeypatch):
         f.write('{"launches": 99, "runn')
         raise OSError("disk full")
 
-    monkeypatch.setattr("training.launcher.json.dump", broken_dump)
+    monkeypatch.setattr("training.launcher.state.json.dump", broken_dump)
     state.record_end(JobEnd(1, "failed"), T0 + 5)
     with pytest.raises(OSError, match="disk full"):
         save_state(path, state)

@@ -1,4 +1,4 @@
-"""A deterministic, seeded customer simulator: the events, the truth and the drift.
+"""The :class:`Simulator`: a deterministic, seeded day-by-day event stream and its oracle (the true hazard).
 
 The simulator plays a subscription business day by day in event time and yields
 valid :mod:`schemas.events` models. Its churn process is driven by the very
@@ -11,69 +11,12 @@ hidden shortcut). A small latent frailty per customer keeps the problem from
 being perfectly separable, so the oracle (:meth:`Simulator.oracle_probability`)
 is the best score any model could reach, not a perfect one.
 
-Like the feature logic, this is a pure core: deterministic for a given
-:class:`SimConfig` (same seed, same events, byte for byte), no I/O, no clock,
-no work at import time. :func:`paced` is the only part that waits, and it takes
-its clock and sleep as arguments.
-
-The simulated world
--------------------
-* **Plans** ``basic`` (~30/month), ``standard`` (~60), ``premium`` (~95); every
-  customer pays their plan's list price times a personal jitter.
-* **Latent traits**, drawn from the seeded generator when a customer joins:
-  usage level and usage frequency, support propensity, payment-failure
-  propensity (cut by autopay), a tendency to disengage (once it starts, usage
-  decays exponentially and the customer goes quiet) and a frailty (an
-  unobserved additive term on the churn logit).
-* **Population.** ``n_customers`` existing customers have signed up 0–48 months
-  before ``start``; their backdated signups open the stream, sorted by time.
-  Every existing customer is active on day 0 (one usage event), because the
-  stream carries no history before ``start``: otherwise the silence since a
-  years-old signup would look like disengagement. New customers join every day
-  at a rate that pulls the active population back towards ``n_customers``.
-* **A day** for each active customer: usage on most days, occasional support
-  calls, the monthly payment on the signup day of month (``failed`` with the
-  customer's failure propensity), rare plan changes and autopay toggles. At the
-  start of each day (= the end of the previous one) every active customer
-  churns with probability ``true_hazard(id, feature_values(state, t), t)``;
-  a churner emits one ``account_closed`` at a random time that day and nothing
-  after. Within a day events get random whole-second times; the whole stream is
-  in non-decreasing ``ts`` order, ties broken by generation order.
-* **History artefacts.** The stream carries no activity before ``start``, so
-  the windowed features (support 30 days, usage 60 days, failed payments 90
-  days) fill up during the first weeks and the churn rate settles after ~60
-  simulated days. Training snapshots should start there; the default onset
-  (day 90) comes after it.
-* **Calibration** (default config, snapshots on days 60–150): about 9% of
-  active customers close within 30 days, and the oracle's 30-day score ranks
-  them with a ROC AUC of about 0.83.
-
-Scenarios (from ``onset_day`` on)
----------------------------------
-``price_hike``
-    On the onset day every active customer gets a ``plan_changed`` with the same
-    plan and charges raised 30%; later signups and plan changes use the raised
-    price list. The hazard rises through the ordinary charges coefficient.
-``support_surge``
-    The daily support-call rate is multiplied by 4; churn rises through
-    ``support_calls_30d``.
-``new_plan``
-    A plan named ``flex`` (list price ~45), unseen before, takes a share of new
-    signups and of plan changes (which become more frequent); it carries its own
-    hazard effect.
-``concept_flip``
-    Autopay stops protecting: its coefficient flips sign, so autopay customers
-    churn more. Feature distributions do not change; only the relation does.
-``gradual_surge``
-    ``support_surge`` ramped in: the support-call rate grows linearly from its usual
-    level to four times it over ``GRADUAL_DAYS`` (six weeks).
-``segment_surge``
-    ``support_surge`` confined to one segment: only customers on the ``basic`` plan
-    call four times as often.
-``seasonal``
-    A recurring peak: from the onset, the first ``SEASON_PEAK_DAYS`` (one week) of every
-    ``SEASON_DAYS`` (four weeks) see usage amounts ``SEASON_USAGE`` times the usual. The
-    churn relation is unchanged; after the first season the peak is nothing new.
+The world it plays is described in :mod:`producers.simulator.world`, its drift
+in :mod:`producers.simulator.scenarios`. Like the feature logic, this is a pure
+core: deterministic for a given :class:`SimConfig` (same seed, same events, byte
+for byte), no I/O, no clock, no work at import time.
+:func:`producers.simulator.pacing.paced` is the only part that waits, and it
+takes its clock and sleep as arguments.
 
 >>> sim = Simulator(SimConfig(n_customers=3, days=2, seed=1))
 >>> evs = list(sim.events())
@@ -86,15 +29,46 @@ True
 from __future__ import annotations
 
 import calendar
-import json
-import math
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
+from producers.simulator.config import SimConfig
+from producers.simulator.scenarios import (
+    FLEX_CHANGE_SHARE,
+    FLEX_SIGNUP_SHARE,
+    GRADUAL_DAYS,
+    NEW_PLAN_CHANGE_BOOST,
+    PRICE_HIKE,
+    SEASON_DAYS,
+    SEASON_PEAK_DAYS,
+    SEASON_USAGE,
+    SUPPORT_SURGE,
+    SURGE_SEGMENT,
+)
+from producers.simulator.world import (
+    _FLEX,
+    _PLANS,
+    _PRICES,
+    AUTOPAY_FAILURE_FACTOR,
+    AUTOPAY_SHARE,
+    AUTOPAY_TOGGLE_RATE,
+    HAZARD,
+    JOIN_RATE,
+    JOIN_RESTORE,
+    MAX_TENURE_MONTHS,
+    PLAN_CHANGE_RATE,
+    PLAN_MIX,
+    PRIOR_DISENGAGEMENT_DAYS,
+    SUPPORT_REASONS,
+    SUPPORT_WHEN_DISENGAGED,
+    USAGE_NOISE_SD,
+    _columns,
+    _sigmoid,
+    _Traits,
+)
 from schemas.events import (
     AccountClosed,
     AccountEvent,
@@ -106,212 +80,6 @@ from schemas.events import (
     Usage,
 )
 from stream.pipeline.features import DAY, MONTH_DAYS, CustomerState, apply, feature_values
-
-__all__ = [
-    "SCENARIOS",
-    "SHAPES",
-    "ALL_SCENARIOS",
-    "PLAN_PRICES",
-    "FLEX_PLAN",
-    "Hazard",
-    "HAZARD",
-    "SimConfig",
-    "Simulator",
-    "paced",
-]
-
-SCENARIOS: tuple[str, ...] = ("price_hike", "support_surge", "new_plan", "concept_flip")
-# Drift shapes the detectors were not tuned on, for the replay harness (stream.local.drift_harness).
-SHAPES: tuple[str, ...] = ("gradual_surge", "segment_surge", "seasonal")
-ALL_SCENARIOS: tuple[str, ...] = SCENARIOS + SHAPES
-
-# --- plans ----------------------------------------------------------------------
-
-PLAN_PRICES: dict[str, float] = {"basic": 30.0, "standard": 60.0, "premium": 95.0}
-PLAN_MIX = (0.40, 0.40, 0.20)  # share of signups per plan in PLAN_PRICES order
-FLEX_PLAN = "flex"
-FLEX_PRICE = 45.0
-_PLANS: tuple[str, ...] = (*PLAN_PRICES, FLEX_PLAN)  # plan codes index this tuple
-_FLEX = len(PLAN_PRICES)
-_PRICES = np.array([*PLAN_PRICES.values(), FLEX_PRICE])
-
-# --- behaviour (per-day probabilities unless stated) ----------------------------
-
-MAX_TENURE_MONTHS = 48.0  # backdated signups of the initial population
-PRIOR_DISENGAGEMENT_DAYS = 60  # look-back for initial customers already disengaging
-AUTOPAY_SHARE = 0.55
-CHARGE_JITTER_SD = 0.08  # log-normal sd of the personal price multiplier
-USAGE_NOISE_SD = 0.4  # log-normal sd of one day's usage around the customer level
-SUPPORT_WHEN_DISENGAGED = 1.5  # extra support rate at full disengagement (relative)
-AUTOPAY_FAILURE_FACTOR = 0.3  # autopay cuts the payment-failure propensity
-PLAN_CHANGE_RATE = 0.0015
-AUTOPAY_TOGGLE_RATE = 0.0008
-JOIN_RATE = 0.003  # new customers per day, as a share of n_customers ...
-JOIN_RESTORE = 0.1  # ... plus this share of the gap to n_customers
-SUPPORT_REASONS = ("billing", "technical", "account", "cancellation_inquiry")
-
-# --- scenario effects -------------------------------------------------------------
-
-PRICE_HIKE = 1.30
-SUPPORT_SURGE = 4.0
-FLEX_SIGNUP_SHARE = 0.40
-FLEX_CHANGE_SHARE = 0.50
-NEW_PLAN_CHANGE_BOOST = 3.0
-GRADUAL_DAYS = 42
-SURGE_SEGMENT = "basic"
-SEASON_DAYS = 28
-SEASON_PEAK_DAYS = 7
-SEASON_USAGE = 1.6
-
-
-@dataclass(frozen=True)
-class Hazard:
-    """Coefficients of the daily churn logit; ``sigmoid(logit)`` is the daily probability.
-
-    ``logit = base + short_tenure·exp(-tenure/tenure_scale)
-    + charges·(monthly_charges - charges_ref) + autopay·has_autopay
-    + support_call·support_calls_30d + failed_payment·failed_payments_90d
-    + silence·min(days_since_last_event, silence_cap)
-    + usage_decline·max(0, -usage_trend) + plan effect + frailty``.
-    Under ``concept_flip`` after onset the autopay term is ``-autopay·has_autopay``.
-    """
-
-    base: float = -7.6
-    short_tenure: float = 1.6
-    tenure_scale: float = 6.0
-    charges: float = 0.02
-    charges_ref: float = 60.0
-    autopay: float = -0.8
-    support_call: float = 0.35
-    failed_payment: float = 0.7
-    silence: float = 0.25
-    silence_cap: float = 30.0
-    usage_decline: float = 0.6
-    premium: float = -0.5
-    flex: float = 0.6
-    frailty_sd: float = 0.5
-
-    def logit(self, cols: Mapping[str, np.ndarray], frailty: np.ndarray, flipped: bool | np.ndarray) -> np.ndarray:
-        """The logit for columns as built by :func:`_columns` (vectorized; ``flipped`` per row or for all)."""
-        autopay = np.where(flipped, -self.autopay, self.autopay)
-        return (
-            self.base
-            + self.short_tenure * np.exp(-cols["tenure_months"] / self.tenure_scale)
-            + self.charges * (cols["monthly_charges"] - self.charges_ref)
-            + autopay * cols["has_autopay"]
-            + self.support_call * cols["support_calls_30d"]
-            + self.failed_payment * cols["failed_payments_90d"]
-            + self.silence * np.minimum(cols["days_since_last_event"], self.silence_cap)
-            + self.usage_decline * np.maximum(0.0, -cols["usage_trend"])
-            + self.premium * cols["premium"]
-            + self.flex * cols["flex"]
-            + frailty
-        )
-
-
-HAZARD = Hazard()
-
-_NUMERIC = (
-    "tenure_months",
-    "monthly_charges",
-    "has_autopay",
-    "support_calls_30d",
-    "failed_payments_90d",
-    "days_since_last_event",
-    "usage_trend",
-)
-
-
-def _columns(values: list[Mapping[str, float | int | str]]) -> dict[str, np.ndarray]:
-    """Feature dicts (from ``feature_values``) as float columns, plus plan indicators."""
-    cols = {name: np.array([v[name] for v in values], dtype=float) for name in _NUMERIC}
-    plans = [v["plan"] for v in values]
-    cols["premium"] = np.array([p == "premium" for p in plans], dtype=float)
-    cols["flex"] = np.array([p == FLEX_PLAN for p in plans], dtype=float)
-    return cols
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    """What to simulate. Equal configs give identical event streams."""
-
-    n_customers: int = 2000
-    days: int = 180
-    seed: int = 7
-    start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
-    scenario: str | None = None
-    onset_day: int = 90
-    id_prefix: str = ""
-
-    def __post_init__(self) -> None:
-        if self.scenario is not None and self.scenario not in ALL_SCENARIOS:
-            raise ValueError(f"unknown scenario {self.scenario!r}; allowed: {', '.join(ALL_SCENARIOS)} (or None)")
-        if self.n_customers < 0:
-            raise ValueError(f"n_customers must be >= 0, got {self.n_customers}")
-        if self.days < 0:
-            raise ValueError(f"days must be >= 0, got {self.days}")
-        if self.onset_day < 0:
-            raise ValueError(f"onset_day must be >= 0, got {self.onset_day}")
-        if self.start.tzinfo is None:
-            raise ValueError("start must be timezone-aware")
-
-    def to_json(self) -> str:
-        """This config as JSON; :meth:`from_json` rebuilds it (equal configs, equal worlds).
-
-        >>> config = SimConfig(seed=3, scenario="new_plan")
-        >>> SimConfig.from_json(config.to_json()) == config
-        True
-        """
-        return json.dumps({**asdict(self), "start": self.start.isoformat()})
-
-    @classmethod
-    def from_json(cls, text: str) -> SimConfig:
-        fields = json.loads(text)
-        return cls(**{**fields, "start": datetime.fromisoformat(fields["start"])})
-
-
-class _Traits:
-    """Latent per-customer traits in growable numpy columns (index = customer number)."""
-
-    FIELDS = (
-        "level",  # typical usage amount on an active day
-        "p_use",  # probability of using the service on a given day while engaged
-        "support",  # daily support-call rate
-        "fail",  # payment-failure propensity without autopay
-        "tendency",  # daily probability of starting to disengage
-        "tau",  # e-folding time (days) of usage once disengaging
-        "frailty",  # unobserved additive term on the churn logit
-        "jitter",  # personal price multiplier
-        "bdom",  # billing day of month
-        "dis_start",  # day disengagement started, inf if not
-    )
-
-    def __init__(self) -> None:
-        self.n = 0
-        for name in self.FIELDS:
-            setattr(self, name, np.empty(0))
-
-    def add(self, rng: np.random.Generator, k: int, bdom: np.ndarray) -> None:
-        """Draw the traits of ``k`` new customers, in a fixed order."""
-        new = {
-            "level": rng.lognormal(math.log(4.0), 0.6, k),
-            "p_use": rng.beta(6.0, 1.5, k),
-            "support": rng.gamma(1.0, 0.015, k),
-            "fail": rng.beta(1.2, 18.0, k),
-            "tendency": rng.beta(0.6, 150.0, k),
-            "tau": rng.uniform(7.0, 30.0, k),
-            "frailty": rng.normal(0.0, HAZARD.frailty_sd, k),
-            "jitter": rng.lognormal(0.0, CHARGE_JITTER_SD, k),
-            "bdom": bdom.astype(float),
-            "dis_start": np.full(k, np.inf),
-        }
-        for name, column in new.items():
-            setattr(self, name, np.concatenate([getattr(self, name), column]))
-        self.n += k
 
 
 @dataclass(slots=True)
@@ -634,48 +402,3 @@ class Simulator:
             self._next_event += 1
             apply(states[p.customer], event)
             yield event
-
-
-def paced(
-    events: Iterable[AccountEvent],
-    seconds_per_day: float,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    *,
-    start: datetime | float | None = None,
-) -> Iterator[AccountEvent]:
-    """Yield events no faster than the accelerated event-time clock.
-
-    One simulated day passes every ``seconds_per_day`` wall seconds (0 = as fast
-    as possible). The event-time clock starts at ``start`` (default: the first
-    event's time) when the first event arrives; events before ``start`` pass
-    without waiting. For a :class:`Simulator` stream pass
-    ``start=config.start`` so the backdated signups do not replay years of
-    event time.
-
-    >>> now = [0.0]
-    >>> waits = []
-    >>> def fake_sleep(s): waits.append(s); now[0] += s
-    >>> sim = Simulator(SimConfig(n_customers=2, days=2))
-    >>> n = sum(1 for _ in paced(sim.events(), 10.0, lambda: now[0], fake_sleep, start=sim.config.start))
-    >>> now[0] <= 20.0 and all(w > 0 for w in waits)
-    True
-    """
-    if not math.isfinite(seconds_per_day) or seconds_per_day < 0:
-        raise ValueError(f"seconds_per_day must be a finite number >= 0, got {seconds_per_day}")
-    if seconds_per_day == 0:
-        yield from events
-        return
-    anchor = start.timestamp() if isinstance(start, datetime) else start
-    wall0: float | None = None
-    for event in events:
-        ts = event.ts.timestamp()
-        if wall0 is None:
-            wall0 = clock()
-            if anchor is None:
-                anchor = ts
-        if ts > anchor:
-            wait = wall0 + (ts - anchor) / DAY * seconds_per_day - clock()
-            if wait > 0:
-                sleep(wait)
-        yield event
