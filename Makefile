@@ -26,8 +26,15 @@ test-tools:
 
 ## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker);
 ## two processes, each broker tier in one of them.
-test: $(BIN)/churn test-tools
+test: $(BIN)/churn test-tools lint
 	$(BIN)/pytest -n 2 --dist loadgroup
+
+## Lint, format, import contracts and types (mypy reads its paths from [tool.mypy] in pyproject.toml).
+lint: $(BIN)/churn
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 unit: $(BIN)/churn
 	$(BIN)/pytest -m unit

@@ -116,6 +116,7 @@ def simulated_snapshots(
         if event.event_type == "account_closed":
             closed_at[event.customer_id] = ts
         elif _keep(event.event_id, rate):
+            assert state.last_ts is not None  # apply() has just set the clock
             snapshot(state, event.customer_id, event.event_id, state.last_ts)
         if on_event is not None and n % 10_000 == 0:
             on_event(n)

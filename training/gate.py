@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeGuard
 
 from schemas.features import FEATURE_NAMES
 from training.config import GateConfig
@@ -59,7 +60,7 @@ def signature_problems(input_names: Sequence[str]) -> list[str]:
     return [f"signature mismatch: input order {names} differs from {expected}"]
 
 
-def _finite(value: object) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, int | float) and math.isfinite(value)
 
 

@@ -154,8 +154,8 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
         raise
     except Exception as exc:
         raise RegistryError(f"logging to MLflow failed: {exc}") from exc
-    with registry.downloaded_model(client, name, version) as path:
-        checksum = registry.artifact_checksum(path)
+    with registry.downloaded_model(client, name, version) as model_dir:
+        checksum = registry.artifact_checksum(model_dir)
     client.set_model_version_tag(name, version, registry.CHECKSUM_TAG, checksum)
     client.set_model_version_tag(name, version, "dataset.fingerprint", result.fingerprint)
     for key, value in run_tags.items():

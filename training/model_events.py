@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import UTC, datetime
+from typing import Literal
 
 from confluent_kafka import KafkaException, Producer
 
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 def model_event(name: str, outcome, note: str = "", now: datetime | None = None) -> ModelEvent:
     """The event of a ``TrainOutcome``: promoted (with checksum) or rejected (with the gate's reasons)."""
     promoted = outcome.decision.promote
-    action = "promoted" if promoted else "rejected"
+    action: Literal["promoted", "rejected"] = "promoted" if promoted else "rejected"
     reason = note if promoted else "; ".join(outcome.decision.reasons)
     if not promoted and note:
         reason = f"{reason} ({note})"

@@ -251,13 +251,16 @@ def read_to_end(settings: Settings, topic: str, timeout_s: float = 120.0) -> lis
                     if err.code() != KafkaError._PARTITION_EOF:
                         log.warning("reading %s: %s", topic, err)
                     continue
-                end = todo.get(msg.partition())
-                if end is None or msg.offset() >= end:
+                partition, offset, value = msg.partition(), msg.offset(), msg.value()
+                if partition is None or offset is None:  # set on every record consumed without an error
                     continue
-                if msg.value() is not None:
-                    values.append(msg.value())
-                if msg.offset() + 1 >= end:
-                    del todo[msg.partition()]
+                end = todo.get(partition)
+                if end is None or offset >= end:
+                    continue
+                if value is not None:
+                    values.append(value)
+                if offset + 1 >= end:
+                    del todo[partition]
         return values
     finally:
         consumer.close()
@@ -283,15 +286,17 @@ def log_clock(settings: Settings, topic: str, tail: int = 200) -> float | None:
         deadline = time.monotonic() + 30.0
         while todo and time.monotonic() < deadline:
             for msg in consumer.consume(tail * len(ends), 0.5):
-                if msg.error() is not None or msg.partition() not in todo:
+                partition, offset, value = msg.partition(), msg.offset(), msg.value()
+                if msg.error() is not None or partition is None or offset is None or partition not in todo:
                     continue
-                try:
-                    ts = datetime.fromisoformat(orjson.loads(msg.value())["event_ts"]).timestamp()
-                    newest = ts if newest is None else max(newest, ts)
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-                    pass
-                if msg.offset() + 1 >= todo[msg.partition()]:
-                    del todo[msg.partition()]
+                if value is not None:  # a record without a value carries no clock
+                    try:
+                        ts = datetime.fromisoformat(orjson.loads(value)["event_ts"]).timestamp()
+                        newest = ts if newest is None else max(newest, ts)
+                    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                        pass
+                if offset + 1 >= todo[partition]:
+                    del todo[partition]
         return newest
     finally:
         consumer.close()

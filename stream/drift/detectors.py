@@ -141,7 +141,11 @@ class DataDriftDetector:
             if hyst.update(report.psi.get(name, -math.inf) >= self.threshold)
         }
         score = {SCORE: drifted.pop(SCORE)} if SCORE in drifted else {}
-        for detector, kind, stats in ((self.FEATURES, "data", drifted), (self.SCORES, "prediction", score)):
+        checks: tuple[tuple[str, Kind, dict[str, float]], ...] = (
+            (self.FEATURES, "data", drifted),
+            (self.SCORES, "prediction", score),
+        )
+        for detector, kind, stats in checks:
             cooldown = self._cooldown[detector]
             if stats and cooldown.ready(report.end_ts):
                 cooldown.fire(report.end_ts)
@@ -184,6 +188,8 @@ class FastKSWIN(drift.KSWIN):
     :meth:`update_many` makes the updates of a run of values at once (see there).
     """
 
+    # river's KSWIN starts p_value at the int 0, so its type reads as int; it holds SciPy's float p-values.
+    p_value: float  # type: ignore[assignment]  # river's p_value is a float, typed int by its initial 0
     _tables: dict[int, list[float]] = {}
     BATCH_FROM = 6  # shorter runs of :meth:`update_many` go value by value
 

@@ -170,10 +170,11 @@ class DriftMonitor:
         """A scored batch: feature rows, their probabilities, event times (epoch s) and the partition each
         customer's state lives on (all 0 when not given): scores mature against their partition's clock."""
         alerts, fired = self._take(rows, probabilities, event_ts, partitions)
-        if fired and self._score_shifted() and self.clock >= self._score_cooldown_until:
+        report = self.last_report
+        if fired and report is not None and self._score_shifted() and self.clock >= self._score_cooldown_until:
             self._score_cooldown_until = self.clock + self.config.cooldown_s
-            stats = {"score_psi": self.last_report.psi.get("score", 0.0)}
-            start = self.last_report.start_ts
+            stats = {"score_psi": report.psi.get("score", 0.0)}
+            start = report.start_ts
             alerts.extend(
                 self._alerts(
                     [Finding("+".join(sorted(fired)), "prediction", stats, severity(stats["score_psi"]))],

@@ -38,7 +38,7 @@ EPS = 1e-4
 PSI_THRESHOLDS: Mapping[str, float] = {"moderate": 0.1, "major": 0.25}
 
 
-def psi(expected_shares: Sequence[float], actual_counts: Sequence[float], eps: float = EPS) -> float:
+def psi(expected_shares: Sequence[float], actual_counts: Sequence[float] | np.ndarray, eps: float = EPS) -> float:
     """PSI of observed ``actual_counts`` against reference ``expected_shares``, bin by bin.
 
     Both sequences have one entry per bin, in the same order. Shares are floored at
