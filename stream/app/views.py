@@ -1,0 +1,99 @@
+"""The worker's web pages, served by Faust's web server.
+
+``/metrics``                 the Prometheus registry, in the text format.
+``/customers/{customer_id}`` a customer's current features and latest score, read from
+                             the tables; Faust forwards the request to the worker that
+                             owns the customer's partition.
+``/score`` (POST)            scores posted feature vectors (one or a list) with the
+                             serving model, without touching topics or tables.
+"""
+
+from __future__ import annotations
+
+import faust
+import orjson
+from prometheus_client import generate_latest
+from pydantic import ValidationError
+
+from schemas.features import FeatureVector
+from schemas.outputs import risk_band
+from stream.metrics import StreamMetrics
+from stream.pipeline.features import CustomerState, features
+from stream.serving.model_holder import ModelHolder
+from stream.settings import Settings
+
+# The Prometheus text format; aiohttp takes the charset separately.
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+
+
+def register(
+    app: faust.App,
+    settings: Settings,
+    metrics: StreamMetrics,
+    holder: ModelHolder,
+    state_table: faust.Table,
+    score_table: faust.Table,
+) -> None:
+    """Register the three pages on ``app``."""
+
+    @app.page("/metrics")
+    async def metrics_page(web, request):
+        return web.bytes(generate_latest(metrics.registry), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/customers/{customer_id}")
+    @app.table_route(table=state_table, match_info="customer_id")
+    async def customer_page(web, request, customer_id):
+        key = customer_id.encode()
+        raw = state_table.get(key)
+        if raw is None:
+            return web.json({"error": f"unknown customer {customer_id}"}, status=404)
+        state = CustomerState.from_bytes(raw)
+        body = {
+            "customer_id": customer_id,
+            "features": features(state, state.last_ts).model_dump(mode="json"),
+            "score": orjson.loads(score_table[key]) if key in score_table else None,
+        }
+        return web.json(body)
+
+    @app.page("/score")
+    class ScoreView(faust.web.View):
+        async def post(self, request):
+            return await score_request(self, request, holder, settings)
+
+
+async def score_request(view, request, holder: ModelHolder, settings: Settings):
+    """Answer a ``/score`` POST: the probability and risk band of each posted feature vector."""
+    model = holder.current
+    if model is None:
+        return view.json({"error": "no model loaded yet"}, status=503)
+    body = await view.read_request_content(request)
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return view.json({"error": f"body is not JSON: {exc}"}, status=400)
+    items = payload if isinstance(payload, list) else [payload]
+    vectors, problems = [], []
+    for i, item in enumerate(items):
+        try:
+            vectors.append(FeatureVector.model_validate(item))
+        except ValidationError as exc:
+            for err in exc.errors(include_url=False):
+                problems.append({"index": i, "field": ".".join(str(p) for p in err["loc"]), "error": err["msg"]})
+    if problems:
+        return view.json({"error": "invalid feature vectors", "detail": problems}, status=422)
+    if not vectors:
+        return view.json([])
+    columns = {name: [v.model_input()[name] for v in vectors] for name in vectors[0].model_input()}
+    probabilities = model.predict_columns(columns)
+    out = [
+        {
+            "customer_id": v.customer_id,
+            "event_id": v.event_id,
+            "probability": float(p),
+            "risk_band": risk_band(float(p), settings.risk_medium, settings.risk_high),
+            "model_name": model.name,
+            "model_version": model.version,
+        }
+        for v, p in zip(vectors, probabilities)
+    ]
+    return view.json(out if isinstance(payload, list) else out[0])
