@@ -5,7 +5,7 @@ worker validates with pydantic: a document one accepts and the other rejects is
 an event lost to the DLQ that its producer believed valid, or a schema that
 forbids what the worker takes. So every constrained type here carries both
 halves, written side by side: a pydantic-core schema (Rust, no Python call per
-value) and the JSON Schema it exports. ``tests/unit/test_schema_agreement.py``
+value) and the JSON Schema it exports. ``tests/schemas/test_schema_agreement.py``
 runs a corpus of good and bad documents through both.
 
 The rules

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tiers import TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
+from support.tiers import TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
 
 from stream.errors import BrokerError
 from stream.local.broker import EmbeddedBroker, free_port
@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 MARKERS = {
     "unit": "fast tests without a broker",
-    "agent": "Faust agents in a test context (memory store, no broker)",
     "integration": "needs a real Kafka broker (the kafka_bootstrap fixture)",
     "e2e": "the whole loop: broker, workers, registry",
     "broker_faults": "Apache Kafka's three-node cluster with brokers killed and restarted",

@@ -10,7 +10,7 @@ its own client and controller port on 127.0.0.1, and gives fault tests per-node 
 child it reaps; it never signals a process it did not start.
 
 Broker settings the compose file's ``kafka`` service shares live in
-:data:`SHARED_BROKER_CONFIG` (``tests/unit/test_kafka_cluster_config.py`` holds the two
+:data:`SHARED_BROKER_CONFIG` (``tests/stream/local/test_kafka_cluster_config.py`` holds the two
 together); replication settings follow the node count (:func:`replication_config`).
 
 Kafka 3.x logs through slf4j to reload4j, 4.x to log4j2: the pom has a profile for

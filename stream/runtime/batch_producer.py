@@ -1,10 +1,10 @@
 """A confluent-kafka producer whose batches an asyncio agent awaits.
 
 The featurize agent sends about four records per event (feature vector, score and
-two changelog records). Through aiokafka each send costs tens of microseconds of
-Python: partition lookup, the accumulator, and encoding the produce request in
-Python; it was a quarter of a busy worker's time. librdkafka does the same work in
-C, in its own threads, for a few microseconds per record.
+two changelog records). Through aiokafka each send runs in Python: partition
+lookup, the accumulator, and encoding the produce request in Python; it was a large
+share of a busy worker's time. librdkafka does the same work in C, in its own
+threads, for much less per record.
 
 :meth:`BatchProducer.send` hands a batch of records to librdkafka and resolves
 when the broker has acknowledged every one of them (or raises the first delivery
@@ -20,7 +20,7 @@ whichever thread polls. A thread of its own polling beside a busy event loop
 therefore waited for the GIL at every report, up to the interpreter's switch
 interval (5 ms) each: reports were served only while the loop sat idle, so a batch
 was acknowledged only after the agent stopped to wait for it, and a busy worker
-spent about a fifth of its time waiting. Polled on the loop's own thread, the GIL
+spent a large part of its time waiting. Polled on the loop's own thread, the GIL
 is there to take.
 """
 

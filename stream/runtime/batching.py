@@ -4,9 +4,9 @@ Faust's ``Stream.take_events`` feeds its buffer through the stream's per-event
 iteration (processors, an awaited processor call per event) and stops buffering
 while its caller processes a batch. An agent that awaits the broker's
 acknowledgement of its outputs leaves the consumer idle for that round trip, and
-the next batch is only what the per-event loop adds within ``within`` afterwards
-(about 20-30 events at 2 ms on this machine). Every batch pays a fixed cost (one
-``predict_proba`` call alone is about 3 ms), so throughput falls with it.
+the next batch is only what the per-event loop adds within ``within`` afterwards:
+a small batch. Every batch pays a fixed cost (one ``predict_proba`` call, for a
+start), so throughput falls with the batch size.
 
 :func:`batches` takes events from the queue that Faust's conductor fills for the
 agent's channel, as many as are there, and does per event only the bookkeeping
@@ -41,9 +41,9 @@ The sensors are told of a batch at once when Faust's own ``Monitor`` is the app'
 only sensor (the default). Per event, its ``on_stream_event_in`` looked the stream
 and its task up in two weak-key dictionaries, each lookup making a weak reference,
 and the sensor delegate built a dict of states: together with
-``on_stream_event_out`` about 6 % of a busy worker. :class:`MonitorBatch` makes the
-same changes to the monitor's counts for a whole batch, with one clock reading on
-the way in and one on the way out:
+``on_stream_event_out`` a measurable share of a busy worker's time.
+:class:`MonitorBatch` makes the same changes to the monitor's counts for a whole
+batch, with one clock reading on the way in and one on the way out:
 
 - of its events: events total, by stream, by task, active, the partitions' inbound
   times, one runtime per event;

@@ -2,10 +2,9 @@
 
 A featurize batch ends with two broker round trips: its outputs must be
 acknowledged before its table writes go out (outputs before state), and its
-changelog records before its events are acked (state before offsets). On
-loopback with the embedded broker each trip took about 10 ms for a batch of a few
-hundred events, and the worker sat idle through both: a third to a half of a small
-batch's time.
+changelog records before its events are acked (state before offsets). Each trip
+is a wait on the broker, and the worker sat idle through both: even on loopback
+with the embedded broker, a large part of a small batch's time.
 
 :class:`CommitChain` runs each batch's finish as a task that begins its ordered
 part only when the previous batch's finish has completed, so finishes complete in

@@ -8,7 +8,7 @@ delivery made a coroutine for the flow's suspension event only to close it when
 the delivery did not wait (:mod:`stream.runtime.inline_delivery`). So every message resumed
 two generators and made and closed a coroutine before the conductor saw it.
 
-:func:`install` replaces the consumer's ``_drain_messages`` with
+:class:`stream.runtime.transport.Consumer`'s ``_drain_messages`` is
 :func:`drain_messages`: the same loop with ``getmany``'s body, the seek guard's flag
 and the inline delivery written into it. Per fetch and per message it does what
 they did, in their order:
@@ -29,8 +29,8 @@ they did, in their order:
   (:func:`stream.inline_delivery.first_step`); otherwise the consumer's ``wait_first``.
 
 Errors end the loop as they end Faust's: quietly when the app is stopping, logged and
-raised otherwise. A consumer that lacks any part of this (another transport or Faust
-version) keeps Faust's loop.
+raised otherwise. A consumer that lacks any name of :data:`NEEDED` stops the worker's
+start (:func:`stream.runtime.versions.require`).
 """
 
 from __future__ import annotations
@@ -41,11 +41,8 @@ import logging
 from faust.transport.consumer import CONSUMER_FETCHING
 from mode import Service
 
-from stream.errors import RuntimeMismatch
-from stream.runtime.consumer_hooks import adapt_consumers
 from stream.runtime.inline_delivery import first_step
 from stream.runtime.seek_guard import SeekGuard
-from stream.runtime.versions import require
 
 log = logging.getLogger(__name__)
 
@@ -169,20 +166,3 @@ async def drain_messages(consumer, fetcher: Service, guard: SeekGuard) -> None:
         raise
     finally:
         unset_flag(CONSUMER_FETCHING)
-
-
-def install(app) -> None:
-    """Make ``app``'s consumer fetch and deliver with :func:`drain_messages` (after the seek guard's install)."""
-
-    def adapt(consumer) -> None:
-        guard = getattr(consumer.perform_seek, "__self__", None)
-        require(consumer, NEEDED, "the fetch loop (stream.runtime.drain)")
-        if not isinstance(guard, SeekGuard):
-            raise RuntimeMismatch("the fetch loop (stream.runtime.drain) needs the seek guard attached first")
-
-        async def _drain_messages(fetcher) -> None:
-            await drain_messages(consumer, fetcher, guard)
-
-        consumer._drain_messages = _drain_messages
-
-    adapt_consumers(app, adapt)

@@ -7,20 +7,18 @@ last offset plus one (a batch of 10 records at offsets 0-9 reports 1), so a
 restored table would silently miss all but the first record of the last changelog
 batch. :func:`exact_end_offsets` reads forward from the reported offset to the
 real end; on a broker that reports correctly it reads one record per partition.
-:func:`install` makes a Faust app's consumer use it.
+The worker's consumer (:class:`stream.runtime.transport.Consumer`) uses it when the
+broker is the embedded one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
 from collections.abc import Mapping
 
 from confluent_kafka import Consumer, TopicPartition
-
-from stream.runtime.consumer_hooks import adapt_consumers
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +61,3 @@ def exact_end_offsets(config: Mapping[str, str], reported: Mapping, idle_s: floa
         return ends
     finally:
         consumer.close()
-
-
-def install(app, config: Mapping[str, str]) -> None:
-    """Make ``app``'s consumer report exact end offsets (used by table recovery)."""
-
-    def adapt(consumer) -> None:
-        reported_highwaters = consumer.highwaters
-
-        async def highwaters(*partitions):
-            reported = await reported_highwaters(*partitions)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, exact_end_offsets, config, reported)
-
-        consumer.highwaters = highwaters
-
-    adapt_consumers(app, adapt)

@@ -7,8 +7,8 @@ Faust's consumer hands every fetched message to the conductor with::
 so that a delivery blocked while the consumer's flow is suspended (a rebalance)
 is abandoned. ``wait_first`` wraps both coroutines in tasks, adds two more for the
 service's stopped and crashed events, and waits on the four with
-``asyncio.wait``: per message. On this machine that bounded a worker at about
-2,500 events/s, whatever the agents did.
+``asyncio.wait``: per message. That machinery set a ceiling on a worker's events/s,
+whatever the agents did.
 
 The delivery almost never waits: it waits only when flow control is suspended, the
 producer buffer is over its high-water mark, or the agent's queue is full. The
@@ -23,8 +23,9 @@ The delivery itself also awaited three things per message that are nearly always
 ready, each a coroutine of its own: the conductor's lock around its table of
 per-partition handlers (held only while it resubscribes), flow control (suspended
 only during a rebalance) and the producer buffer's ebb, which read a Faust setting
-on every call (a lookup through Faust's settings registry). Together about 5 % of a
-busy worker. :func:`install` makes:
+on every call (a lookup through Faust's settings registry). Together a measurable
+share of a busy worker's time. :class:`stream.runtime.transport.Consumer` makes, with
+:func:`direct_handler` and :func:`lean_waits`:
 
 - the consumer call the partition's handler directly while the conductor's lock is
   free, and go through the conductor (lock and all) otherwise;
@@ -42,10 +43,6 @@ import logging
 import types
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
-
-from stream.errors import RuntimeMismatch
-from stream.runtime.consumer_hooks import adapt_consumers
-from stream.runtime.versions import require
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +127,7 @@ def ready_unless(must_wait: Callable[[], bool], wait: Callable[[], Awaitable]) -
     return maybe_wait
 
 
-def _lean_waits(app) -> None:
+def lean_waits(app) -> None:
     """Flow control's ``acquire`` and the producer buffer's ``wait_until_ebb`` without a coroutine when ready."""
     flow = app.flow_control
     if "acquire" in vars(flow):
@@ -143,20 +140,3 @@ def _lean_waits(app) -> None:
     buffer.wait_until_ebb = ready_unless(
         lambda: len(buffer.pending._queue) > buffer.max_messages, buffer.wait_until_ebb
     )
-
-
-def install(app) -> None:
-    """Make ``app``'s consumer call partition handlers directly, and its waits lean (see the module's text)."""
-
-    def adapt(consumer) -> None:
-        conductor = app.topics
-        require(conductor, CONDUCTOR_NEEDED, "inline delivery (stream.runtime.inline_delivery)")
-        if consumer.callback != conductor.on_message:
-            raise RuntimeMismatch(
-                "inline delivery (stream.runtime.inline_delivery) cannot be attached: the consumer's callback "
-                "is not the conductor's on_message"
-            )
-        consumer.callback = direct_handler(conductor)
-        _lean_waits(app)
-
-    adapt_consumers(app, adapt)

@@ -22,7 +22,7 @@ group's lag stayed at 5,520 events. With a 1.5 s pause after the seek, it left 1
 events unscored (the 100 queued when the queues were cleared) and its commits
 stalled.
 
-:func:`install` makes the consumer's ``perform_seek`` stop the consumer's flow
+:class:`SeekGuard` makes the consumer's ``perform_seek`` (:class:`stream.runtime.transport.Consumer`) stop the consumer's flow
 first, when it is active, and wait until the fetch loop has finished the message
 it holds; only then does it seek. From the seek to step 5 nothing is fetched or
 delivered. Faust's recovery resumes the flow itself, after clearing the queues.
@@ -46,9 +46,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from stream.runtime.consumer_hooks import adapt_consumers
-from stream.runtime.versions import require
-
 log = logging.getLogger(__name__)
 
 
@@ -59,10 +56,11 @@ class SeekGuard:
     #: seeking anyway (as Faust would); Faust gives the whole seek its request timeout.
     idle_timeout_s = 30.0
 
-    def __init__(self, consumer) -> None:
+    def __init__(self, consumer, getmany=None, perform_seek=None) -> None:
+        """Guard ``consumer``'s seeks; ``getmany`` and ``perform_seek`` are Faust's (by default the consumer's)."""
         self.consumer = consumer
-        self._getmany = consumer.getmany
-        self._perform_seek = consumer.perform_seek
+        self._getmany = getmany or consumer.getmany
+        self._perform_seek = perform_seek or consumer.perform_seek
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -103,15 +101,3 @@ class SeekGuard:
 
 #: What the guard reads and replaces on Faust's consumer.
 NEEDED = ("getmany", "perform_seek", "stop_flow", "resume_flow", "flow_active")
-
-
-def install(app) -> None:
-    """Make ``app``'s consumer seek with its flow stopped (see the module's text)."""
-
-    def adapt(consumer) -> None:
-        require(consumer, NEEDED, "the seek guard (stream.runtime.seek_guard)")
-        guard = SeekGuard(consumer)
-        consumer.getmany = guard.getmany
-        consumer.perform_seek = guard.perform_seek
-
-    adapt_consumers(app, adapt)

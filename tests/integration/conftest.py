@@ -36,7 +36,7 @@ def stream_env(kafka_bootstrap, registry_dir, tmp_path):
 @pytest.fixture(scope="module")
 def kafka_trio(tmp_path_factory):
     """Apache Kafka's three-node cluster (replication 3, min.insync.replicas 2) for a module's broker faults."""
-    from tiers import TRIO, missing_tier, tier_broker
+    from support.tiers import TRIO, missing_tier, tier_broker
 
     from stream.errors import BrokerError
     from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster

@@ -14,8 +14,8 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ConfigResource
-from event_factory import sample_events
 from support import TopicReader, simulated, wait_for
+from support.events import sample_events
 
 from producers.publisher import Publisher
 from schemas.events import dump_event

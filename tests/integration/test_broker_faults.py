@@ -172,7 +172,7 @@ def test_a_rolling_restart_of_all_three_brokers_while_the_stream_runs(kafka_trio
 
 
 def test_a_single_broker_restarted_on_its_data_dir(registry_dir, tmp_path, record_property):
-    from tiers import TRIO, missing_tier
+    from support.tiers import TRIO, missing_tier
 
     from stream.errors import BrokerError
     from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster

@@ -24,7 +24,7 @@ from pathlib import Path
 import orjson
 import pytest
 from support import TopicReader, isolated_env, provision, start_worker, wait_for
-from tiers import missing_tier
+from support.tiers import missing_tier
 
 # The document promises these on Apache Kafka; kcat and franz-go cannot talk to the embedded broker.
 pytestmark = [pytest.mark.integration, pytest.mark.tiers("kafka")]

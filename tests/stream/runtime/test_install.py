@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import pytest
-from private_names import library_private_names
+from support.private_names import library_private_names
 
 from stream.errors import RuntimeMismatch
 from stream.runtime import undecodable
@@ -40,9 +40,12 @@ SIGNATURES = {
     ("faust.transport.consumer.Consumer", "_add_gap"): ["self", "tp", "offset_from", "offset_to"],
     ("faust.transport.drivers.aiokafka.AIOKafkaConsumerThread", "_create_worker_consumer"): ["self", "transport"],
     ("aiokafka.consumer.fetcher.PartitionRecords", "_unpack_records"): ["self"],
+    ("faust.transport.drivers.aiokafka.Consumer", "_new_consumer_thread"): ["self"],
+    ("river.drift.KSWIN", "_reset"): ["self"],
 }
 #: Private attributes the changes read on instances, by the object that holds them.
 INSTANCE_NAMES = {
+    "app": ["_transport"],
     "consumer": ["_read_offset", "_n_acked", "_buffered_partitions", "_commit_every", "_stopped", "_thread"],
     "conductor": ["_tp_to_callback", "_tp_to_callback_lock"],
     "stream": [
@@ -55,6 +58,7 @@ INSTANCE_NAMES = {
     ],
     "aiokafka consumer": ["_fetch_max_wait_ms"],
     "producer buffer queue": ["_queue"],
+    "river KSWIN": ["_drift_detected"],
 }
 
 
@@ -94,26 +98,30 @@ async def test_a_real_app_gets_every_change_and_has_every_private_name(churn_app
     conductor = app.topics
     stream = app.stream(app.topic("names-check", value_serializer="raw"))
     from aiokafka import AIOKafkaConsumer
+    from river.drift import KSWIN
 
     client = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
     holders = {
+        "app": app,
         "consumer": consumer,
         "conductor": conductor,
         "stream": stream,
         "aiokafka consumer": client,
         "producer buffer queue": app.producer.buffer.pending,
+        "river KSWIN": KSWIN(),
     }
     missing = {k: [n for n in names if not hasattr(holders[k], n)] for k, names in INSTANCE_NAMES.items()}
     assert not any(missing.values()), missing
     from faust.streams import _current_event
 
     assert isinstance(_current_event, ContextVar)
-    # every change is attached
-    assert isinstance(consumer.getmany.__self__, SeekGuard) and isinstance(consumer.perform_seek.__self__, SeekGuard)
-    assert "_drain_messages" in vars(consumer)
+    # every change is attached, through the worker's transport
+    from stream.runtime.transport import Consumer, ConsumerThread, Transport
+
+    assert type(app.transport) is Transport and type(consumer) is Consumer and type(consumer._thread) is ConsumerThread
+    assert isinstance(consumer.seek_guard, SeekGuard) and consumer.seek_guard.consumer is consumer
     assert consumer.callback != conductor.on_message
-    assert "highwaters" in vars(consumer)  # exact end offsets (quirks)
-    assert "_create_worker_consumer" in vars(consumer._thread)  # the fetch wait (quirks)
+    assert app.transport.end_offsets_config is not None and app.transport.fetch_max_wait_ms is not None  # quirks
     assert undecodable.installed()
     assert set(DRAIN_NEEDED) | set(GUARD_NEEDED) <= set(dir(consumer)) and set(CONDUCTOR_NEEDED) <= set(dir(conductor))
     await asyncio.sleep(0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from private_names import ALLOWED, LIBRARIES, OURS, ROOT, library_private_names, uses
+from support.private_names import ALLOWED, LIBRARIES, OURS, ROOT, library_private_names, uses
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ from faust.types import TP
 from mode import Service
 from mode.utils.queues import FlowControlEvent
 
-from stream.runtime.inline_delivery import READY, first_step, install
+from stream.runtime.inline_delivery import READY, direct_handler, first_step, lean_waits
 
 pytestmark = pytest.mark.unit
 
@@ -64,9 +64,12 @@ class Consumer(Service):
 
 
 def consumer(app: App | None = None) -> Consumer:
+    """A consumer as the worker's transport makes it: direct delivery, lean waits."""
     app = app or App()
-    install(app)
-    return app._new_consumer()
+    made = app._new_consumer()
+    made.callback = direct_handler(app.topics)
+    lean_waits(app)
+    return made
 
 
 async def test_a_delivery_that_need_not_wait_runs_inline():
@@ -192,5 +195,5 @@ async def test_flow_control_and_the_producer_buffer_are_awaited_only_when_they_w
 
     # A second consumer of the same app does not wrap them again.
     acquire, ebb = flow.acquire, buffer.wait_until_ebb
-    app._new_consumer()
+    consumer(app)
     assert flow.acquire is acquire and buffer.wait_until_ebb is ebb

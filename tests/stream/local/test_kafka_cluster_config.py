@@ -33,7 +33,7 @@ from stream.local.kafka_cluster import (
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 COMPOSE = ROOT / "docker-compose.yaml"
 # Compose-only: the compose knob TOPIC_PARTITIONS sets it; the test clusters create topics explicitly.
 COMPOSE_ONLY = {"num.partitions"}

@@ -1,4 +1,9 @@
-"""Helpers for integration tests: worker processes, producing and consuming, waiting."""
+"""What the tests share: worker processes, producing and consuming, waiting (here), and
+
+- :mod:`support.events`: deterministic account events built from the schema models;
+- :mod:`support.tiers`: the broker tiers of a session, which ran on what and why not;
+- :mod:`support.private_names`: which private names of Faust, aiokafka, mode and river a file uses.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +32,7 @@ from stream.settings import Settings
 from training.launcher import child_env
 
 CHURN = str(Path(sys.executable).parent / "churn")
-FAULTS = Path(__file__).parent / "faults"
+FAULTS = Path(__file__).resolve().parent.parent / "faults"
 
 
 def wait_for(condition: Callable[[], object], timeout: float, interval: float = 0.2, what: str = "condition"):
@@ -266,3 +271,14 @@ class TcpRelay:
                 with contextlib.suppress(OSError):
                     s.close()
             self._open.clear()
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 2.0) -> None:
+    """Let the event loop run until ``condition()`` holds; fail after ``timeout`` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.001)

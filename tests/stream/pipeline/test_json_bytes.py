@@ -6,6 +6,7 @@ import tracemalloc
 import numpy as np
 import orjson
 import pytest
+from support.events import messages
 
 from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState
@@ -13,7 +14,6 @@ from stream.pipeline.featurize import Featurizer
 from stream.pipeline.json_bytes import json_bytes
 from stream.serving.model_holder import LoadedModel
 from stream.serving.scoring import Scorer
-from tests.unit.test_featurize import messages
 
 pytestmark = pytest.mark.unit
 

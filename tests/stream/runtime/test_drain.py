@@ -20,8 +20,7 @@ from faust.transport.utils import DefaultSchedulingStrategy
 from faust.types import TP
 from mode import Service
 
-from stream.errors import RuntimeMismatch
-from stream.runtime.drain import drain_messages, install
+from stream.runtime.drain import drain_messages
 from stream.runtime.seek_guard import SeekGuard
 
 pytestmark = pytest.mark.unit
@@ -281,22 +280,3 @@ async def test_long_fetches_and_a_stopped_broker_end_as_in_faust():
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(run(consumer), 10)
         assert not any(t[0] == "info" for t in consumer.trace)
-
-
-def test_installed_only_behind_the_seek_guard_else_the_start_fails():
-    class App:
-        def __init__(self, consumer):
-            self._new_consumer = lambda: consumer
-
-    complete = Consumer([])
-    app = App(complete)
-    install(app)
-    assert app._new_consumer() is complete and "_drain_messages" in vars(complete)
-
-    unguarded = Consumer([])
-    del unguarded.perform_seek  # Faust's own, not the guard's
-    app = App(unguarded)
-    install(app)
-    with pytest.raises(RuntimeMismatch, match="needs the seek guard attached first"):
-        app._new_consumer()
-    assert "_drain_messages" not in vars(unguarded)

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 from faust.sensors import Monitor, Sensor, SensorDelegate
 from faust.types import TP
+from support import wait_until
 
 from stream.runtime.batching import batches
 
@@ -136,15 +137,6 @@ def fill(stream: Stream, events: list[Event]) -> None:
     for e in events:
         e.consumer = stream.consumer
         stream.queue.put_nowait(e)
-
-
-async def wait_until(condition, timeout: float = 2.0) -> None:
-    """Let the loop run until ``condition()`` holds; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.001)
 
 
 async def test_a_batch_is_acked_when_the_next_is_asked_for_not_before(stream):

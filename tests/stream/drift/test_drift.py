@@ -587,12 +587,12 @@ def test_drift_modules_import_no_faust_and_no_kafka():
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in banned)\n"
         "assert not bad, bad\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
 
 
 def river_draws_kswin(**kwargs):
     """FastKSWIN with river's own sampler swapped in: ``random.sample`` on river's seeded RNG."""
-    from stream.drift.detectors import FastKSWIN
+    from stream.runtime.river_kswin import FastKSWIN
 
     class RiverDraws(FastKSWIN):
         def _subsample(self):
@@ -630,7 +630,7 @@ def test_fast_kswin_decides_exactly_as_rivers_kswin_on_the_same_draws():
 
 
 def test_fast_kswin_subsets_are_uniform_distinct_and_seeded():
-    from stream.drift.detectors import FastKSWIN
+    from stream.runtime.river_kswin import FastKSWIN
 
     def draws(seed, n):
         kswin = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=seed)
@@ -649,7 +649,7 @@ def test_fast_kswin_subsets_are_uniform_distinct_and_seeded():
 
 def test_fast_kswin_detects_a_shift_and_resets_after_it():
     """With its own draws: quiet before a shift, a detection within 150 values of it, then a fresh window."""
-    from stream.drift.detectors import FastKSWIN
+    from stream.runtime.river_kswin import FastKSWIN
 
     rng = np.random.default_rng(5)
     values = np.concatenate([rng.beta(2, 8, 1500), rng.beta(4, 6, 500)])
@@ -682,7 +682,7 @@ def test_fast_kswin_update_many_leaves_it_as_one_update_per_value_does(batch):
 
     A tuple of sizes cycles through runs on both sides of ``BATCH_FROM``.
     """
-    from stream.drift.detectors import FastKSWIN
+    from stream.runtime.river_kswin import FastKSWIN
 
     values = shifting_values()
     one = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=3)
@@ -728,7 +728,7 @@ def test_fast_kswin_update_many_decides_as_rivers_kswin_on_the_same_draws():
 
 
 def test_fast_kswin_subsamples_are_its_successive_subsamples():
-    from stream.drift.detectors import FastKSWIN
+    from stream.runtime.river_kswin import FastKSWIN
 
     one = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=9)
     many = FastKSWIN(alpha=1e-5, window_size=300, stat_size=100, seed=9)

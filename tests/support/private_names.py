@@ -12,7 +12,7 @@ import ast
 import importlib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LIBRARIES = ("faust", "aiokafka", "mode", "river")
 OURS = ("stream", "training", "producers", "schemas")
 ALLOWED = ROOT / "stream" / "runtime"

@@ -1,10 +1,11 @@
-"""Deterministic account events built straight from the schema models (no simulator)."""
+"""Account events for tests: built straight from the schema models, or the simulator's as the featurizer receives them."""
 
 from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, timedelta
 
+from producers.simulator import SimConfig, Simulator
 from schemas.events import (
     AccountClosed,
     AccountEvent,
@@ -14,7 +15,9 @@ from schemas.events import (
     Signup,
     SupportCall,
     Usage,
+    dump_event,
 )
+from stream.pipeline.messages import Inbound
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 PLANS = ("basic", "standard", "premium")
@@ -47,3 +50,14 @@ def sample_events(n: int, customers: int = 50, seed: int = 7) -> list[AccountEve
         else:
             events.append(AccountClosed(**common, reason="price"))
     return events
+
+
+def messages(n: int) -> list[Inbound]:
+    """The first ``n`` simulated events as the featurizer receives them (one partition, offsets from 0)."""
+    events = Simulator(SimConfig(n_customers=20, days=120, seed=2)).events()
+    out = []
+    for i, event in enumerate(events):
+        if i >= n:
+            break
+        out.append(Inbound(event.customer_id.encode(), dump_event(event), "account-events", 0, i, 1_000 + i))
+    return out

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from support import wait_until
 
 from stream.runtime.commit_chain import CommitChain
-from tests.unit.test_batching import wait_until
 
 pytestmark = pytest.mark.unit
 

@@ -1,25 +1,14 @@
 """The featurize step on its own: table bytes, duplicates and the dead-letter path."""
 
 import pytest
+from support.events import messages
 
-from producers.simulator import SimConfig, Simulator
-from schemas.events import dump_event
 from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState
 from stream.pipeline.featurize import DLQ, FEATURES, Featurizer
 from stream.pipeline.messages import Inbound
 
 pytestmark = pytest.mark.unit
-
-
-def messages(n: int) -> list[Inbound]:
-    events = Simulator(SimConfig(n_customers=20, days=120, seed=2)).events()
-    out = []
-    for i, event in enumerate(events):
-        if i >= n:
-            break
-        out.append(Inbound(event.customer_id.encode(), dump_event(event), "account-events", 0, i, 1_000 + i))
-    return out
 
 
 def test_each_changed_state_comes_with_the_bytes_of_its_final_value():

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
-from event_factory import sample_events
+from support.events import sample_events
 
 from producers.replay import ReplayRow, read_events, replay_file, write_jsonl
 from stream.errors import ConfigError

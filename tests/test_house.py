@@ -1,0 +1,38 @@
+"""The shape of the code and its front page: what a newcomer meets first stays small."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("schemas", "stream", "training", "producers")
+
+
+def test_the_readme_is_at_most_8000_characters():
+    assert len((ROOT / "README.md").read_text(encoding="utf-8")) <= 8000
+
+
+def test_the_faust_app_is_wiring_no_function_in_stream_app_is_over_80_lines():
+    long = []
+    for path in sorted((ROOT / "stream" / "app").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > 80:
+                    long.append(f"{path.name}:{node.name} ({lines} lines)")
+    assert not long
+
+
+def test_every_package_says_what_it_holds():
+    bare = [
+        str(init.relative_to(ROOT))
+        for package in PACKAGES
+        for init in (ROOT / package).rglob("__init__.py")
+        if not ast.get_docstring(ast.parse(init.read_text()))
+    ]
+    assert not bare
