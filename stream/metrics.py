@@ -25,7 +25,7 @@ class BatchHistogram(Collector):
     """A histogram observed a batch at a time: one NumPy binning per batch.
 
     ``Histogram.observe`` takes a lock and bisects per value; for a value per event
-    that was over a microsecond of a busy worker's time per event. Exposed exactly as
+    that was a cost a busy worker paid on every event. Exposed exactly as
     a ``Histogram`` of the same name and buckets is (``_bucket``, ``_count``,
     ``_sum``), without ``_created``.
     """

@@ -22,9 +22,9 @@ def tune_gc(threshold: int = 50_000) -> None:
 
     A worker allocates several objects per event (message, event, dicts, bytes) that
     die within the batch; with CPython's default threshold (700) the cyclic collector
-    ran so often that its pauses were about a tenth of a busy worker's time, landing
-    wherever an allocation tripped it. Everything imported and built so far is moved
-    out of the collector's view (``gc.freeze``), and the youngest generation is
+    ran so often that its pauses took a noticeable share of a busy worker's time,
+    landing wherever an allocation tripped it. Everything imported and built so far is
+    moved out of the collector's view (``gc.freeze``), and the youngest generation is
     collected every ``threshold`` allocations instead. Memory freed by reference
     counting (nearly all of it) is unaffected.
     """

@@ -1,6 +1,6 @@
 """``churn bench``: the stream against the per-row pattern and a raw client loop, side by side.
 
-Variants, all on this machine in one run, with the same events and the same model:
+Variants, all in one run, with the same events and the same model:
 
 ``stream``   a ``churn worker`` process on a pre-produced backlog: events/s from the
              first to the last score; then a paced phase at ``latency_rate`` for the
@@ -114,16 +114,13 @@ def _produce(config: dict, topic: str, messages, rate: float = 0.0, partitioner:
     to every event).
 
     The paced producer is connected before the clock starts, and is not idempotent:
-    an idempotent producer holds its first records until it has a producer id, about
-    half a second, which would be measured as the stream's latency. It lingers 5 ms,
+    an idempotent producer holds its first records until it has a producer id, a
+    delay that would be measured as the stream's latency. It lingers 5 ms,
     librdkafka's default and ``churn produce``'s, as the backlog's producer does: the
     embedded broker lists every record batch of a partition on each fetch, so the
     batches of one or two events that a 1 ms linger sent cost it more CPU than the
-    worker used (in three runs alternated on one day, at 9,000 events/s: 88-94 µs of
-    the broker's CPU per event against 70-74 with 5 ms, and p50/p99 22-31/50-58 ms
-    against 18-23/36-46).
-    With no linger at all, at 6,400 events/s it fell behind them (delivery p50 551 ms).
-    The events' timestamps count the linger as the stream's latency.
+    worker used, and raised the latency measured. With no linger at all it fell behind
+    them. The events' timestamps count the linger as the stream's latency.
     """
     producer = Producer(
         {**config, "partitioner": partitioner, "linger.ms": PACED_LINGER_S * 1000, "enable.idempotence": not rate}

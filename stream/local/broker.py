@@ -6,10 +6,10 @@ again (SIGINT, then SIGKILL after a grace period; the process is always reaped).
 The broker's stdout and stderr go to a log file, never to the terminal.
 
 Why SIGINT rather than SIGTERM: on SIGTERM Tansu stops accepting connections and then
-waits up to 5 s for connected clients before it exits (measured: 5.0 s with one idle
-client, 1 ms with none); on SIGINT it exits at once. With memory storage there is
-nothing to flush, so the wait buys nothing. Pass ``stop_signal=signal.SIGTERM`` to
-get the draining behaviour.
+waits up to 5 s for connected clients before it exits, all of it even for one idle
+client; on SIGINT it exits at once. With memory storage there is nothing to flush,
+so the wait buys nothing. Pass ``stop_signal=signal.SIGTERM`` to get the draining
+behaviour.
 
 Memory storage means a restart loses every topic and message: this profile is for
 development, demos and tests.

@@ -23,7 +23,7 @@ States are read through ``load`` once per key per batch and returned as ``dirty`
 with their table bytes in ``encoded``, so the caller writes each changed key to its
 table once per batch. A state is encoded right after each event changes it, while
 its objects are still in the CPU's cache: encoding all of a batch's states at its
-end cost several times as much, nearly all of it waiting on memory.
+end cost much more, nearly all of it waiting on memory.
 """
 
 from __future__ import annotations

@@ -7,12 +7,11 @@ holds 4 KiB for as long as it lives. The worker keeps one state and one latest
 score per customer in its tables (and the decoded-state cache), where that is
 4 KiB per value instead of a few hundred bytes, and every buffer past 512 bytes is
 a ``malloc`` of its own rather than a block from Python's small-object allocator:
-with 1,500 results kept (a batch's outputs, until the broker acknowledges them)
-each ``dumps`` took 1.6 µs instead of 0.2 µs.
+with a batch's outputs kept until the broker acknowledges them, each ``dumps``
+became much slower.
 
 :func:`json_bytes` copies the document into a bytes object of its exact size
-(about 0.15 µs for a 250-byte record) and lets orjson's buffer go at once, so the
-next call reuses it.
+(one small copy) and lets orjson's buffer go at once, so the next call reuses it.
 """
 
 from __future__ import annotations

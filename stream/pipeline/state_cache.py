@@ -1,8 +1,8 @@
 """Decoded customer states kept beside the state table, reused while the table holds their bytes.
 
-Decoding a state from the table's bytes and encoding it back took about 45% of the
-featurize step's CPU. The table stays the source of truth: a cached state is reused
-only while the table still holds the very bytes it was encoded to, so a table
+Decoding a state from the table's bytes and encoding it back took a large share of
+the featurize step's CPU. The table stays the source of truth: a cached state is
+reused only while the table still holds the very bytes it was encoded to, so a table
 restored from its changelog, or changed by anything else, is decoded afresh (this is
 exact because ``CustomerState.from_bytes(state.to_bytes()) == state``).
 

@@ -3,10 +3,10 @@
 The registry's model is an sklearn ``Pipeline``: a ``ColumnTransformer`` with a
 ``StandardScaler`` on the numeric inputs and a ``OneHotEncoder`` on the categorical
 ones, then a binary ``LogisticRegression``. Its ``predict_proba`` on a pandas frame
-has a fixed cost per call of about 2.5 ms on this machine (building the frame,
-column selection, validation in every step), and 6-8 ms inside a busy worker,
-whatever the batch size: at the batch sizes a paced stream forms (tens to hundreds
-of events) that was the largest part of scoring a batch.
+has a fixed cost per call (building the frame, column selection, validation in
+every step), larger still inside a busy worker, whatever the batch size: at the
+batch sizes a paced stream forms (tens to hundreds of events) that was the largest
+part of scoring a batch.
 
 :func:`compile_pipeline` reads the fitted parameters once and returns a function
 from the batch's columns to probabilities that does the same arithmetic in a few

@@ -1,8 +1,8 @@
 """The score step as a plain object: a batch of feature vectors in, scores out.
 
 One model call per batch, from columns (the per-row ``pd.DataFrame([row])`` pattern is
-hundreds of times slower). Each score record is a ``ChurnScore`` (``schema_version`` 1)
-with headers a consumer can route on without parsing the value: ``event.id``,
+far slower). Each score record is a ``ChurnScore`` (``schema_version`` 1) with
+headers a consumer can route on without parsing the value: ``event.id``,
 ``model.name``, ``model.version``, ``schema.version`` and ``score.reason`` (``event``
 for a score of an account event, ``silence`` for a re-score of a quiet customer).
 """
