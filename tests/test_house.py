@@ -36,3 +36,18 @@ def test_every_package_says_what_it_holds():
         if not ast.get_docstring(ast.parse(init.read_text()))
     ]
     assert not bare
+
+
+def test_every_path_the_docs_name_exists():
+    import re
+
+    pages = [ROOT / "README.md", ROOT / "deploy" / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    named = {
+        (page.name, match.group(1).rstrip("/"))
+        for page in pages
+        for match in re.finditer(
+            r"`((?:stream|training|producers|schemas|tests|deploy|docs)/[\w./-]+)`", page.read_text(encoding="utf-8")
+        )
+    }
+    missing = sorted((page, path) for page, path in named if not (ROOT / path).exists())
+    assert named and not missing
