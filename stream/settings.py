@@ -38,6 +38,9 @@ ENV_PREFIX = "CHURN_"
 #: How the cluster id of every embedded broker churn starts begins (``stream.local.broker``).
 EMBEDDED_CLUSTER_PREFIX = "churn-embedded-"
 SASL_PROTOCOLS = frozenset({"SASL_PLAINTEXT", "SASL_SSL"})
+#: Days of labelled feature-log snapshots a retraining run learns from by default (``dataset.window_days`` of
+#: ``training/config.py``); the topics it reads keep their records this long past the horizon.
+RETRAIN_WINDOW_DAYS = 60.0
 # Addresses a server binds to that no client can connect to.
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 # One item of a CPU list: a CPU or a range of them.
@@ -130,6 +133,15 @@ class KafkaSettings(Scope):
     topic_partitions: int = Field(4, ge=1, le=1024, description="CHURN_TOPIC_PARTITIONS: partitions of data topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="CHURN_TOPIC_REPLICATION: replication factor.")
     topic_prefix: str = Field("", description="CHURN_TOPIC_PREFIX: prefix for every topic name (isolates runs).")
+    training_retention_days: float = Field(
+        0.0,
+        ge=0,
+        le=36_500,
+        description="CHURN_TRAINING_RETENTION_DAYS: days churn-features and churn-labels keep their records "
+        "(their retention.ms), which retraining reads back; 0 derives it: CHURN_HORIZON_DAYS + the "
+        "retraining window (60 days) + a 7-day margin. Applies when churn topics creates them; "
+        "churn topics --check reports an existing topic that keeps less.",
+    )
     fetch_max_wait_ms: int = Field(
         1500,
         ge=1,

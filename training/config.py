@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stream.errors import ConfigError
+from stream.settings import RETRAIN_WINDOW_DAYS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "bootstrap.yaml"
@@ -32,7 +33,9 @@ class DatasetConfig(_Section):
     silence_days: float = Field(7.0, ge=0, description="silence re-score interval (0: none), as the worker's timer")
     holdout_fraction: float = Field(0.25, gt=0, lt=1)
     window_days: float = Field(
-        60.0, gt=0, description="retraining: days of labelled feature-log snapshots to learn from, the most recent"
+        RETRAIN_WINDOW_DAYS,
+        gt=0,
+        description="retraining: days of labelled feature-log snapshots to learn from, the most recent",
     )
 
 
