@@ -42,8 +42,9 @@ from stream.settings import (
 #: The settings scopes each command reads (``models rollback`` is the subcommand). Every command still
 #: validates every ``CHURN_*`` variable at start (:func:`_settings` builds the whole :class:`Settings`).
 COMMAND_SCOPES: dict[str, tuple[type[Scope], ...]] = {
-    "broker": (CommonSettings, KafkaSettings),
-    "topics": (CommonSettings, KafkaSettings),
+    # The topics' shape, and the label horizon the training topics' retention derives from (CHURN_HORIZON_DAYS).
+    "broker": (CommonSettings, KafkaSettings, DriftSettings),
+    "topics": (CommonSettings, KafkaSettings, DriftSettings),
     "produce": (CommonSettings, KafkaSettings),
     "tail": (CommonSettings, KafkaSettings),
     "bench": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings),
@@ -228,16 +229,45 @@ def broker(
 
 
 @app.command(epilog=settings_epilog("topics"))
-def topics() -> None:
+def topics(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Create nothing: compare every topic's partitions, replication and the configs its spec sets "
+            "(retention.ms of churn-features and churn-labels, cleanup.policy of model-events) with the "
+            "broker's, print each difference on a line (topic, key, wanted, actual) and exit 1 when any differ.",
+        ),
+    ] = False,
+) -> None:
     """Create every churn-stream topic on the configured broker (idempotent) and exit."""
     from stream.kafka.config import confluent_config
-    from stream.kafka.topics import BROKER_WAIT_S, ensure_topics, topic_specs
+    from stream.kafka.topics import BROKER_WAIT_S, check_topics, connect_admin, ensure_topics, topic_specs
 
     settings = _settings()
-    created = ensure_topics(
-        confluent_config(settings, settings.resolved_bootstrap()), topic_specs(settings), timeout=BROKER_WAIT_S
-    )
-    console.print(f"topics ready on {settings.resolved_bootstrap()}; created: {', '.join(created) or 'none'}")
+    where = settings.resolved_bootstrap()
+    specs = topic_specs(settings)
+    admin = connect_admin(confluent_config(settings, where), BROKER_WAIT_S)
+    if check:
+        differences = check_topics(admin, specs, timeout=BROKER_WAIT_S)
+        for difference in differences:
+            console.print(difference.line(), highlight=False, soft_wrap=True)
+        if differences:
+            err_console.print(f"{len(differences)} difference(s) between the topic specs and the broker at {where}")
+            raise typer.Exit(1)
+        console.print(f"the {len(specs)} topics on {where} match their specs")
+        return
+    created = ensure_topics(admin, specs, timeout=BROKER_WAIT_S)
+    console.print(f"topics ready on {where}; created: {', '.join(created) or 'none'}")
+    try:
+        differences = check_topics(admin, [s for s in specs if s.name not in created], timeout=BROKER_WAIT_S)
+    except ChurnError as exc:  # the topics are there; what differs is advice, and may not be describable
+        logging.getLogger(__name__).warning("could not compare the existing topics with their specs: %s", exc)
+        return
+    for difference in differences:
+        console.print(f"differs from its spec: {difference.line()}", highlight=False, soft_wrap=True)
+    if differences:
+        console.print("existing topics keep their configs; `churn topics --check` exits 1 while they differ")
 
 
 @app.command(epilog=settings_epilog("produce"))

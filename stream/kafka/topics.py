@@ -5,12 +5,16 @@ Every topic of the architecture, prefixed with ``CHURN_TOPIC_PREFIX``. Data topi
 partitions so they co-partition with the Faust tables; ``account-events-repartition``
 carries the events a producer sent to another partition than their customer's home
 (murmur2) back to it; ``drift-alerts`` has one
-partition; ``model-events`` has one partition and is compacted.
+partition; ``model-events`` has one partition and is compacted. ``churn-features`` and
+``churn-labels``, which retraining reads back, keep their records for
+:func:`training_retention_ms`: the label horizon, the retraining window and a margin
+(``CHURN_TRAINING_RETENTION_DAYS`` overrides it); the other topics get the broker's default.
 
 :func:`ensure_topics` creates the missing ones idempotently and waits until the
 broker's metadata shows them. A broker that rejects a topic config gets the topic
 without it, and a warning says so. (Tansu accepts ``cleanup.policy=compact`` but its
-memory storage does not compact.)
+memory storage does not compact.) :func:`describe_topics` reads what the broker has and
+:func:`topic_differences` compares it with the specs (``churn topics --check``).
 
 It is the first Kafka call of every process, so :func:`connect_admin` also checks the
 connection there: a listener that refuses the client's SASL login or never completes a
@@ -33,11 +37,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from stream.errors import BrokerError, ConfigError
 from stream.kafka.config import ClientLog
-from stream.settings import Settings
+from stream.settings import RETRAIN_WINDOW_DAYS, Settings
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,15 @@ DATA_TOPICS: tuple[str, ...] = (
     CHURN_LABELS,
 )
 ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
+#: The topics retraining reads back from their start (``training/retrain.py``): the feature log and the labels.
+TRAINING_TOPICS: tuple[str, ...] = (CHURN_FEATURES, CHURN_LABELS)
+
+DAY_MS = 86_400_000
+#: Days the training topics keep past the horizon and the retraining window: a retraining run that starts
+#: late (a launcher cooldown, a ``--wait-labels`` wait, a stream that was down) still finds its whole window.
+RETENTION_MARGIN_DAYS = 7.0
+#: Topic configs whose wanted value is a floor: a larger value on the broker, or -1 (forever), meets it.
+AT_LEAST: frozenset[str] = frozenset({"retention.ms"})
 
 # Errors meaning "the broker did not like this topic config", answered by retrying without it.
 _CONFIG_ERRORS = frozenset({KafkaError.INVALID_CONFIG, KafkaError.POLICY_VIOLATION, KafkaError.UNSUPPORTED_VERSION})
@@ -110,13 +123,166 @@ class TopicNames:
         return cls(*(settings.topic(name) for name in ALL_TOPICS))
 
 
+def training_retention_ms(settings: Settings) -> int:
+    """``retention.ms`` of the topics retraining reads: ``CHURN_TRAINING_RETENTION_DAYS``, or when that is 0
+    the label horizon + the retraining window + :data:`RETENTION_MARGIN_DAYS`.
+
+    A retraining run learns from the snapshots of the window that ends one horizon before the stream's
+    clock, so it needs records as old as horizon + window; records are stamped with their append time,
+    so this is wall time, which is event time for a live stream.
+
+    >>> training_retention_ms(Settings(horizon_days=30)) // DAY_MS
+    97
+    >>> training_retention_ms(Settings(training_retention_days=400)) // DAY_MS
+    400
+    """
+    days = settings.training_retention_days or (settings.horizon_days + RETRAIN_WINDOW_DAYS + RETENTION_MARGIN_DAYS)
+    return round(days * DAY_MS)
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """Specs of every churn-stream topic, named with the configured prefix."""
     replication = settings.topic_replication
-    specs = [TopicSpec(settings.topic(name), settings.topic_partitions, {}, replication) for name in DATA_TOPICS]
+    retention = {"retention.ms": str(training_retention_ms(settings))}
+    specs = [
+        TopicSpec(
+            settings.topic(name),
+            settings.topic_partitions,
+            dict(retention) if name in TRAINING_TOPICS else {},
+            replication,
+        )
+        for name in DATA_TOPICS
+    ]
     specs.append(TopicSpec(settings.topic(DRIFT_ALERTS), 1, {}, replication))
     specs.append(TopicSpec(settings.topic(MODEL_EVENTS), 1, {"cleanup.policy": "compact"}, replication))
     return specs
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What the broker reports of a topic: partitions, replication factor and the configs it describes."""
+
+    partitions: int
+    replication: int
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TopicDifference:
+    """One way a topic on the broker differs from its spec: ``key`` is ``topic``, ``partitions``,
+    ``replication`` or a topic config."""
+
+    topic: str
+    key: str
+    wanted: str
+    actual: str
+
+    def line(self) -> str:
+        """One line: topic, key, wanted, actual (``retention.ms`` also in days).
+
+        >>> TopicDifference("churn-labels", "retention.ms", ">= 8380800000", "604800000").line()
+        'churn-labels retention.ms: wanted >= 8380800000 (97 days), actual 604800000 (7 days)'
+        """
+        return (
+            f"{self.topic} {self.key}: wanted {_shown(self.key, self.wanted)}, actual {_shown(self.key, self.actual)}"
+        )
+
+
+#: What a difference says of a value the broker does not report.
+MISSING = "(no such topic)"
+UNSET = "(not set)"
+
+
+def _shown(key: str, value: str) -> str:
+    number = value.removeprefix(">= ")
+    if key != "retention.ms" or not number.lstrip("-").isdigit():
+        return value
+    return f"{value} (forever)" if number == "-1" else f"{value} ({int(number) / DAY_MS:g} days)"
+
+
+def _meets(key: str, wanted: str, actual: str | None) -> bool:
+    if actual is None:
+        return False
+    if key in AT_LEAST:
+        try:
+            return int(actual) == -1 or int(actual) >= int(wanted)
+        except ValueError:
+            pass
+    return actual == wanted
+
+
+def topic_differences(specs: Iterable[TopicSpec], actual: Mapping[str, TopicState]) -> list[TopicDifference]:
+    """Every way the topics in ``actual`` (by name) differ from ``specs``, in spec order.
+
+    A missing topic is one difference (key ``topic``); partitions and replication must match; each config
+    the spec sets must have its value on the broker, except those in :data:`AT_LEAST` (``retention.ms``),
+    which a larger value or -1 meets. Configs a spec does not set are not compared.
+
+    >>> [d.line() for d in topic_differences([TopicSpec("a", 4, {"cleanup.policy": "compact"})], {"a": TopicState(4, 1)})]
+    ['a cleanup.policy: wanted compact, actual (not set)']
+    """
+    differences = []
+    for spec in specs:
+        state = actual.get(spec.name)
+        if state is None:
+            differences.append(TopicDifference(spec.name, "topic", "exists", MISSING))
+            continue
+        if state.partitions != spec.partitions:
+            differences.append(TopicDifference(spec.name, "partitions", str(spec.partitions), str(state.partitions)))
+        if state.replication != spec.replication:
+            differences.append(TopicDifference(spec.name, "replication", str(spec.replication), str(state.replication)))
+        for key, wanted in spec.config.items():
+            have = state.config.get(key)
+            if not _meets(key, wanted, have):
+                shown = f">= {wanted}" if key in AT_LEAST else wanted
+                differences.append(TopicDifference(spec.name, key, shown, UNSET if have is None else have))
+    return differences
+
+
+def describe_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10.0) -> dict[str, TopicState]:
+    """The state of each of ``names`` the broker has (absent ones are left out), configs from ``describe_configs``.
+
+    A broker may describe only the configs set on the topic (Tansu), not its defaults too (Apache Kafka).
+    """
+    names = list(names)
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot list topics: {exc}") from exc
+    present = {
+        name: t for name in names if (t := metadata.topics.get(name)) is not None and t.error is None and t.partitions
+    }
+    if not present:
+        return {}
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in present]
+    try:
+        futures = admin.describe_configs(resources, request_timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot describe topic configs: {exc}") from exc
+    states = {}
+    for resource, future in futures.items():
+        try:
+            entries = future.result(timeout=timeout)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot describe the configs of topic {resource.name}: {exc.args[0]}") from exc
+        except concurrent.futures.TimeoutError as exc:
+            raise BrokerError(f"describing topic {resource.name} did not finish within {timeout:.0f}s") from exc
+        partitions = present[resource.name].partitions.values()
+        states[resource.name] = TopicState(
+            len(partitions),
+            min(len(p.replicas) for p in partitions),
+            {key: entry.value for key, entry in entries.items() if entry.value is not None},
+        )
+    return states
+
+
+def check_topics(
+    admin_or_config: AdminClient | Mapping[str, str], specs: Iterable[TopicSpec], timeout: float = 15.0
+) -> list[TopicDifference]:
+    """How the broker's topics differ from ``specs`` (:func:`topic_differences` of :func:`describe_topics`)."""
+    specs = list(specs)
+    admin = _admin(admin_or_config, timeout)
+    return topic_differences(specs, describe_topics(admin, [s.name for s in specs], timeout))
 
 
 def _security(config: Mapping[str, str]) -> str:
