@@ -126,6 +126,7 @@ class StreamMetrics:
     retrains: Counter
     assigned_partitions: Gauge
     consumer_lag: Gauge
+    model_registered: Gauge
     rebalance_skipped: Counter
     batch_wait_ms: Histogram
     batch_processing_ms: Histogram
@@ -201,6 +202,11 @@ class StreamMetrics:
                 "Per partition of the input topics assigned to this worker: records between its committed offset "
                 "and the partition's end (high watermark) as of its last fetch.",
                 ["topic", "partition"],
+                registry=r,
+            ),
+            model_registered=Gauge(
+                "churn_model_registered_timestamp_seconds",
+                "When the serving model's version was created in the registry, in seconds since the epoch.",
                 registry=r,
             ),
             batch_wait_ms=Histogram(
