@@ -123,7 +123,6 @@ class StreamMetrics:
     live_performance: Gauge
     matured_pairs: Counter
     silence_rescored: Counter
-    retrains: Counter
     assigned_partitions: Gauge
     consumer_lag: Gauge
     model_registered: Gauge
@@ -193,7 +192,6 @@ class StreamMetrics:
                 registry=r,
             ),
             silence_rescored=Counter("churn_silence_rescored", "Customers re-scored for silence.", registry=r),
-            retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(
                 "churn_assigned_partitions", "Partitions of account-events this worker owns.", registry=r
             ),
