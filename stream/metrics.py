@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,6 +83,24 @@ def _bound(value: float) -> str:
     return repr(float(value))
 
 
+def consumer_lag(assigned: Iterable, consumed: Mapping, highwaters: Mapping) -> dict[tuple[str, int], int]:
+    """Records still to consume per assigned partition: ``{(topic, partition): highwater - consumed}``.
+
+    ``assigned`` are topic partitions (anything with ``topic`` and ``partition``);
+    ``consumed`` and ``highwaters`` map them to the next offset to consume and to the
+    partition's end. A partition missing from either (nothing committed yet, no fetch
+    answered yet) is left out: its lag is not known. Never negative: a high watermark
+    from an older fetch than the commit would make it so.
+    """
+    lags = {}
+    for tp in assigned:
+        position, end = consumed.get(tp), highwaters.get(tp)
+        if position is None or end is None:
+            continue
+        lags[(tp.topic, tp.partition)] = max(0, end - position)
+    return lags
+
+
 @dataclass(frozen=True)
 class StreamMetrics:
     registry: CollectorRegistry
@@ -105,8 +123,9 @@ class StreamMetrics:
     live_performance: Gauge
     matured_pairs: Counter
     silence_rescored: Counter
-    retrains: Counter
     assigned_partitions: Gauge
+    consumer_lag: Gauge
+    model_registered: Gauge
     rebalance_skipped: Counter
     batch_wait_ms: Histogram
     batch_processing_ms: Histogram
@@ -173,9 +192,20 @@ class StreamMetrics:
                 registry=r,
             ),
             silence_rescored=Counter("churn_silence_rescored", "Customers re-scored for silence.", registry=r),
-            retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(
                 "churn_assigned_partitions", "Partitions of account-events this worker owns.", registry=r
+            ),
+            consumer_lag=Gauge(
+                "churn_consumer_lag",
+                "Per partition of the input topics assigned to this worker: records between its committed offset "
+                "and the partition's end (high watermark) as of its last fetch.",
+                ["topic", "partition"],
+                registry=r,
+            ),
+            model_registered=Gauge(
+                "churn_model_registered_timestamp_seconds",
+                "When the serving model's version was created in the registry, in seconds since the epoch.",
+                registry=r,
             ),
             batch_wait_ms=Histogram(
                 "churn_batch_wait_ms",
@@ -218,3 +248,14 @@ class StreamMetrics:
                 registry=r,
             ),
         )
+
+    def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Export ``lags`` (from :func:`consumer_lag`); partitions not in it lose their label set."""
+        keep = {(topic, str(partition)) for topic, partition in lags}
+        for family in self.consumer_lag.collect():
+            for sample in family.samples:
+                labels = (sample.labels["topic"], sample.labels["partition"])
+                if labels not in keep:
+                    self.consumer_lag.remove(*labels)
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(lag)

@@ -4,7 +4,9 @@ The silence check re-scores customers who have been quiet for ``CHURN_SILENCE_DA
 their partition's event time. It reads the featurize agent's state (the partition
 clocks, which advance only once a batch's states are in the table, and what was
 already re-scored), so it takes the :class:`~stream.app.featurize.FeaturizeState`.
-The assignment tracker exports how many account-events partitions this worker owns.
+The assignment tracker exports how many account-events partitions this worker owns, and
+the consumer lag of each partition of the input topics it owns (account-events and its
+repartition topic).
 """
 
 from __future__ import annotations
@@ -12,15 +14,18 @@ from __future__ import annotations
 import time
 
 import faust
+from faust.exceptions import ConsumerNotStarted
+from faust.types import TP
 
 from stream.app.featurize import FeaturizeState, latest_scores
 from stream.kafka.partitioning import partition_for
 from stream.kafka.topics import TopicNames
-from stream.metrics import StreamMetrics
+from stream.metrics import StreamMetrics, consumer_lag
 from stream.pipeline.features import CustomerState, features
 from stream.pipeline.featurize import FEATURES
 from stream.pipeline.json_bytes import json_bytes
 from stream.pipeline.messages import Outbound, Scorable
+from stream.runtime.consumer_offsets import committed_offsets
 from stream.runtime.tables import key_context, write_tables
 
 
@@ -71,9 +76,22 @@ def register_silence_check(app: faust.App, state: FeaturizeState) -> None:
 
 
 def register_assignment_tracking(app: faust.App, names: TopicNames, metrics: StreamMetrics) -> None:
-    """Register the timer that exports the number of account-events partitions assigned here."""
+    """Register the timer that exports, every second, the account-events partitions assigned here and the
+    consumer lag of each assigned partition of the input topics."""
+    inputs = {names.account_events, names.account_events_repartition}
 
     @app.timer(1.0)
     async def track_assignment():
-        owned = [tp for tp in app.consumer.assignment() if tp.topic == names.account_events]
-        metrics.assigned_partitions.set(len(owned))
+        consumer = app.consumer
+        assigned = [tp for tp in consumer.assignment() if tp.topic in inputs]
+        metrics.assigned_partitions.set(sum(1 for tp in assigned if tp.topic == names.account_events))
+        ends = {tp: end for tp in assigned if (end := highwater(consumer, tp)) is not None}
+        metrics.set_consumer_lag(consumer_lag(assigned, committed_offsets(consumer, assigned), ends))
+
+
+def highwater(consumer, tp: TP) -> int | None:
+    """The partition's end as of the consumer's last fetch of it; None before one, or once it is revoked."""
+    try:
+        return consumer.highwater(tp)
+    except (AssertionError, ConsumerNotStarted):  # aiokafka asserts the partition is assigned; no client yet
+        return None

@@ -27,6 +27,7 @@ from typing import Any
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from stream.errors import RuntimeMismatch
+from stream.runtime.consumer_offsets import NEEDED as OFFSETS_NEEDED
 from stream.runtime.drain import NEEDED as DRAIN_NEEDED
 from stream.runtime.drain import drain_messages
 from stream.runtime.end_offsets import exact_end_offsets
@@ -60,7 +61,9 @@ class Consumer(faust_aiokafka.Consumer):
 
     def __init__(self, transport, callback, *args: Any, **kwargs: Any) -> None:
         super().__init__(transport, callback, *args, **kwargs)
-        require(self, (*DRAIN_NEEDED, *GUARD_NEEDED), "the worker's consumer (stream.runtime.transport)")
+        require(
+            self, (*DRAIN_NEEDED, *GUARD_NEEDED, *OFFSETS_NEEDED), "the worker's consumer (stream.runtime.transport)"
+        )
         conductor = self.app.topics
         require(conductor, CONDUCTOR_NEEDED, "inline delivery (stream.runtime.inline_delivery)")
         if self.callback != conductor.on_message:

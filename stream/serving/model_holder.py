@@ -49,6 +49,8 @@ class LoadedModel:
     metrics: dict = field(default_factory=dict, compare=False)
     # Each input's share of the ranking (``training.importance``): how much a shift in it can hurt.
     importance: dict = field(default_factory=dict, compare=False)
+    # When the version was created in the registry, in seconds since the epoch (None: not known).
+    registered_at: float | None = field(default=None, compare=False)
     fast: ColumnsPredictor | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +74,12 @@ class LoadedModel:
         if self.fast is not None:
             return self.fast(columns)
         return self.predict(columns_to_frame(columns))
+
+
+def registered_at(model_version) -> float | None:
+    """A registry version's creation time in seconds since the epoch (MLflow keeps milliseconds); None without one."""
+    created = getattr(model_version, "creation_timestamp", None)
+    return None if created is None else created / 1000.0
 
 
 class RegistrySource:
@@ -121,7 +129,17 @@ class RegistrySource:
                 metrics = dict(client.get_run(mv.run_id).data.metrics)
             except Exception as exc:  # a model without holdout metrics still serves
                 log.warning("no holdout metrics for %s version %s: %s", name, version, exc)
-        return LoadedModel(name, version, pipeline, checksum, reference, mv.run_id or "", metrics, importance or {})
+        return LoadedModel(
+            name,
+            version,
+            pipeline,
+            checksum,
+            reference,
+            mv.run_id or "",
+            metrics,
+            importance or {},
+            registered_at=registered_at(mv),
+        )
 
     def _run_json(self, run_id: str | None, artifact: str, what: str, version: str) -> dict | None:
         """A JSON artifact of the version's run, or None (logged) when it has none: the model still serves."""
@@ -166,6 +184,8 @@ class ModelHolder:
             self.metrics.model_version.set(float(model.version))
         except ValueError:
             pass
+        # Unknown (NaN) rather than the previous version's time.
+        self.metrics.model_registered.set(float("nan") if model.registered_at is None else model.registered_at)
         log.info("serving %s version %s (was %s)", model.name, model.version, old.version if old else "none")
         self.ready.set()
         if self.on_swap is not None:

@@ -2,8 +2,9 @@
 
 Nothing here needs Docker: the files are parsed (PyYAML, json) and checked against
 ``stream.settings.Settings`` (every ``CHURN_*`` variable is a real setting) and against
-the metrics ``StreamMetrics.create`` registers (every metric the dashboard queries is
-exported). Third-party images must be pinned to a full version.
+the metrics ``StreamMetrics.create`` and ``LauncherMetrics.create`` register (every metric
+the dashboard queries is exported, each filtered on its own scrape job's variable).
+Third-party images must be pinned to a full version.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.metrics import StreamMetrics
 from stream.settings import Settings, load_settings
+from training.launcher.metrics import LauncherMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -61,7 +63,13 @@ REQUIRED_QUERIES = {
     "churn_feature_psi",
     "churn_drift_alerts_total",
     "churn_retrains_total",
+    "churn_consumer_lag",
+    "churn_model_registered_timestamp_seconds",
 }
+# What a panel or query names as its datasource: the dashboard's variable, never a fixed uid.
+DATASOURCE_VARIABLE = {"type": "prometheus", "uid": "${datasource}"}
+# A metric (or ``up``) in a query, with its selector when it has one.
+SELECTOR = re.compile(r"(?<![\w:$])(churn_[A-Za-z0-9_:]*|up)\b(\{[^}]*\})?")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -440,14 +448,39 @@ def test_compose_workers_each_advertise_their_own_host_name(services):
 # --- Grafana ---------------------------------------------------------------------------------------
 
 
-def _exported_metric_names() -> set[str]:
+def _metric_names(create) -> set[str]:
+    """The sample names a metrics bundle's ``create`` registers."""
     registry = CollectorRegistry()
-    StreamMetrics.create(registry)
+    create(registry)
     names: set[str] = set()
     for family in registry.collect():
         samples = {s.name for s in family.samples}
         names |= samples or {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
     return names
+
+
+def _worker_metric_names() -> set[str]:
+    return _metric_names(StreamMetrics.create)
+
+
+def _launcher_metric_names() -> set[str]:
+    return _metric_names(LauncherMetrics.create)
+
+
+def _exported_metric_names() -> set[str]:
+    return _worker_metric_names() | _launcher_metric_names()
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads((GRAFANA / "dashboards" / "churn-stream.json").read_text())
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[str]:
+    return [n["expr"] for n in _walk(dashboard) if isinstance(n, dict) and isinstance(n.get("expr"), str)]
+
+
+def _variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard.get("templating", {}).get("list", [])}
 
 
 def _queried_metric_names(dashboard: dict[str, Any]) -> set[str]:
@@ -459,15 +492,23 @@ def _queried_metric_names(dashboard: dict[str, Any]) -> set[str]:
     return names
 
 
-def test_sample_suffixes_match_what_the_registry_writes():
+@pytest.mark.parametrize("create", [StreamMetrics.create, LauncherMetrics.create], ids=["worker", "launcher"])
+def test_sample_suffixes_match_what_the_registry_writes(create):
     registry = CollectorRegistry()
-    StreamMetrics.create(registry)
+    create(registry)
     families = list(registry.collect())
     assert families and all(f.name.startswith("churn_") for f in families)
     for family in families:
         if family.samples:
             expected = {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
             assert {s.name for s in family.samples} <= expected, family.name
+
+
+def test_the_worker_and_the_launcher_export_no_metric_of_the_same_name():
+    """A name both exported would be summed across both jobs, or show the one that never moves."""
+    assert not _worker_metric_names() & _launcher_metric_names()
+    assert "churn_retrains_total" in _launcher_metric_names()
+    assert {"churn_consumer_lag", "churn_model_registered_timestamp_seconds"} <= _worker_metric_names()
 
 
 @pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
@@ -490,29 +531,87 @@ def test_dashboard_shows_the_stream_metrics():
     assert any("by (feature)" in e and "churn_feature_psi" in e for e in exprs)
 
 
-def test_dashboard_jobs_are_scrape_jobs():
+def test_dashboard_has_a_consumer_lag_panel():
+    lag = [
+        p
+        for p in _dashboard()["panels"]
+        if any("churn_consumer_lag" in t.get("expr", "") for t in p.get("targets", []))
+    ]
+    assert [p["title"] for p in lag] == ["Consumer lag"]
+    (target,) = lag[0]["targets"]
+    expr = re.sub(r"\s+", " ", target["expr"])
+    assert expr.startswith("sum by (topic, partition) (churn_consumer_lag{") and 'job=~"$job"' in expr, expr
+
+
+def test_every_query_filters_on_its_jobs_variable():
+    """Worker metrics (and ``up``) on ``$job``, the launcher's on ``$launcher_job``: the dashboard shows the
+    selected deployment's workers whatever else the Prometheus scrapes."""
+    worker, launcher = _worker_metric_names(), _launcher_metric_names()
+    for path in DASHBOARDS:
+        for expr in _exprs(json.loads(path.read_text())):
+            found = SELECTOR.findall(expr)
+            assert found, f"{path.name}: a query of no churn metric: {expr}"
+            for name, selector in found:
+                if name in launcher:
+                    wanted = 'job=~"$launcher_job"'
+                else:
+                    assert name in worker or name == "up", f"{path.name}: {name} is exported by neither"
+                    wanted = 'job=~"$job"'
+                assert wanted in selector, f"{path.name}: {name} without {wanted}: {expr}"
+                assert 'job="' not in selector, f"{path.name}: {name} names a fixed job: {expr}"
+
+
+def test_every_panel_uses_the_datasource_variable():
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            if panel["type"] == "row":
+                continue
+            assert panel.get("datasource") == DATASOURCE_VARIABLE, f"{path.name}: {panel['title']}"
+            for target in panel.get("targets", []):
+                assert target.get("datasource") == DATASOURCE_VARIABLE, f"{path.name}: {panel['title']}"
+        for node in _walk(dashboard):  # nowhere a fixed uid: annotations use Grafana's own
+            if isinstance(node, dict) and isinstance(node.get("datasource"), dict):
+                ds = node["datasource"]
+                assert ds == DATASOURCE_VARIABLE or ds.get("type") == "grafana", f"{path.name}: fixed datasource {ds}"
+
+
+def test_dashboard_variables_pick_the_datasource_and_default_to_the_scrape_jobs():
     jobs = {job["job_name"] for job in yaml.safe_load(PROMETHEUS.read_text())["scrape_configs"]}
     for path in DASHBOARDS:
-        for node in _walk(json.loads(path.read_text())):
-            if isinstance(node, dict) and isinstance(node.get("expr"), str):
-                for job in re.findall(r'job="([^"]+)"', node["expr"]):
-                    assert job in jobs, f"{path.name} filters on job {job!r}, which Prometheus does not scrape"
+        dashboard = json.loads(path.read_text())
+        variables = _variables(dashboard)
+        source = variables["datasource"]
+        assert (source["type"], source["query"]) == ("datasource", "prometheus")
+        for name, default in (("job", "churn-worker"), ("launcher_job", "churn-launcher")):
+            job = variables[name]
+            assert job["type"] == "query" and job["datasource"] == DATASOURCE_VARIABLE, name
+            query = job["query"]["query"] if isinstance(job["query"], dict) else job["query"]
+            assert re.sub(r"\s+", "", query) == "label_values(up,job)", name
+            assert job["current"]["value"] == default and default in jobs, f"{path.name}: {name} default {default}"
+        namespace = variables.get("namespace")
+        if namespace is not None:
+            assert namespace["includeAll"] and namespace["allValue"] == ".*", "All must match series without the label"
+        for expr in _exprs(dashboard):
+            for job in re.findall(r'job="([^"]+)"', expr):
+                assert job in jobs, f"{path.name} filters on job {job!r}, which Prometheus does not scrape"
 
 
-def test_dashboard_uses_the_provisioned_datasource(services):
+def test_the_provisioned_datasource_is_the_default_the_variable_picks(services):
+    """The dashboards name no datasource uid; in compose their variable resolves to the provisioned Prometheus."""
     datasources = [
         ds
         for path in sorted((GRAFANA / "provisioning" / "datasources").glob("*.yaml"))
         for ds in yaml.safe_load(path.read_text())["datasources"]
     ]
-    uids = {ds["uid"] for ds in datasources}
-    prometheus = next(ds for ds in datasources if ds["type"] == "prometheus")
-    assert re.match(r"^http://prometheus:9090/?$", prometheus["url"]) and "prometheus" in services
+    prometheus = [ds for ds in datasources if ds["type"] == "prometheus"]
+    assert len(prometheus) == 1 and prometheus[0].get("isDefault") is True
+    assert re.match(r"^http://prometheus:9090/?$", prometheus[0]["url"]) and "prometheus" in services
     for path in DASHBOARDS:
-        for node in _walk(json.loads(path.read_text())):
-            if isinstance(node, dict) and isinstance(node.get("datasource"), dict):
-                ds = node["datasource"]
-                assert ds.get("type") == "grafana" or ds.get("uid") in uids, f"{path.name}: unknown datasource {ds}"
+        text = path.read_text()
+        for ds in datasources:
+            assert ds["uid"] not in text, f"{path.name} refers to the provisioned uid {ds['uid']}"
+        assert _variables(json.loads(text))["datasource"].get("current", {}).get("value") in (None, "", "default")
 
 
 def test_grafana_loads_dashboards_from_where_compose_mounts_them(services):

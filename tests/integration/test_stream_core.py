@@ -9,7 +9,17 @@ from collections import Counter, defaultdict
 import orjson
 import pandas as pd
 import pytest
-from support import TopicReader, lookup, metric_sum, produce, provision, simulated, start_worker, wait_caught_up
+from support import (
+    TopicReader,
+    lookup,
+    metric_sum,
+    produce,
+    provision,
+    simulated,
+    start_worker,
+    wait_caught_up,
+    wait_for,
+)
 
 from producers.faults import inject
 from schemas.events import dump_event
@@ -77,6 +87,18 @@ def test_every_valid_event_scored_once_and_bad_ones_dead_lettered(stream_env, tm
         assert metric_sum(samples, "churn_scores_out_total") == len(events)
         assert samples["churn_score_batch_size_count"] >= 1
         assert samples["churn_event_to_score_latency_ms_count"] == len(events)
+        assert samples["churn_model_registered_timestamp_seconds"] > 1.6e9  # the served version's registration
+
+        # The worker's own lag: a series per account-events partition it owns (all of them), every one
+        # back to 0 once the backlog is consumed and committed (about every second).
+        events_topic = f'topic="{names("account-events")}"'
+
+        def lag_caught_up() -> bool:
+            lag = {k: v for k, v in worker.metrics().items() if k.startswith("churn_consumer_lag{")}
+            own = [k for k in lag if events_topic in k]
+            return len(own) == settings.topic_partitions and metric_sum(lag, "churn_consumer_lag") == 0
+
+        wait_for(lag_caught_up, 30, 0.5, "churn_consumer_lag at 0 on every account-events partition")
     finally:
         worker.stop()
 

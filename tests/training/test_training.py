@@ -113,5 +113,8 @@ def test_a_served_version_carries_its_holdout_metrics_importances_and_gate_evide
     assert loaded.metrics["expected_log_loss"] == pytest.approx(outcome.metrics["expected_log_loss"])
     assert set(loaded.importance) == set(FEATURE_NAMES)
     assert sum(loaded.importance.values()) == pytest.approx(1.0, abs=1e-4)
+    # The serving model's age (churn_model_registered_timestamp_seconds): the version's creation, in seconds.
+    created_ms = registry.connect(settings).get_model_version(settings.model_name, outcome.version).creation_timestamp
+    assert loaded.registered_at == pytest.approx(created_ms / 1000.0)
     tags = registry.connect(settings).get_run(outcome.run_id).data.tags
     assert float(tags["gate.candidate_roc_auc"]) == pytest.approx(outcome.metrics["roc_auc"], abs=1e-5)

@@ -46,7 +46,15 @@ SIGNATURES = {
 #: Private attributes the changes read on instances, by the object that holds them.
 INSTANCE_NAMES = {
     "app": ["_transport"],
-    "consumer": ["_read_offset", "_n_acked", "_buffered_partitions", "_commit_every", "_stopped", "_thread"],
+    "consumer": [
+        "_read_offset",
+        "_committed_offset",
+        "_n_acked",
+        "_buffered_partitions",
+        "_commit_every",
+        "_stopped",
+        "_thread",
+    ],
     "conductor": ["_tp_to_callback", "_tp_to_callback_lock"],
     "stream": [
         "_active_agens",
