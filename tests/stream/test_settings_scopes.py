@@ -92,7 +92,9 @@ def test_scopes_by_concern():
 
 
 def test_variables_of_the_old_class_still_exist():
-    assert VARIABLES_BEFORE_THE_SPLIT == _variables(Settings)
+    assert VARIABLES_BEFORE_THE_SPLIT <= _variables(Settings)
+    # Added since, each in a scope of its own concern:
+    assert _variables(Settings) - VARIABLES_BEFORE_THE_SPLIT == {"CHURN_LAUNCHER_BACKEND"}
 
 
 def _committed_settings_source() -> str:
