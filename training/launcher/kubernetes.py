@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -141,14 +141,16 @@ class KubernetesJobLauncher:
 
     def launch(self, request: LaunchRequest) -> RunningJob:
         try:
-            created = self.batch.create_namespaced_job(
-                self.namespace, self.render(request), _request_timeout=REQUEST_TIMEOUT_S
+            created = self.batch.create_namespaced_job(  # a dict body is sent as it is
+                self.namespace, cast(Any, self.render(request)), _request_timeout=REQUEST_TIMEOUT_S
             )
         except self._errors as exc:
             raise ChurnError(
                 f"creating the retraining Job in namespace {self.namespace} failed: {_api_error(exc)}"
             ) from exc
-        name = created.metadata.name
+        name = created.metadata.name if created.metadata is not None else None
+        if not name:
+            raise ChurnError(f"the API server created a retraining Job in {self.namespace} without a name")
         log.info("retraining Job %s/%s created (run %d)", self.namespace, name, request.run)
         return RunningJob(name, request.run, request.trigger, request.alert_id, request.now)
 
