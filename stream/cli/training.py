@@ -215,6 +215,7 @@ def run_launcher(
     from training.launcher import LauncherMetrics, LaunchPolicy, RetrainLauncher, build_launcher
 
     policy = LaunchPolicy(cooldown_s, every_s, retrain_on)
+    jobs = build_launcher(settings, job_template, backend)  # a bad backend or no cluster: said before the broker
     from stream.kafka.config import confluent_config
     from stream.kafka.topics import require_broker
 
@@ -222,7 +223,7 @@ def run_launcher(
     metrics = LauncherMetrics.create()
     service = RetrainLauncher(
         settings,
-        build_launcher(settings, job_template, backend),
+        jobs,
         policy,
         metrics,
         learn_since_drift_s=learn_since_drift_s,

@@ -367,12 +367,14 @@ def churn(*args: str, tmp_path) -> subprocess.CompletedProcess:
         (("retrain", "--trigger", "bogus"), ("trigger 'bogus'", "manual")),
         (("retrain", "--window-days", "0"), ("--window-days",)),
         (("launcher", "--cooldown", "-5"), ("--cooldown",)),
+        (("launcher", "--backend", "nomad"), ("--backend", "subprocess, kubernetes")),
     ],
 )
 def test_cli_bad_arguments_are_one_line_errors(tmp_path, args, words):
     result = tmp_path / "result.json"
-    if args[0] == "retrain":  # as the launcher runs it: the failure also lands in the result file
-        args = (*args, "--result-file", str(result))
+    termination_log = tmp_path / "termination-log"
+    if args[0] == "retrain":  # as the launchers run it: the failure also lands in the result file / termination log
+        args = (*args, "--result-file", str(result), "--termination-log", str(termination_log))
     proc = churn(*args, tmp_path=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -382,3 +384,5 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path, args, words):
         assert word in lines[0]
     if args[0] == "retrain":
         assert json.loads(result.read_text())["decision"] == "failed"
+        compact = termination_log.read_text()
+        assert "\n" not in compact and json.loads(compact)["decision"] == "failed"
