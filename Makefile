@@ -18,11 +18,15 @@ demo: $(BIN)/churn
 train: $(BIN)/churn
 	$(BIN)/churn train
 
-## The outside clients the tests run (Debian's kcat); Apache Kafka's jars come from Maven Central in the tests.
+## The outside clients the tests run (Debian's kcat, and kubectl from Debian's kubernetes-client for the
+## manifests' dry run); Apache Kafka's jars come from Maven Central in the tests.
 test-tools:
 	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >build-tools.log 2>&1 \
 	  || echo "kcat could not be installed (see build-tools.log): its tests will say so"; }
+	@command -v kubectl >/dev/null 2>&1 || { echo "installing kubectl (Debian: kubernetes-client)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client) >>build-tools.log 2>&1 \
+	  || echo "kubectl could not be installed (see build-tools.log): its tests will say so"; }
 
 ## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker);
 ## two processes, each broker tier in one of them.

@@ -372,9 +372,20 @@ class TrainingSettings(Scope):
     mlflow_experiment: str = Field("churn-stream", description="CHURN_MLFLOW_EXPERIMENT: experiment for training runs.")
 
 
+class LauncherSettings(Scope):
+    """The retrain launcher (``churn launcher``): where its retraining jobs run."""
+
+    launcher_backend: Literal["subprocess", "kubernetes"] = Field(
+        "subprocess",
+        description="CHURN_LAUNCHER_BACKEND: where `churn launcher` runs retraining jobs: subprocess (a local "
+        "`churn retrain` process) or kubernetes (a Job in the launcher's namespace); --backend overrides it.",
+    )
+
+
 class Settings(
     # Last scope first: pydantic collects fields from the last base up, so they run in the order of
     # SCOPES (common, kafka, registry, ...). RegistrySettings builds on CommonSettings, which stays after it.
+    LauncherSettings,
     TrainingSettings,
     DriftSettings,
     WorkerSettings,
@@ -401,6 +412,7 @@ SCOPES: dict[str, type[Scope]] = {
     "worker": WorkerSettings,
     "drift": DriftSettings,
     "training": TrainingSettings,
+    "launcher": LauncherSettings,
 }
 
 

@@ -29,6 +29,7 @@ from stream.settings import (
     CommonSettings,
     DriftSettings,
     KafkaSettings,
+    LauncherSettings,
     RegistrySettings,
     Scope,
     ServiceSettings,
@@ -54,7 +55,7 @@ COMMAND_SCOPES: dict[str, tuple[type[Scope], ...]] = {
     "train": (RegistrySettings, TrainingSettings),
     "retrain": (KafkaSettings, RegistrySettings, TrainingSettings),
     # Its own consumer and /metrics, plus what it hands to the retraining jobs it starts.
-    "launcher": (KafkaSettings, ServiceSettings, RegistrySettings, TrainingSettings),
+    "launcher": (KafkaSettings, ServiceSettings, RegistrySettings, TrainingSettings, LauncherSettings),
     "models": (RegistrySettings,),
     "models rollback": (RegistrySettings,),
 }
@@ -605,6 +606,13 @@ def retrain(
         ),
     ] = 0.0,
     result_file: Annotated[Optional[Path], typer.Option(hidden=True, help="Write the decision as JSON here.")] = None,
+    termination_log: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Also write the decision as compact JSON (at most 4 KiB) here: in a Kubernetes Job, the "
+            "container's terminationMessagePath (/dev/termination-log), where the launcher reads it."
+        ),
+    ] = None,
     oracle_world: Annotated[
         Optional[Path],
         typer.Option(
@@ -619,7 +627,17 @@ def retrain(
 
     # The job checks its arguments, then asks the broker and the registry (failures reach --result-file too).
     run_retrain(
-        _settings(), config, trigger, alert_id, window_days, result_file, console, since, wait_labels, oracle_world
+        _settings(),
+        config,
+        trigger,
+        alert_id,
+        window_days,
+        result_file,
+        console,
+        since,
+        wait_labels,
+        oracle_world,
+        termination_log,
     )
 
 
@@ -631,9 +649,19 @@ def launcher(
         typer.Option(help="Also launch a run this many seconds after the last one started, alerts or not."),
     ] = None,
     once: Annotated[bool, typer.Option("--once", help="Handle the alerts there now, wait for the job, exit.")] = False,
+    backend: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Where retraining jobs run: subprocess (a local `churn retrain`) or kubernetes (a Job created "
+            "through the Kubernetes API). Default: CHURN_LAUNCHER_BACKEND (subprocess)."
+        ),
+    ] = None,
     job_template: Annotated[
         Optional[Path],
-        typer.Option(help="Submit this Kubernetes Job manifest with kubectl instead of running a local process."),
+        typer.Option(
+            help="The Kubernetes Job template (default: the packaged training/launcher/retrain-job.yaml); "
+            "implies --backend kubernetes."
+        ),
     ] = None,
     learn_since_drift: Annotated[
         Optional[float],
@@ -649,7 +677,7 @@ def launcher(
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from stream.cli.training import run_launcher
 
-    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on)
+    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on, backend)
 
 
 @models_app.callback(epilog=settings_epilog("models"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from rich.console import Console
@@ -45,7 +46,10 @@ def run_retrain(
     since: str = "",
     wait_labels_s: float = 0.0,
     oracle_world: Path | None = None,
+    termination_log: Path | None = None,
 ) -> None:
+    """``result_file`` gets the whole decision as JSON; ``termination_log`` (a Kubernetes container's
+    ``terminationMessagePath``) a compact one within the kubelet's 4 KiB, which the launcher reads."""
     config = load_config(config_path or DEFAULT_CONFIG)
     since_ts = parse_since(since)
     try:
@@ -61,8 +65,10 @@ def run_retrain(
                 settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s, world
             )
     except ChurnError as exc:
+        failed = {"decision": "failed", "error": str(exc)}
         if result_file is not None:  # tells a launcher that can only see the file (not the exit code)
-            result_file.write_text(json.dumps({"decision": "failed", "error": str(exc)}, indent=2))
+            result_file.write_text(json.dumps(failed, indent=2))
+        _write_termination_log(termination_log, failed)
         raise
     tags = outcome.tags
     console.print(
@@ -70,7 +76,7 @@ def run_retrain(
         f"snapshots {tags['data.window_start']} .. {tags['data.window_end']}"
     )
     render_outcome(settings, outcome, console)
-    if result_file is not None:
+    if result_file is not None or termination_log is not None:
         summary = {
             "version": outcome.version,
             "run_id": outcome.run_id,
@@ -82,7 +88,20 @@ def run_retrain(
             "oracle_roc_auc": outcome.metrics.get("oracle_roc_auc"),
             "evidence": outcome.decision.evidence,
         }
-        result_file.write_text(json.dumps(summary, indent=2, default=str))
+        if result_file is not None:
+            result_file.write_text(json.dumps(summary, indent=2, default=str))
+        _write_termination_log(termination_log, summary)
+
+
+def _write_termination_log(path: Path | None, summary: dict) -> None:
+    if path is None:
+        return
+    from training.launcher.jobs import compact_result
+
+    try:
+        path.write_text(compact_result(summary))
+    except OSError as exc:  # the decision is made and logged; only the launcher's view of it is lost
+        logging.getLogger(__name__).warning("cannot write the termination log %s: %s", path, exc)
 
 
 def load_world(path: Path | None):
@@ -185,6 +204,7 @@ def run_launcher(
     console: Console,
     learn_since_drift_s: float | None = None,
     retrain_on: str = "harm",
+    backend: str | None = None,
 ) -> None:
     import logging
     import signal
@@ -195,13 +215,18 @@ def run_launcher(
     from training.launcher import LauncherMetrics, LaunchPolicy, RetrainLauncher, build_launcher
 
     policy = LaunchPolicy(cooldown_s, every_s, retrain_on)
+    jobs = build_launcher(settings, job_template, backend)  # a bad backend or no cluster: said before the broker
     from stream.kafka.config import confluent_config
     from stream.kafka.topics import require_broker
 
     require_broker(confluent_config(settings, settings.resolved_bootstrap()))
     metrics = LauncherMetrics.create()
     service = RetrainLauncher(
-        settings, build_launcher(settings, job_template), policy, metrics, learn_since_drift_s=learn_since_drift_s
+        settings,
+        jobs,
+        policy,
+        metrics,
+        learn_since_drift_s=learn_since_drift_s,
     )
     if not once:
         try:

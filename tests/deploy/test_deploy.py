@@ -36,7 +36,9 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 PROMETHEUS = DEPLOY / "prometheus" / "prometheus.yml"
 GRAFANA = DEPLOY / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
-K8S = sorted((DEPLOY / "k8s").glob("*.yaml"))
+# The manifests, and the retraining Job template the launcher renders (shipped in the package).
+RETRAIN_JOB = ROOT / "training" / "launcher" / "retrain-job.yaml"
+K8S = [*sorted((DEPLOY / "k8s").glob("*.yaml")), RETRAIN_JOB]
 
 SETTING_VARS = {f"CHURN_{name.upper()}" for name in Settings.model_fields}
 CHURN_TOKEN = re.compile(r"\bCHURN_[A-Z0-9_]+")
@@ -740,11 +742,37 @@ def test_statefulset_probes_and_metrics_service(k8s_docs):
     assert annotations.get("prometheus.io/path", "/metrics") == "/metrics"
 
 
-def test_retrain_job_template_runs_churn_retrain(k8s_docs):
-    job = _one(k8s_docs, "Job")
+def _job(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    (job,) = [
+        d for d in docs if d["kind"] == "Job" and d["metadata"]["labels"]["app.kubernetes.io/component"] == component
+    ]
+    return job
+
+
+@pytest.mark.parametrize(("component", "command"), [("retrain", "retrain"), ("bootstrap-train", "train")])
+def test_jobs_run_their_churn_command(k8s_docs, component, command):
+    job = _job(k8s_docs, component)
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert "command" not in container, "keep the image's ENTRYPOINT (churn); put the subcommand in args"
-    assert container["args"][0] == "retrain"
+    assert container["args"][0] == command
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     (worker,) = _one(k8s_docs, "StatefulSet")["spec"]["template"]["spec"]["containers"]
     assert container["image"] == worker["image"], "one image for every role"
+
+
+def test_retrain_job_reports_its_decision_in_the_termination_message(k8s_docs):
+    (container,) = _job(k8s_docs, "retrain")["spec"]["template"]["spec"]["containers"]
+    path = container["terminationMessagePath"]
+    assert container["args"][container["args"].index("--termination-log") + 1] == path
+    assert container["terminationMessagePolicy"] == "File"
+
+
+def test_launcher_runs_the_kubernetes_backend_with_its_state_on_a_claim(k8s_docs):
+    deployment = _one(k8s_docs, "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["launcher", "--backend", "kubernetes"]
+    data_dir = _container_env(container, k8s_docs)["CHURN_DATA_DIR"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == data_dir]
+    (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
+    claim = volume["persistentVolumeClaim"]["claimName"]
+    assert claim in {d["metadata"]["name"] for d in k8s_docs if d["kind"] == "PersistentVolumeClaim"}

@@ -55,7 +55,7 @@ VARIABLES_BEFORE_THE_SPLIT = frozenset(
     """.split()
 )
 #: The variables added since the split.
-VARIABLES_ADDED_SINCE = frozenset({"CHURN_TRAINING_RETENTION_DAYS"})
+VARIABLES_ADDED_SINCE = frozenset({"CHURN_TRAINING_RETENTION_DAYS", "CHURN_LAUNCHER_BACKEND"})
 
 
 @pytest.fixture(autouse=True)

@@ -309,31 +309,38 @@ def test_a_job_from_before_a_restart_is_waited_on(tmp_path):
     assert launcher.poll(job) == JobEnd(None, "promoted")
 
 
+def _k8s(template: Path = DEFAULT_JOB_TEMPLATE) -> KubernetesJobLauncher:
+    """Rendering needs no cluster: a configuration that points nowhere (the API tests are in
+    test_launcher_kubernetes.py)."""
+    from kubernetes import client
+
+    return KubernetesJobLauncher(template, namespace="x", configuration=client.Configuration(host="http://127.0.0.1:9"))
+
+
 def test_kubernetes_job_renders_the_template_with_the_alert():
-    manifest = KubernetesJobLauncher().render(LaunchRequest(run=4, trigger="drift", alert_id="psi-2026-01-01", now=T0))
-    doc = yaml.safe_load(manifest)
+    doc = _k8s().render(LaunchRequest(run=4, trigger="drift", alert_id="psi-2026-01-01", now=T0))
     template = yaml.safe_load(DEFAULT_JOB_TEMPLATE.read_text())
     assert doc["kind"] == "Job" and doc["metadata"]["generateName"] == "churn-retrain-"
     (container,) = doc["spec"]["template"]["spec"]["containers"]
     (original,) = template["spec"]["template"]["spec"]["containers"]
-    assert container["args"] == ["retrain", "--trigger", "drift", "--alert-id", "psi-2026-01-01"]
+    assert container["args"] == [*original["args"], "--trigger", "drift", "--alert-id", "psi-2026-01-01"]
+    assert original["args"] == ["retrain", "--termination-log", "/dev/termination-log"]
     assert {k: v for k, v in container.items() if k != "args"} == {k: v for k, v in original.items() if k != "args"}
     for meta in (doc["metadata"], doc["spec"]["template"]["metadata"]):
         assert meta["labels"]["churn-stream/trigger"] == "drift"
+        assert meta["labels"]["churn-stream/run"] == "4"
         assert meta["annotations"]["churn-stream/alert-id"] == "psi-2026-01-01"
     assert doc["spec"]["backoffLimit"] == 0 and doc["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
-    scheduled = yaml.safe_load(KubernetesJobLauncher().render(LaunchRequest(5, "schedule", "", T0)))
-    assert scheduled["spec"]["template"]["spec"]["containers"][0]["args"] == ["retrain", "--trigger", "schedule"]
+    scheduled = _k8s().render(LaunchRequest(5, "schedule", "", T0))
+    assert scheduled["spec"]["template"]["spec"]["containers"][0]["args"][-2:] == ["--trigger", "schedule"]
 
 
-def test_kubernetes_launcher_without_kubectl_says_so(tmp_path):
-    with pytest.raises(ChurnError, match="not found on PATH"):
-        KubernetesJobLauncher(kubectl="kubectl-that-does-not-exist").launch(request())
+def test_kubernetes_launcher_refuses_a_template_that_is_not_a_job(tmp_path):
     bad = tmp_path / "job.yaml"
     bad.write_text("kind: Deployment\n")
     with pytest.raises(ChurnError, match="not a Kubernetes Job"):
-        KubernetesJobLauncher(bad).render(request())
+        _k8s(bad)
 
 
 def test_settings_env_gives_a_child_the_same_settings(tmp_path, monkeypatch):
@@ -360,12 +367,14 @@ def churn(*args: str, tmp_path) -> subprocess.CompletedProcess:
         (("retrain", "--trigger", "bogus"), ("trigger 'bogus'", "manual")),
         (("retrain", "--window-days", "0"), ("--window-days",)),
         (("launcher", "--cooldown", "-5"), ("--cooldown",)),
+        (("launcher", "--backend", "nomad"), ("--backend", "subprocess, kubernetes")),
     ],
 )
 def test_cli_bad_arguments_are_one_line_errors(tmp_path, args, words):
     result = tmp_path / "result.json"
-    if args[0] == "retrain":  # as the launcher runs it: the failure also lands in the result file
-        args = (*args, "--result-file", str(result))
+    termination_log = tmp_path / "termination-log"
+    if args[0] == "retrain":  # as the launchers run it: the failure also lands in the result file / termination log
+        args = (*args, "--result-file", str(result), "--termination-log", str(termination_log))
     proc = churn(*args, tmp_path=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
@@ -375,3 +384,5 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path, args, words):
         assert word in lines[0]
     if args[0] == "retrain":
         assert json.loads(result.read_text())["decision"] == "failed"
+        compact = termination_log.read_text()
+        assert "\n" not in compact and json.loads(compact)["decision"] == "failed"

@@ -49,14 +49,50 @@ class Launcher(Protocol):
         ...
 
 
-def result_outcome(exit_code: int | None, result_file: str) -> str:
-    """The outcome of an ended job from its exit code and the result file it wrote."""
+def decision_outcome(exit_code: int | None, result: str) -> str:
+    """The outcome of an ended job from its exit code and the result JSON it left (may be empty).
+
+    >>> decision_outcome(0, '{"decision": "promoted", "version": "3"}'), decision_outcome(0, "")
+    ('promoted', 'succeeded')
+    >>> decision_outcome(1, '{"decision": "promoted"}'), decision_outcome(None, "not json")
+    ('failed', 'unknown')
+    """
     if exit_code not in (0, None):
         return "failed"
     try:
-        decision = json.loads(Path(result_file).read_text()).get("decision", "") if result_file else ""
-    except (OSError, ValueError, AttributeError):
+        decision = json.loads(result).get("decision", "") if result else ""
+    except (ValueError, AttributeError):
         decision = ""
     if decision in ("promoted", "rejected", "failed"):
         return decision
     return "succeeded" if exit_code == 0 else "unknown"
+
+
+def result_outcome(exit_code: int | None, result_file: str) -> str:
+    """The outcome of an ended job from its exit code and the result file it wrote."""
+    try:
+        result = Path(result_file).read_text() if result_file else ""
+    except OSError:
+        result = ""
+    return decision_outcome(exit_code, result)
+
+
+#: The kubelet keeps at most this many bytes of a container's termination message.
+TERMINATION_MESSAGE_LIMIT = 4096
+
+
+def compact_result(summary: dict, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+    """``summary`` (a retraining job's result) as one JSON line of at most ``limit`` bytes, for a Kubernetes
+    termination message: the decision always, then the other keys in order while they fit.
+
+    >>> compact_result({"decision": "rejected", "version": "4", "reasons": ["x" * 5000]})
+    '{"decision":"rejected","version":"4"}'
+    """
+    kept = {"decision": summary.get("decision", "")}
+    for key, value in summary.items():
+        if key in kept:
+            continue
+        trial = json.dumps({**kept, key: value}, separators=(",", ":"), default=str)
+        if len(trial.encode()) <= limit:
+            kept[key] = value
+    return json.dumps(kept, separators=(",", ":"), default=str)

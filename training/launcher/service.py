@@ -4,7 +4,7 @@
 
     drift-alerts ──► RetrainLauncher ──► LaunchPolicy (pure: launch now?) ──► Launcher
                         │  consumer group <app_id>-launcher          SubprocessLauncher: churn retrain
-                        │  commit after the decision is saved        KubernetesJobLauncher: kubectl create
+                        │  commit after the decision is saved        KubernetesJobLauncher: a Job (API)
                         └► LauncherState (JSON under CHURN_DATA_DIR/launcher/, written atomically)
 
 * **Single flight.** While a job runs, alerts are recorded and skipped: a storm of
@@ -18,7 +18,7 @@
   started (or after the launcher started), alerts or not; still single-flight.
 
 Outcomes (the ``outcome`` label of ``churn_retrains_total``): ``promoted`` and
-``rejected`` (from the job's result file), ``succeeded`` (exit 0, no result file),
+``rejected`` (from the job's result file, or a Kubernetes Job's termination message), ``succeeded`` (exit 0, no result file),
 ``failed`` (non-zero exit, its code recorded; or a result file saying so) and
 ``unknown`` (the job ended while the launcher was away, so its exit code is not known,
 and it left no result file).
@@ -43,7 +43,7 @@ from stream.kafka.topics import DRIFT_ALERTS, ensure_topics, topic_specs
 from stream.runtime.end_offsets import exact_end_offsets
 from stream.settings import Settings
 from training.launcher.jobs import Launcher, LaunchRequest
-from training.launcher.kubernetes import KubernetesJobLauncher
+from training.launcher.kubernetes import DEFAULT_JOB_TEMPLATE, KubernetesJobLauncher
 from training.launcher.metrics import LauncherMetrics
 from training.launcher.policy import Decision, LaunchPolicy
 from training.launcher.processes import SubprocessLauncher
@@ -114,10 +114,11 @@ class RetrainLauncher:
         self.metrics.retrains.labels(end.outcome).inc()
         self.metrics.running.set(0)
         log.info(
-            "retraining run %d (%s) ended: %s, exit code %s; %d launches so far",
+            "retraining run %d (%s) ended: %s%s, exit code %s; %d launches so far",
             job.run,
             job.handle,
             end.outcome,
+            f" ({end.reason})" if end.reason else "",
             end.exit_code,
             self.state.launches,
         )
@@ -245,8 +246,17 @@ class RetrainLauncher:
         return self.state
 
 
-def build_launcher(settings: Settings, job_template: Path | None = None) -> Launcher:
-    """The Kubernetes launcher when a Job template is given, else local subprocesses."""
+BACKENDS = ("subprocess", "kubernetes")
+
+
+def build_launcher(settings: Settings, job_template: Path | None = None, backend: str | None = None) -> Launcher:
+    """The backend ``backend`` names (default ``CHURN_LAUNCHER_BACKEND``): local subprocesses, or Kubernetes
+    Jobs from ``job_template`` (default: the packaged template). A template alone means Kubernetes."""
+    chosen = backend or ("kubernetes" if job_template is not None else settings.launcher_backend)
+    if chosen not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}, not {chosen!r}")
+    if chosen == "kubernetes":
+        return KubernetesJobLauncher(job_template or DEFAULT_JOB_TEMPLATE)
     if job_template is not None:
-        return KubernetesJobLauncher(job_template)
+        raise ConfigError("--job-template is a Kubernetes Job: it needs --backend kubernetes, not subprocess")
     return SubprocessLauncher.for_settings(settings)

@@ -30,10 +30,12 @@ class RunningJob:
 
 @dataclass(frozen=True)
 class JobEnd:
-    """How a job ended; ``exit_code`` is None when the launcher could not observe it."""
+    """How a job ended; ``exit_code`` is None when the launcher could not observe it; ``reason``
+    says why a job failed when the backend knows (a Kubernetes Job's ``DeadlineExceeded``)."""
 
     exit_code: int | None
     outcome: str
+    reason: str = ""
 
 
 @dataclass
