@@ -107,6 +107,7 @@ class StreamMetrics:
     silence_rescored: Counter
     retrains: Counter
     assigned_partitions: Gauge
+    ready: Gauge
     rebalance_skipped: Counter
     batch_wait_ms: Histogram
     batch_processing_ms: Histogram
@@ -176,6 +177,11 @@ class StreamMetrics:
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             assigned_partitions=Gauge(
                 "churn_assigned_partitions", "Partitions of account-events this worker owns.", registry=r
+            ),
+            ready=Gauge(
+                "churn_ready",
+                "1 when the worker is ready (a verified model loaded, its tables recovered), as /ready says; else 0.",
+                registry=r,
             ),
             batch_wait_ms=Histogram(
                 "churn_batch_wait_ms",
