@@ -126,6 +126,7 @@ class StreamMetrics:
     assigned_partitions: Gauge
     consumer_lag: Gauge
     model_registered: Gauge
+    ready: Gauge
     rebalance_skipped: Counter
     batch_wait_ms: Histogram
     batch_processing_ms: Histogram
@@ -205,6 +206,11 @@ class StreamMetrics:
             model_registered=Gauge(
                 "churn_model_registered_timestamp_seconds",
                 "When the serving model's version was created in the registry, in seconds since the epoch.",
+                registry=r,
+            ),
+            ready=Gauge(
+                "churn_ready",
+                "1 when the worker is ready (a verified model loaded, its tables recovered), as /ready says; else 0.",
                 registry=r,
             ),
             batch_wait_ms=Histogram(

@@ -17,7 +17,8 @@ Agents
                Both in :mod:`stream.app.control`.
 
 Timers (silence re-scores, partition tracking) are in :mod:`stream.app.timers`, the web
-pages (``/metrics``, ``/customers/{customer_id}``, ``/score``) in :mod:`stream.app.views`.
+pages (``/metrics``, ``/ready``, ``/live``, ``/customers/{customer_id}``, ``/score``) in
+:mod:`stream.app.views`, the readiness decision in :mod:`stream.app.readiness`.
 """
 
 from __future__ import annotations

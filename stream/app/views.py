@@ -1,6 +1,10 @@
 """The worker's web pages, served by Faust's web server.
 
 ``/metrics``                 the Prometheus registry, in the text format.
+``/ready``                   200 once a verified model is loaded and the tables of the current
+                             assignment are recovered, else 503 naming the reasons
+                             (:mod:`stream.app.readiness`); readiness probes.
+``/live``                    200 while the event loop runs, whatever else; liveness probes.
 ``/customers/{customer_id}`` a customer's current features and latest score, read from
                              the tables; Faust forwards the request to the worker that
                              owns the customer's partition.
@@ -17,6 +21,7 @@ from pydantic import ValidationError
 
 from schemas.features import FeatureVector
 from schemas.outputs import risk_band
+from stream.app.readiness import readiness, tables_state
 from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState, features
 from stream.serving.model_holder import ModelHolder
@@ -34,7 +39,23 @@ def register(
     state_table: faust.Table,
     score_table: faust.Table,
 ) -> None:
-    """Register the three pages on ``app``."""
+    """Register the pages on ``app``."""
+
+    def ready_now() -> tuple[int, dict]:
+        model = holder.current
+        return readiness(model.version if model is not None else None, tables_state(app))
+
+    # Evaluated at each scrape: the gauge says what /ready would answer then.
+    metrics.ready.set_function(lambda: 1.0 if ready_now()[0] == 200 else 0.0)
+
+    @app.page("/ready")
+    async def ready_page(web, request):
+        status, body = ready_now()
+        return web.json(body, status=status)
+
+    @app.page("/live")
+    async def live_page(web, request):
+        return web.json({"live": True})
 
     @app.page("/metrics")
     async def metrics_page(web, request):

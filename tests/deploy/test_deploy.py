@@ -636,7 +636,8 @@ def test_dockerfile_is_multi_stage_non_root_with_healthcheck(dockerfile):
     users = [i.args.split(":")[0] for i in runtime.instructions if i.keyword == "USER"]
     assert users and users[-1] not in ("root", "0"), "the runtime stage must end as a non-root user"
     checks = [i.args for i in runtime.instructions if i.keyword == "HEALTHCHECK"]
-    assert len(checks) == 1 and "/metrics" in checks[0] and "CHURN_WEB_PORT" in checks[0] and "urllib" in checks[0]
+    # Healthy means ready: /ready, which answers 503 until a model is loaded and the tables are recovered.
+    assert len(checks) == 1 and "/ready" in checks[0] and "CHURN_WEB_PORT" in checks[0] and "urllib" in checks[0]
     entry = {i.keyword: json.loads(i.args) for i in runtime.instructions if i.keyword in ("ENTRYPOINT", "CMD")}
     assert entry == {"ENTRYPOINT": ["churn"], "CMD": ["worker"]}
 
@@ -730,9 +731,16 @@ def test_statefulset_probes_and_metrics_service(k8s_docs):
     (container,) = pod["spec"]["containers"]
     port = int(_container_env(container, k8s_docs)["CHURN_WEB_PORT"])
     named = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    # Readiness waits for the model and the tables; liveness (and startup) only for the event loop, so that
+    # a long table recovery holds traffic back without getting the worker restarted.
+    paths = {"readinessProbe": "/ready", "livenessProbe": "/live", "startupProbe": "/live"}
     for probe in ("readinessProbe", "livenessProbe"):
+        assert probe in container, probe
+    for probe, path in paths.items():
+        if probe not in container:
+            continue
         get = container[probe]["httpGet"]
-        assert get["path"] == "/metrics" and named.get(get["port"], get["port"]) == port, probe
+        assert get["path"] == path and named.get(get["port"], get["port"]) == port, probe
     services = {d["metadata"]["name"]: d for d in k8s_docs if d["kind"] == "Service"}
     headless = services[sts["spec"]["serviceName"]]
     assert headless["spec"].get("clusterIP") == "None"
