@@ -18,11 +18,15 @@ demo: $(BIN)/churn
 train: $(BIN)/churn
 	$(BIN)/churn train
 
-## The outside clients the tests run (Debian's kcat); Apache Kafka's jars come from Maven Central in the tests.
+## The outside programs the tests run (Debian's kcat, and Debian's prometheus for promtool and a live
+## Prometheus); Apache Kafka's jars come from Maven Central in the tests.
 test-tools:
 	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >build-tools.log 2>&1 \
 	  || echo "kcat could not be installed (see build-tools.log): its tests will say so"; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (Debian: promtool and prometheus)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) >>build-tools.log 2>&1 \
+	  || echo "prometheus could not be installed (see build-tools.log): the alert rule tests will say so"; }
 
 ## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker);
 ## two processes, each broker tier in one of them.
