@@ -20,6 +20,8 @@ train: $(BIN)/churn
 
 ## The outside clients the tests run (Debian's kcat, and kubectl from Debian's kubernetes-client for the
 ## manifests' dry run); Apache Kafka's jars come from Maven Central in the tests.
+## The outside programs the tests run (Debian's kcat, and Debian's prometheus for promtool and a live
+## Prometheus); Apache Kafka's jars come from Maven Central in the tests.
 test-tools:
 	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >build-tools.log 2>&1 \
@@ -27,8 +29,11 @@ test-tools:
 	@command -v kubectl >/dev/null 2>&1 || { echo "installing kubectl (Debian: kubernetes-client)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client) >>build-tools.log 2>&1 \
 	  || echo "kubectl could not be installed (see build-tools.log): its tests will say so"; }
+	@command -v promtool >/dev/null 2>&1 || { echo "installing prometheus (Debian: promtool and prometheus)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) >>build-tools.log 2>&1 \
+	  || echo "prometheus could not be installed (see build-tools.log): the alert rule tests will say so"; }
 
-## The whole test suite (unit, agent, integration and end to end, on Apache Kafka and the embedded broker);
+## The whole test suite (lint, unit, integration and end to end, on Apache Kafka and the embedded broker);
 ## two processes, each broker tier in one of them.
 test: $(BIN)/churn test-tools lint
 	$(BIN)/pytest -n 2 --dist loadgroup
