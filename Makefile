@@ -18,10 +18,8 @@ demo: $(BIN)/churn
 train: $(BIN)/churn
 	$(BIN)/churn train
 
-## The outside clients the tests run (Debian's kcat, and kubectl from Debian's kubernetes-client for the
-## manifests' dry run); Apache Kafka's jars come from Maven Central in the tests.
-## The outside programs the tests run (Debian's kcat, and Debian's prometheus for promtool and a live
-## Prometheus); Apache Kafka's jars come from Maven Central in the tests.
+## The outside programs the tests run (Debian's kcat; kubectl from kubernetes-client for the manifests' dry run;
+## prometheus for promtool and a live Prometheus); Apache Kafka's jars come from Maven Central in the tests.
 test-tools:
 	@command -v kcat >/dev/null 2>&1 || { echo "installing kcat (Debian)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat) >build-tools.log 2>&1 \
