@@ -61,3 +61,20 @@ def messages(n: int) -> list[Inbound]:
             break
         out.append(Inbound(event.customer_id.encode(), dump_event(event), "account-events", 0, i, 1_000 + i))
     return out
+
+
+def drift_alert(alert_id: str, at: datetime | None = None) -> bytes:
+    """A high data-drift alert as the worker publishes it on ``drift-alerts`` (``at``: its window and creation time)."""
+    from schemas.outputs import DriftAlert
+
+    now = at or datetime.now(UTC)
+    alert = DriftAlert(
+        alert_id=alert_id,
+        detector="psi",
+        kind="data",
+        window_start=now,
+        window_end=now,
+        severity="high",
+        created_at=now,
+    )
+    return alert.model_dump_json().encode()

@@ -7,13 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
+from support.events import drift_alert
 
-from schemas.outputs import DriftAlert
 from stream.errors import ChurnError, ConfigError
 from stream.settings import Settings
 from training.launcher import (
@@ -38,20 +37,7 @@ T0 = 1_800_000_000.0
 
 
 def alert(alert_id: str) -> bytes:
-    now = datetime.now(UTC)
-    return (
-        DriftAlert(
-            alert_id=alert_id,
-            detector="psi",
-            kind="data",
-            window_start=now,
-            window_end=now,
-            severity="high",
-            created_at=now,
-        )
-        .model_dump_json()
-        .encode()
-    )
+    return drift_alert(alert_id)
 
 
 class FakeLauncher:

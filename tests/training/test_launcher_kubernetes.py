@@ -21,8 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 from kubernetes import client
+from support.events import drift_alert
 
-from schemas.outputs import DriftAlert
 from stream.errors import ChurnError, ConfigError
 from stream.settings import Settings
 from training.launcher import (
@@ -193,20 +193,7 @@ def service(tmp_path: Path, launcher, clock) -> RetrainLauncher:
 
 
 def alert(alert_id: str) -> bytes:
-    now = datetime(2026, 3, 1, tzinfo=UTC)
-    return (
-        DriftAlert(
-            alert_id=alert_id,
-            detector="psi",
-            kind="data",
-            window_start=now,
-            window_end=now,
-            severity="high",
-            created_at=now,
-        )  # fmt: skip
-        .model_dump_json()
-        .encode()
-    )
+    return drift_alert(alert_id, at=datetime(2026, 3, 1, tzinfo=UTC))
 
 
 def expected_job(run: int, trigger: str, alert_id: str, options: list[str]) -> dict[str, Any]:
