@@ -14,7 +14,8 @@ PACKAGES = ("schemas", "stream", "training", "producers")
 
 
 def test_the_readme_is_at_most_8000_characters():
-    assert len((ROOT / "README.md").read_text(encoding="utf-8")) <= 8000
+    """Counted as UTF-8 bytes, the stricter count (the diagram's box characters are three bytes each)."""
+    assert len((ROOT / "README.md").read_bytes()) <= 8000
 
 
 def test_the_faust_app_is_wiring_no_function_in_stream_app_is_over_80_lines():
