@@ -13,7 +13,7 @@ from stream.pipeline.features import DAY
 
 def paced(
     events: Iterable[AccountEvent],
-    seconds_per_day: float,
+    seconds_per_day: float | Callable[[], float],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     *,
@@ -22,7 +22,8 @@ def paced(
     """Yield events no faster than the accelerated event-time clock.
 
     One simulated day passes every ``seconds_per_day`` wall seconds (0 = as fast
-    as possible). The event-time clock starts at ``start`` (default: the first
+    as possible); pass a function to change the pace while the stream runs (it is read
+    at every event). The event-time clock starts at ``start`` (default: the first
     event's time) when the first event arrives; events before ``start`` pass
     without waiting. For a :class:`Simulator` stream pass
     ``start=config.start`` so the backdated signups do not replay years of
@@ -37,21 +38,27 @@ def paced(
     >>> now[0] <= 20.0 and all(w > 0 for w in waits)
     True
     """
-    if not math.isfinite(seconds_per_day) or seconds_per_day < 0:
-        raise ValueError(f"seconds_per_day must be a finite number >= 0, got {seconds_per_day}")
-    if seconds_per_day == 0:
+    rate = seconds_per_day if callable(seconds_per_day) else (lambda: seconds_per_day)
+    first = rate()
+    if not math.isfinite(first) or first < 0:
+        raise ValueError(f"seconds_per_day must be a finite number >= 0, got {first}")
+    if first == 0 and not callable(seconds_per_day):
         yield from events
         return
     anchor = start.timestamp() if isinstance(start, datetime) else start
-    wall0: float | None = None
+    due: float | None = None  # the wall time at which event time ``anchor`` is due
     for event in events:
         ts = event.ts.timestamp()
-        if wall0 is None:
-            wall0 = clock()
+        if due is None:
+            due = clock()
             if anchor is None:
                 anchor = ts
         if ts > anchor:
-            wait = wall0 + (ts - anchor) / DAY * seconds_per_day - clock()
+            # Each stretch of event time costs the pace read when it is crossed, so a pace
+            # that changes mid-stream applies from then on, not to the time already past.
+            due += (ts - anchor) / DAY * rate()
+            anchor = ts
+            wait = due - clock()
             if wait > 0:
                 sleep(wait)
         yield event

@@ -69,6 +69,10 @@ ALL = "all"
 # A stable run lasts as long as a drift run needs to close its loop.
 STABLE_EXTRA_DAYS = 150
 RETRY_COOLDOWN_S = 15.0
+# While a job trains (its labels matured), a stream day takes this many times longer: a real
+# retraining takes minutes of a day, not the weeks the demo's fast clock would let pass, and a
+# machine that trains slowly still sees the new model serve before the stream ends.
+TRAINING_SLOWDOWN = 4.0
 
 
 @dataclass(frozen=True)
@@ -286,7 +290,11 @@ class Published:
 
 
 def produce(
-    settings: Settings, config: SimConfig, seconds_per_day: float, stop: threading.Event, out: Published
+    settings: Settings,
+    config: SimConfig,
+    seconds_per_day: Callable[[], float],
+    stop: threading.Event,
+    out: Published,
 ) -> None:
     """Publish the simulated stream, paced, until it ends or ``stop`` is set (a thread's body)."""
     try:
@@ -327,6 +335,7 @@ class Story:
     first_alert_at: float | None = None  # monotonic seconds
     swap_at: float | None = None
     outcomes: list[str] = field(default_factory=list)
+    seconds_per_day: float = 0.0  # the pace the simulator publishes at now
 
 
 def render(
@@ -413,7 +422,7 @@ def demo_summary(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = settings.data_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    story = Story(registry=settings.resolved_tracking_uri())
+    story = Story(registry=settings.resolved_tracking_uri(), seconds_per_day=options.seconds_per_day)
     started = time.monotonic()
     for chatty in ("training.launcher", "stream.local.broker"):  # the demo prints their milestones itself
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -511,7 +520,7 @@ def _run(
 
         pub = Published()
         producer = threading.Thread(
-            target=produce, args=(settings, sim, options.seconds_per_day, stop, pub), name="producer", daemon=True
+            target=produce, args=(settings, sim, lambda: story.seconds_per_day, stop, pub), name="producer", daemon=True
         )
         stack.callback(producer.join, 15)
         stack.callback(stop.set)  # runs first: the callbacks unwind in reverse
@@ -590,12 +599,14 @@ def _advance(
             f"retraining run {job.run} launched (pid {job.handle}) for alert {job.alert_id}: learns "
             f"the world since day {since:.0f} once labels mature (stream day ~{story.needed_day:.0f})"
         )
+    training = False
     if state.running is not None:
         waiting = story.needed_day is not None and seen.score_day < story.needed_day
+        training = not waiting
         story.job = f"run {state.running.run} (pid {state.running.handle}) " + (
             f"waiting for labels: stream day {seen.score_day:.0f} of {story.needed_day:.0f}"
             if waiting
-            else "training, gating"
+            else f"training, gating (stream {TRAINING_SLOWDOWN:g}x slower meanwhile)"
         )
     elif state.last_job is not None and len(story.outcomes) < state.launches:
         story.outcomes.append(state.last_outcome)
@@ -622,6 +633,7 @@ def _advance(
         story.swap_day = seen.first_day_by_version[story.promoted_version]
         story.swap_at = time.monotonic()
         console.print(f"scores now carry version {story.promoted_version} (from stream day {story.swap_day:.0f})")
+    story.seconds_per_day = options.seconds_per_day * (TRAINING_SLOWDOWN if training else 1.0)
 
 
 def summarize(

@@ -435,6 +435,21 @@ def test_paced_does_not_wait_when_behind_schedule():
     assert clock.sleeps == []
 
 
+def test_paced_applies_a_changed_pace_from_the_moment_it_changes():
+    clock = FakeClock()
+    events = [_usage_at(d, n) for n, d in enumerate([0.0, 1.0, 2.0, 3.0])]
+    pace = [10.0]
+    out = []
+    for event in paced(events, lambda: pace[0], clock=clock, sleep=clock.sleep):
+        out.append(event)
+        if len(out) == 2:
+            pace[0] = 40.0  # day 1 is past: the days after it cost 40 s each
+    assert out == events
+    assert clock.sleeps == pytest.approx([10.0, 40.0, 40.0])
+    with pytest.raises(ValueError):
+        list(paced(events, lambda: float("nan")))
+
+
 def test_paced_zero_is_as_fast_as_possible():
     clock = FakeClock()
     events = [_usage_at(d, n) for n, d in enumerate([0.0, 3.0])]
