@@ -42,6 +42,20 @@ def risk_band(probability: float, medium: float = 0.3, high: float = 0.6) -> Ris
     return "low"
 
 
+class ScoreReason(_Contract):
+    """One model input's part in a score: its value and its signed term of the log-odds."""
+
+    feature: Id = Field(description="The model input (a FeatureVector field).")
+    value: Annotated[float, Strict()] | Annotated[str, Strict()] = Field(
+        description="The input's value in the scored feature vector: a number, or a category."
+    )
+    contribution: Number = Field(
+        description="Its term of the score's log-odds, rounded to 6 decimals: positive raises the churn"
+        " probability, negative lowers it. All inputs' terms and the model's intercept add up to the"
+        " log-odds log(p / (1 - p))."
+    )
+
+
 class ChurnScore(_Contract):
     """Public output on ``churn-scores``: one per scored feature vector, keyed by customer_id."""
 
@@ -57,6 +71,11 @@ class ChurnScore(_Contract):
             "scored_at": "2026-03-07T09:15:00.184Z",
             "latency_ms": 12.408,
             "schema_version": 1,
+            "reasons": [
+                {"feature": "support_calls_30d", "value": 4, "contribution": 0.812344},
+                {"feature": "plan", "value": "basic", "contribution": 0.50213},
+                {"feature": "tenure_months", "value": 14.2351, "contribution": -0.301977},
+            ],
         },
     )
 
@@ -79,6 +98,12 @@ class ChurnScore(_Contract):
     )
     schema_version: Annotated[Literal[1], version(1)] = Field(
         1, description="Version of the score contract; 1 so far. Bumped on an incompatible change."
+    )
+    reasons: list[ScoreReason] | None = Field(
+        None,
+        description="Why: the inputs with the largest terms of the log-odds, largest first (CHURN_SCORE_REASONS"
+        " of them, 3 by default). Exact for the linear pipeline training builds; absent for a model of any"
+        " other shape, and when CHURN_SCORE_REASONS is 0.",
     )
 
 

@@ -31,6 +31,7 @@ from typing import Literal, Self, TypeVar
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.features import FEATURE_NAMES
 from stream.errors import ConfigError
 
 ENV_PREFIX = "CHURN_"
@@ -300,6 +301,13 @@ class WorkerSettings(Scope):
     )
     risk_medium: float = Field(0.3, ge=0, le=1, description="CHURN_RISK_MEDIUM: probability for the medium band.")
     risk_high: float = Field(0.6, ge=0, le=1, description="CHURN_RISK_HIGH: probability for the high band.")
+    score_reasons: int = Field(
+        3,
+        ge=0,
+        le=len(FEATURE_NAMES),
+        description="CHURN_SCORE_REASONS: inputs named as reasons in each score, largest term of the log-odds"
+        " first (0: none).",
+    )
     silence_days: float = Field(
         7.0, ge=0, description="CHURN_SILENCE_DAYS: re-score customers quiet this long (event time; 0: off)."
     )

@@ -20,7 +20,7 @@ from training.gate import GateDecision, decide
 from training.importance import global_importance, importance_table
 from training.metrics import heuristic_score
 from training.model_card import model_card
-from training.plots import calibration_figure, close, roc_figure
+from training.plots import calibration_figure, close, importance_figure, roc_figure
 from training.reference import reference_distributions
 from training.registry import IMPORTANCE_ARTIFACT
 from training.train import Progress, TrainResult, evaluate, train
@@ -131,6 +131,7 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
             for fig, path in (
                 (roc_figure(y, curves), "plots/roc.png"),
                 (calibration_figure(y, p), "plots/calibration.png"),
+                (importance_figure(importance), "plots/importance.png"),
             ):
                 mlflow.log_figure(fig, path)
                 close(fig)

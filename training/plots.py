@@ -1,4 +1,4 @@
-"""Figures logged with each training run: ROC and calibration."""
+"""Figures logged with each training run: ROC, calibration and global feature importance."""
 
 from __future__ import annotations
 
@@ -38,6 +38,17 @@ def calibration_figure(y: np.ndarray, p: np.ndarray, n_bins: int = 10):
     ax.set_ylabel("observed churn rate")
     ax.set_title("Calibration on the holdout")
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def importance_figure(importance: dict[str, float]):
+    """Each input's share of the ROC AUC lost when it is shuffled (``training.importance``), largest on top."""
+    rows = sorted(importance.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(6, 0.4 * max(len(rows), 1) + 1.2))
+    ax.barh([name for name, _ in rows], [share for _, share in rows])
+    ax.set_xlabel("share of ROC AUC lost when shuffled")
+    ax.set_title("Global feature importance on the holdout")
     fig.tight_layout()
     return fig
 

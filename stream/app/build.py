@@ -140,7 +140,7 @@ def create_app(
         names.account_events,
         names.account_events_repartition,
     )
-    scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
+    scorer = Scorer(metrics, settings.risk_medium, settings.risk_high, settings.score_reasons)
     state = FeaturizeState(
         app, settings, bootstrap, names, metrics, holder, featurizer, scorer, state_table, score_table, dead_letters
     )

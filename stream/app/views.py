@@ -83,7 +83,7 @@ def register(
 
 
 async def score_request(view, request, holder: ModelHolder, settings: Settings):
-    """Answer a ``/score`` POST: the probability and risk band of each posted feature vector."""
+    """Answer a ``/score`` POST: the probability, risk band and reasons of each posted feature vector."""
     model = holder.current
     if model is None:
         return view.json({"error": "no model loaded yet"}, status=503)
@@ -105,7 +105,7 @@ async def score_request(view, request, holder: ModelHolder, settings: Settings):
     if not vectors:
         return view.json([])
     columns = {name: [v.model_input()[name] for v in vectors] for name in vectors[0].model_input()}
-    probabilities = model.predict_columns(columns)
+    probabilities, reasons = model.explain_columns(columns, settings.score_reasons)
     out = [
         {
             "customer_id": v.customer_id,
@@ -117,4 +117,7 @@ async def score_request(view, request, holder: ModelHolder, settings: Settings):
         }
         for v, p in zip(vectors, probabilities)
     ]
+    if reasons is not None:
+        for answer, row in zip(out, reasons):
+            answer["reasons"] = [r._asdict() for r in row]
     return view.json(out if isinstance(payload, list) else out[0])

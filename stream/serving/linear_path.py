@@ -20,16 +20,17 @@ only after :func:`verified` has compared it with ``predict_proba`` on probe rows
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from schemas.features import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 
 Columns = Mapping[str, Sequence]
 ColumnsPredictor = Callable[[Columns], np.ndarray]
 
 
-def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
+def compile_pipeline(pipeline: object) -> LinearPath | None:
     """The NumPy equivalent of ``pipeline.predict_proba(frame)[:, 1]``, or ``None`` for any other shape."""
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
@@ -62,11 +63,7 @@ def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
     mean = np.asarray(scaler.mean_ if scaler.with_mean else np.zeros(len(numeric)), dtype=np.float64)
     scale = np.asarray(scaler.scale_ if scaler.with_std else np.ones(len(numeric)), dtype=np.float64)
     coef = np.asarray(classifier.coef_[0], dtype=np.float64)
-    intercept = float(classifier.intercept_[0])
     n_numeric = len(numeric)
-    # Scaling folded into the weights: ((x - mean) / scale) @ w == x @ (w / scale) - mean @ (w / scale).
-    numeric_weights = coef[:n_numeric] / scale
-    base = intercept - float(mean @ numeric_weights)
     # Each category's weight, per categorical input; unknown categories weigh nothing.
     category_weights: list[dict[object, float]] = []
     offset = n_numeric
@@ -76,16 +73,75 @@ def compile_pipeline(pipeline: object) -> ColumnsPredictor | None:
         offset += len(categories)
     if offset != coef.shape[0]:
         return None
+    return LinearPath(coef[:n_numeric] / scale, mean, float(classifier.intercept_[0]), tuple(category_weights))
 
-    def predict(columns: Columns) -> np.ndarray:
+
+class LinearPath:
+    """The fitted arithmetic of a scaler / one-hot / logistic-regression pipeline.
+
+    Calling it gives the churn probabilities of a batch given as columns. :meth:`contributions`
+    splits each row's log-odds into one term per input: ``coef * (x - mean) / scale`` for a
+    numeric input (its distance from the training mean, in the model's units), the weight of
+    its category for a categorical one (0 for an unknown category). The terms and the
+    intercept add up to the log-odds exactly, so the largest terms are the score's reasons.
+    """
+
+    def __init__(
+        self,
+        numeric_weights: np.ndarray,
+        mean: np.ndarray,
+        intercept: float,
+        category_weights: tuple[dict[object, float], ...],
+    ) -> None:
+        self.numeric_weights = numeric_weights  # coef / scale: per unit of the raw input
+        self.mean = mean
+        self.intercept = intercept
+        self.category_weights = category_weights
+        # Scaling folded into the weights: ((x - mean) / scale) @ w == x @ (w / scale) - mean @ (w / scale).
+        self._base = intercept - float(mean @ numeric_weights)
+
+    def __call__(self, columns: Columns) -> np.ndarray:
         x = np.array([columns[name] for name in NUMERIC_FEATURES], dtype=np.float64)
-        z = numeric_weights @ x + base
-        for name, weights in zip(CATEGORICAL_FEATURES, category_weights):
+        z = self.numeric_weights @ x + self._base
+        for name, weights in zip(CATEGORICAL_FEATURES, self.category_weights):
             get = weights.get
             z += np.fromiter((get(v, 0.0) for v in columns[name]), dtype=np.float64, count=x.shape[1])
-        return 1.0 / (1.0 + np.exp(-z))
+        return _expit(z)
 
-    return predict
+    def contributions(self, columns: Columns) -> np.ndarray:
+        """Each input's term of each row's log-odds: shape (inputs in ``FEATURE_NAMES`` order, rows)."""
+        x = np.array([columns[name] for name in NUMERIC_FEATURES], dtype=np.float64)
+        terms = np.empty((len(FEATURE_NAMES), x.shape[1]), dtype=np.float64)
+        np.multiply(self.numeric_weights[:, None], x - self.mean[:, None], out=terms[: len(NUMERIC_FEATURES)])
+        for i, (name, weights) in enumerate(zip(CATEGORICAL_FEATURES, self.category_weights), len(NUMERIC_FEATURES)):
+            get = weights.get
+            terms[i] = np.fromiter((get(v, 0.0) for v in columns[name]), dtype=np.float64, count=x.shape[1])
+        return terms
+
+    def explain(self, columns: Columns, top: int) -> tuple[np.ndarray, list[list[Reason]]]:
+        """The probabilities and, per row, its ``top`` largest terms by size, largest first."""
+        terms = self.contributions(columns)
+        probabilities = _expit(terms.sum(axis=0) + self.intercept)
+        picked = np.argsort(-np.abs(terms), axis=0, kind="stable")[:top]
+        sizes = np.take_along_axis(terms, picked, axis=0).T.tolist()
+        values = [columns[name] for name in FEATURE_NAMES]
+        reasons = [
+            [Reason(FEATURE_NAMES[f], values[f][row], c) for f, c in zip(features, row_sizes)]
+            for row, (features, row_sizes) in enumerate(zip(picked.T.tolist(), sizes))
+        ]
+        return probabilities, reasons
+
+
+class Reason(NamedTuple):
+    """One input's part in a score: its value and its signed term of the log-odds."""
+
+    feature: str
+    value: object
+    contribution: float
+
+
+def _expit(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _fitted(features) -> list[tuple]:

@@ -16,13 +16,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from stream.errors import ChurnError, ModelLoadError
 from stream.metrics import StreamMetrics
-from stream.serving.linear_path import ColumnsPredictor, compile_pipeline, verified
+from stream.serving.linear_path import LinearPath, Reason, compile_pipeline, verified
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class LoadedModel:
     importance: dict = field(default_factory=dict, compare=False)
     # When the version was created in the registry, in seconds since the epoch (None: not known).
     registered_at: float | None = field(default=None, compare=False)
-    fast: ColumnsPredictor | None = field(default=None, init=False, repr=False, compare=False)
+    fast: LinearPath | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fast = compile_pipeline(self.pipeline)
@@ -74,6 +75,16 @@ class LoadedModel:
         if self.fast is not None:
             return self.fast(columns)
         return self.predict(columns_to_frame(columns))
+
+    def explain_columns(self, columns: dict[str, list], top: int) -> tuple[Any, list[list[Reason]] | None]:
+        """The probabilities and each row's ``top`` reasons (its largest terms of the log-odds).
+
+        Reasons are exact, and given only, for a pipeline with the verified NumPy path; for any
+        other pipeline (or ``top`` 0) they are ``None`` and the probabilities come from
+        :meth:`predict_columns`."""
+        if self.fast is None or top <= 0:
+            return self.predict_columns(columns), None
+        return self.fast.explain(columns, top)
 
 
 def registered_at(model_version) -> float | None:

@@ -5,6 +5,8 @@ far slower). Each score record is a ``ChurnScore`` (``schema_version`` 1) with
 headers a consumer can route on without parsing the value: ``event.id``,
 ``model.name``, ``model.version``, ``schema.version`` and ``score.reason`` (``event``
 for a score of an account event, ``silence`` for a re-score of a quiet customer).
+With a linear model each score names its ``reasons``: the inputs with the largest terms
+of its log-odds (:meth:`LoadedModel.explain_columns`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from stream.serving.model_holder import LoadedModel
 SCORES = "scores"
 SCHEMA_VERSION = 1
 _round3 = rounder(3)
+_round6 = rounder(6)
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,13 @@ class ScoredBatch:
 class Scorer:
     """Scores batches with whatever model the holder serves at the time."""
 
-    def __init__(self, metrics: StreamMetrics, risk_medium: float = 0.3, risk_high: float = 0.6) -> None:
+    def __init__(
+        self, metrics: StreamMetrics, risk_medium: float = 0.3, risk_high: float = 0.6, reasons: int = 3
+    ) -> None:
         self.metrics = metrics
         self.medium = risk_medium
         self.high = risk_high
+        self.reasons = reasons  # reasons per score (0: none)
         self._by_version: dict[str, Any] = {}  # Prometheus children by model version
 
     def score(
@@ -52,7 +58,7 @@ class Scorer:
             return ScoredBatch([], [], [], [], [])
         rows = [item.row for item in batch]
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
-        probabilities = model.predict_columns(columns)
+        probabilities, reasons = model.explain_columns(columns, self.reasons)
         scored_at = time.time() if now is None else now
         stamp = _iso(scored_at)
         now_ms = scored_at * 1000.0
@@ -64,7 +70,7 @@ class Scorer:
             ("schema.version", b"%d" % SCHEMA_VERSION),
             ("score.reason", reason.encode()),
         ]
-        for item, row, p in zip(batch, rows, probabilities):
+        for i, (item, row, p) in enumerate(zip(batch, rows, probabilities)):
             latency = max(0.0, now_ms - item.start_ms)
             p = float(p)
             floats.append(p)
@@ -80,6 +86,8 @@ class Scorer:
                 "latency_ms": _round3(latency),
                 "schema_version": SCHEMA_VERSION,
             }
+            if reasons is not None:
+                score["reasons"] = [{"feature": f, "value": v, "contribution": _round6(c)} for f, v, c in reasons[i]]
             latencies.append(latency)
             out.append(Outbound(SCORES, item.key, json_bytes(score), [("event.id", row["event_id"].encode()), *shared]))
         self._record(version, latencies)

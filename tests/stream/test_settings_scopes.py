@@ -55,7 +55,7 @@ VARIABLES_BEFORE_THE_SPLIT = frozenset(
     """.split()
 )
 #: The variables added since the split.
-VARIABLES_ADDED_SINCE = frozenset({"CHURN_TRAINING_RETENTION_DAYS", "CHURN_LAUNCHER_BACKEND"})
+VARIABLES_ADDED_SINCE = frozenset({"CHURN_TRAINING_RETENTION_DAYS", "CHURN_LAUNCHER_BACKEND", "CHURN_SCORE_REASONS"})
 
 
 @pytest.fixture(autouse=True)

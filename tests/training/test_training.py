@@ -67,7 +67,17 @@ def test_register_promote_reject_and_roll_back(tmp_path):
     assert run.data.tags["dataset.fingerprint"] == first.tags["dataset.fingerprint"]
     artifacts = {a.path for a in client.list_artifacts(first.run_id)}
     assert {"config.json", "model_card.md", "plots", "reference"} <= artifacts
-    assert {a.path for a in client.list_artifacts(first.run_id, "plots")} == {"plots/roc.png", "plots/calibration.png"}
+    assert {a.path for a in client.list_artifacts(first.run_id, "plots")} == {
+        "plots/roc.png",
+        "plots/calibration.png",
+        "plots/importance.png",
+    }
+    assert {a.path for a in client.list_artifacts(first.run_id, "importance")} >= {
+        "importance/importance.json",
+        "importance/importance.md",
+    }
+    table = open(client.download_artifacts(first.run_id, "importance/importance.md", str(tmp_path))).read()
+    assert table.startswith("| feature |") and "tenure_months" in table
     ref = json.loads(open(client.download_artifacts(first.run_id, "reference/reference.json", str(tmp_path))).read())
     assert set(ref["numeric"]) >= {"tenure_months", "usage_trend"} and "plan" in ref["categorical"]
     mv = client.get_model_version("churn-model", "1")
