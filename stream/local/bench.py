@@ -211,6 +211,7 @@ def _worker(
         "CHURN_MODEL_NAME": settings.model_name,
         "CHURN_MODEL_ALIAS": settings.model_alias,
         "CHURN_STORE": settings.store,
+        "CHURN_SCORE_REASONS": str(settings.score_reasons),
         "CHURN_WORKER_CPUS": cpus,
         # Silence re-scores are outputs without an input event; the bench counts one score per event.
         "CHURN_SILENCE_DAYS": "0",
