@@ -70,7 +70,7 @@ def register_silence_check(app: faust.App, state: FeaturizeState) -> None:
         # Silence re-scores are not events: the drift baseline holds event-time vectors only.
         scored = state.scorer.score(vectors, model, reason="silence")
         metrics.silence_rescored.inc(len(out))
-        await state.publish(out + scored.out)
+        await state.publish(out + scored.out + state.shadow(vectors, model, scored, reason="silence"))
         contexts = [key_context(v.key, state.names.account_events, partitions) for v in vectors]
         await write_tables(state.producer(), [(state.score_table, latest_scores(scored))], contexts)
 
