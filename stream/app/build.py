@@ -92,6 +92,17 @@ def faust_app(settings: Settings, bootstrap: str | None) -> faust.App:
     )
 
 
+def shadow_scoring(
+    settings: Settings, metrics: StreamMetrics, challenger: ChallengerHolder | None
+) -> tuple[ChallengerHolder | None, ShadowScorer | None]:
+    """The challenger's holder and scorer, or none when shadow scoring is off (``CHURN_SHADOW_ALIAS`` empty)."""
+    if challenger is None and settings.shadow_alias:
+        challenger = ChallengerHolder(settings, metrics)
+    if challenger is None:
+        return None, None
+    return challenger, ShadowScorer(metrics, challenger.alias, settings.risk_medium, settings.risk_high)
+
+
 def create_app(
     settings: Settings,
     bootstrap: str | None = None,
@@ -145,27 +156,11 @@ def create_app(
         names.account_events_repartition,
     )
     scorer = Scorer(metrics, settings.risk_medium, settings.risk_high)
-    # Shadow scoring (CHURN_SHADOW_ALIAS; empty: off): the challenger's own holder and scorer.
-    if challenger is None and settings.shadow_alias:
-        challenger = ChallengerHolder(settings, metrics)
-    shadow_scorer = (
-        ShadowScorer(metrics, challenger.alias, settings.risk_medium, settings.risk_high) if challenger else None
-    )
+    challenger, shadow_scorer = shadow_scoring(settings, metrics, challenger)
     state = FeaturizeState(
-        app,
-        settings,
-        bootstrap,
-        names,
-        metrics,
-        holder,
-        featurizer,
-        scorer,
-        state_table,
-        score_table,
-        dead_letters,
-        challenger,
-        shadow_scorer,
+        app, settings, bootstrap, names, metrics, holder, featurizer, scorer, state_table, score_table, dead_letters
     )
+    state.challenger, state.shadow_scorer = challenger, shadow_scorer
     app.on_before_shutdown.connect(state.close_producer)
     # Agents featurize, labels, models; tasks (started in this order) silence, load_model,
     # poll_alias, track_assignment; then the pages.

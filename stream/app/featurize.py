@@ -119,8 +119,6 @@ class FeaturizeState:
         state_table: faust.Table,
         score_table: faust.Table,
         dead_letters: DeadLetterReporter,
-        challenger: ChallengerHolder | None = None,
-        shadow_scorer: ShadowScorer | None = None,
     ) -> None:
         self.app = app
         self.settings = settings
@@ -162,8 +160,8 @@ class FeaturizeState:
         self.performance = None
         # The challenger scored in shadow (None: shadow scoring off), its scorer, the comparison of both
         # aliases on the same matured labels, and when and at how many labels it was last exported.
-        self.challenger = challenger
-        self.shadow_scorer = shadow_scorer
+        self.challenger: ChallengerHolder | None = None
+        self.shadow_scorer: ShadowScorer | None = None
         self.comparison: ShadowComparison | None = None
         self.compared_labels = -1
         self.compared_at = 0.0
