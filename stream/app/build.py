@@ -167,6 +167,8 @@ def create_app(
     featurize.register(app, state, events_topic)
     control.register_labels(app, state, labels_topic)
     timers.register_silence_check(app, state)
+    if challenger is not None:
+        timers.register_shadow_export(app, state)
     control.register_models(app, settings, holder, model_topic, challenger)
     timers.register_assignment_tracking(app, names, metrics)
     views.register(app, settings, metrics, holder, state_table, score_table)

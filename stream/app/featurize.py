@@ -339,8 +339,14 @@ class FeaturizeState:
             {PRODUCTION: scored.probabilities, alias: shadowed.probabilities},
             [home(item.key) for item in result.scorable],
         )
+        self.flush_comparison()
+
+    def flush_comparison(self, every_s: float = 1.0) -> None:
+        """Export the comparison when labels matured since the last export, at most once per ``every_s``
+        (the batches call it, and a timer, so the last labels of a stream that went quiet are exported too)."""
+        comparison = self.comparison
         now = time.monotonic()
-        if comparison.labels != self.compared_labels and now - self.compared_at >= 1.0:
+        if comparison is not None and comparison.labels != self.compared_labels and now - self.compared_at >= every_s:
             self.compared_labels, self.compared_at = comparison.labels, now
             self.export_comparison(comparison)
 

@@ -75,6 +75,14 @@ def register_silence_check(app: faust.App, state: FeaturizeState) -> None:
         await write_tables(state.producer(), [(state.score_table, latest_scores(scored))], contexts)
 
 
+def register_shadow_export(app: faust.App, state: FeaturizeState) -> None:
+    """Register the timer that exports the shadow comparison's last measurements once a second."""
+
+    @app.timer(1.0)
+    async def shadow_export():
+        state.flush_comparison()
+
+
 def register_assignment_tracking(app: faust.App, names: TopicNames, metrics: StreamMetrics) -> None:
     """Register the timer that exports, every second, the account-events partitions assigned here and the
     consumer lag of each assigned partition of the input topics."""

@@ -117,6 +117,7 @@ def state_with(metrics: StreamMetrics, challenger: LoadedModel | None):
         featurizer=Featurizer(metrics, 10_000, HomePartitions(4)),
     )
     state.compare = lambda *args: FeaturizeState.compare(state, *args)
+    state.flush_comparison = lambda: FeaturizeState.flush_comparison(state)
     state.export_comparison = lambda comparison: FeaturizeState.export_comparison(state, comparison)
     return state
 
