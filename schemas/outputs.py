@@ -212,15 +212,20 @@ class ModelEvent(_Contract):
     event_id: Id = Field(description="<model name>:<version>:<action>, so a repeated publication is recognisable.")
     model_name: Id = Field(description="Registered model name; also the message key.")
     version: Id = Field(description="Registry version the decision is about.")
-    action: Literal["promoted", "rejected", "rolled_back"] = Field(
+    action: Literal["promoted", "rejected", "rolled_back", "shadowed", "dropped"] = Field(
         description="promoted: workers switch to this version. rejected: the gate refused it (see reason)."
         " rolled_back: this earlier version serves again; workers switch to it."
+        " shadowed: the version passed the gate and is the challenger (alias `challenger`): workers score it"
+        " beside production and write its scores to churn-scores-shadow only."
+        " dropped: the challenger lost (or ran out of time) and is no longer scored in shadow."
+        " A challenger that wins is promoted, with the shadow evidence."
     )
     previous_version: str = Field("", description="The version this one replaces, for a promotion; may be empty.")
     reason: str = Field("", description="The gate's reasons for a rejection, or a note; may be empty.")
     checksum: str = Field(
         "",
-        description="SHA-256 (hex) of the model artifact, verified by workers before they swap; empty unless promoted.",
+        description="SHA-256 (hex) of the model artifact, verified by workers before they swap (or load it in"
+        " shadow); empty unless promoted or shadowed.",
     )
     run_id: str = Field("", description="Id of the training run that produced the version.")
     ts: Timestamp = Field(description="Wall-clock time of the decision.")
@@ -228,5 +233,8 @@ class ModelEvent(_Contract):
         default_factory=dict,
         description="The numbers the gate judged, by name: candidate_roc_auc, production_roc_auc (same holdout),"
         " gain_over_production, oracle_roc_auc where measured, roc_auc_floor, floors_waived (comma-separated)."
-        " Empty for events not made by the gate.",
+        " For a promotion or drop out of shadow, the live comparison on the same matured labels:"
+        " shadow_labels, challenger_roc_auc, production_roc_auc, challenger_log_loss, production_log_loss,"
+        " challenger_brier, production_brier, shadow_margin, shadow_min_labels, shadow_age_s, shadow_deadline_s."
+        " Empty for events made by neither.",
     )

@@ -133,6 +133,7 @@ class StreamMetrics:
     undecodable_batches: Counter
     undecodable_offsets: Counter
     rerouted: Counter
+    shadow: ShadowMetrics
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> StreamMetrics:
@@ -253,6 +254,7 @@ class StreamMetrics:
                 ["why"],
                 registry=r,
             ),
+            shadow=ShadowMetrics.create(r),
         )
 
     def set_consumer_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
@@ -265,3 +267,69 @@ class StreamMetrics:
                     self.consumer_lag.remove(*labels)
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(lag)
+
+
+#: The measurements of both aliases on the same matured labels, by name (``churn_shadow_<name>``).
+SHADOW_MEASURES = ("roc_auc", "log_loss", "brier", "labels")
+
+
+@dataclass(frozen=True)
+class ShadowMetrics:
+    """The challenger scored in shadow: its model, its scores, and both aliases measured on the same labels."""
+
+    model_version: Gauge
+    swaps: Counter
+    load_failures: Counter
+    scores_out: Counter
+    scoring_failures: Counter
+    measures: dict[str, Gauge]
+
+    @classmethod
+    def create(cls, r: CollectorRegistry) -> ShadowMetrics:
+        about = {
+            "roc_auc": "ROC AUC",
+            "log_loss": "log loss",
+            "brier": "Brier score",
+            "labels": "number of matured labels",
+        }
+        return cls(
+            model_version=Gauge(
+                "churn_shadow_model_version",
+                "Registry version of the challenger scored in shadow (0: none).",
+                registry=r,
+            ),
+            swaps=Counter("churn_shadow_model_swaps", "Challenger versions loaded for shadow scoring.", registry=r),
+            load_failures=Counter(
+                "churn_shadow_load_failures",
+                "Challenger loads that failed or were refused, by reason; production scoring is not affected.",
+                ["reason"],
+                registry=r,
+            ),
+            scores_out=Counter(
+                "churn_shadow_scores_out",
+                "Shadow scores published to churn-scores-shadow, by challenger version.",
+                ["model_version"],
+                registry=r,
+            ),
+            scoring_failures=Counter(
+                "churn_shadow_scoring_failures",
+                "Batches the challenger failed to score (production scored them all the same).",
+                registry=r,
+            ),
+            measures={
+                name: Gauge(
+                    f"churn_shadow_{name}",
+                    f"While a challenger is in shadow: the {text} of each alias (production, challenger) over the "
+                    "rolling window of matured labels of events both scored (the same events for both)"
+                    + ("; labels counts every matured label since the comparison began." if name == "labels" else "."),
+                    ["alias", "model_version"],
+                    registry=r,
+                )
+                for name, text in about.items()
+            },
+        )
+
+    def clear_measures(self) -> None:
+        """Forget every alias's measurements (the challenger or production changed, or left)."""
+        for gauge in self.measures.values():
+            gauge.clear()

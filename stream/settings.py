@@ -6,7 +6,7 @@ code reads the environment. Build it with :func:`load_settings`, which turns a b
 value into a :class:`~stream.errors.ConfigError` naming the variable.
 
 The fields live in scope classes (:data:`SCOPES`): common, kafka, registry, service,
-worker, drift and training. Each builds alone (``KafkaSettings()`` reads only the Kafka
+worker, drift, training, launcher and shadow. Each builds alone (``KafkaSettings()`` reads only the Kafka
 variables; :func:`load_scope` for the one-line error); :class:`Settings` inherits them
 all, so ``settings.<field>`` reaches every field. ``churn <command> --help`` lists the
 variables of the scopes that command reads (``stream.cli.commands.COMMAND_SCOPES``).
@@ -390,9 +390,70 @@ class LauncherSettings(Scope):
     )
 
 
+class ShadowSettings(Scope):
+    """Shadow scoring of a challenger: the alias scored beside production, and when it is promoted or dropped.
+
+    A worker scores the version under ``CHURN_SHADOW_ALIAS`` (when one has it) on the same batches as
+    production and writes those scores to ``churn-scores-shadow``; ``churn models promote --from-shadow``
+    and the launcher judge the two on the same matured labels (``training.shadow``).
+    """
+
+    shadow_alias: str = Field(
+        "challenger",
+        description="CHURN_SHADOW_ALIAS: registry alias a worker scores in shadow beside production; empty turns "
+        "shadow scoring off. With no version under it a worker does no shadow work.",
+    )
+    shadow_min_labels: int = Field(
+        1000,
+        ge=1,
+        description="CHURN_SHADOW_MIN_LABELS: matured labels both aliases must have been measured on before the "
+        "challenger can be promoted.",
+    )
+    shadow_margin: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="CHURN_SHADOW_MARGIN: ROC AUC by which the challenger must beat production on those labels "
+        "(its log loss no worse) to be promoted.",
+    )
+    shadow_deadline_s: float = Field(
+        7 * 86_400.0,
+        gt=0,
+        description="CHURN_SHADOW_DEADLINE_S: wall seconds a challenger may stay in shadow; one that has not "
+        "won by then is dropped.",
+    )
+    shadow_metrics_urls: str = Field(
+        "",
+        description="CHURN_SHADOW_METRICS_URLS: the workers' /metrics URLs (comma-separated) the shadow evidence "
+        "is read from; empty means http://127.0.0.1:CHURN_WEB_PORT/metrics.",
+    )
+
+    @field_validator("shadow_alias")
+    @classmethod
+    def _shadow_alias_not_production(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("production", "previous"):
+            raise ValueError(f"{value} is the alias of a serving model, not a shadow one")
+        return value
+
+    @field_validator("shadow_metrics_urls")
+    @classmethod
+    def _metrics_urls(cls, value: str) -> str:
+        for url in (u.strip() for u in value.split(",") if u.strip()):
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return value.strip()
+
+    def metrics_urls(self, web_port: int) -> list[str]:
+        """The /metrics URLs of the workers whose shadow measurements are evidence."""
+        urls = [u.strip() for u in self.shadow_metrics_urls.split(",") if u.strip()]
+        return urls or [f"http://127.0.0.1:{web_port}/metrics"]
+
+
 class Settings(
     # Last scope first: pydantic collects fields from the last base up, so they run in the order of
     # SCOPES (common, kafka, registry, ...). RegistrySettings builds on CommonSettings, which stays after it.
+    ShadowSettings,
     LauncherSettings,
     TrainingSettings,
     DriftSettings,
@@ -421,6 +482,7 @@ SCOPES: dict[str, type[Scope]] = {
     "drift": DriftSettings,
     "training": TrainingSettings,
     "launcher": LauncherSettings,
+    "shadow": ShadowSettings,
 }
 
 

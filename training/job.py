@@ -1,13 +1,18 @@
 """The training job: train, log to MLflow, register, gate, promote or reject.
 
-``run_training`` is what ``churn train`` (and, later, the retraining launcher) calls.
+``run_training`` is what ``churn train`` (and, later, the retraining launcher) calls. With
+``stage="shadow"`` a candidate that passes the gate is not promoted: it goes under the
+challenger alias (``CHURN_SHADOW_ALIAS``), where workers score it in shadow until
+:mod:`training.shadow` promotes or drops it on matured labels.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -38,6 +43,13 @@ class TrainOutcome:
     champion_metrics: dict[str, float] | None = None
     checksum: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    # "production": a candidate that passes the gate is promoted; "shadow": it becomes the challenger.
+    stage: str = "production"
+
+    @property
+    def shadowed(self) -> bool:
+        """Whether the candidate passed the gate and went into shadow rather than to production."""
+        return self.decision.promote and self.stage == "shadow"
 
 
 def _flatten(prefix: str, value: object, out: dict[str, object]) -> dict[str, object]:
@@ -61,8 +73,10 @@ def run_training(
     progress: Progress | None = None,
     tags: Mapping[str, str] | None = None,
     result: TrainResult | None = None,
+    stage: Literal["production", "shadow"] = "production",
 ) -> TrainOutcome:
-    """Train (unless ``result`` is given), log, register and pass the candidate through the gate."""
+    """Train (unless ``result`` is given), log, register and pass the candidate through the gate; one that
+    passes is promoted, or with ``stage="shadow"`` registered as the challenger."""
     report = progress or (lambda stage, done: None)
     result = result or train(config, report)
     client = registry.connect(settings)
@@ -82,8 +96,13 @@ def run_training(
     outcome = _log_and_register(client, experiment_id, name, config, result, decision, champion_metrics, tags)
     outcome.champion_version = champion_version
     outcome.champion_metrics = champion_metrics
+    outcome.stage = stage
 
-    if decision.promote:
+    if decision.promote and stage == "shadow":
+        if not settings.shadow_alias:
+            raise RegistryError("--stage shadow needs a challenger alias: CHURN_SHADOW_ALIAS is empty")
+        registry.register_shadow(client, name, outcome.version, settings.shadow_alias, time.time())
+    elif decision.promote:
         registry.promote(client, name, outcome.version)
     else:
         registry.reject(client, name, outcome.version, decision.reasons)

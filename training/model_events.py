@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def model_event(name: str, outcome, note: str = "", now: datetime | None = None) -> ModelEvent:
-    """The event of a ``TrainOutcome``: promoted (with checksum) or rejected (with the gate's reasons)."""
+    """The event of a ``TrainOutcome``: promoted, or shadowed when it went to the challenger alias (with
+    checksum), or rejected (with the gate's reasons)."""
     promoted = outcome.decision.promote
-    action: Literal["promoted", "rejected"] = "promoted" if promoted else "rejected"
+    action: Literal["promoted", "rejected", "shadowed"] = "promoted" if promoted else "rejected"
+    if promoted and getattr(outcome, "stage", "production") == "shadow":
+        action = "shadowed"
     reason = note if promoted else "; ".join(outcome.decision.reasons)
     if not promoted and note:
         reason = f"{reason} ({note})"

@@ -1,7 +1,8 @@
 """The model registry as training writes it: the experiment, promote, reject, roll back.
 
 Aliases: ``production`` is what scorers serve; ``previous`` keeps the version it
-replaced, so a rollback is one alias move. Every version carries tags that say how
+replaced, so a rollback is one alias move; the challenger alias (``CHURN_SHADOW_ALIAS``,
+``challenger``) is a candidate scored in shadow until it is promoted or dropped. Every version carries tags that say how
 the gate decided (``gate.decision``, ``gate.reasons``). The read side (connect, look
 up, download, verify) is :mod:`stream.serving.registry`, whose names this module
 offers too, so a job needs one module for both.
@@ -51,6 +52,11 @@ __all__ = [
     "promote",
     "reject",
     "rollback",
+    "SHADOW_SINCE_TAG",
+    "register_shadow",
+    "shadow_since",
+    "promote_challenger",
+    "drop_challenger",
 ]
 
 
@@ -100,3 +106,45 @@ def rollback(client, name: str) -> tuple[str, str]:
     client.set_model_version_tag(name, current, "rolled_back", "true")
     log.info("rolled back %s from version %s to %s", name, current, target)
     return current, target
+
+
+SHADOW_SINCE_TAG = "shadow.since"
+
+
+def register_shadow(client, name: str, version: str, alias: str, now: float) -> str | None:
+    """Put ``version`` under the challenger ``alias`` (scored in shadow, never served); returns the version
+    it displaces from shadow, if any. ``shadow.since`` records when, for the deadline."""
+    old = version_for_alias(client, name, alias)
+    client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "gate.decision", "shadowed")
+    client.set_model_version_tag(name, version, SHADOW_SINCE_TAG, f"{now:.3f}")
+    if old is not None and old != version:
+        client.set_model_version_tag(name, old, "shadow.outcome", f"replaced by {version}")
+    log.info("%s version %s is @%s (scored in shadow; replaced %s)", name, version, alias, old)
+    return old
+
+
+def shadow_since(client, name: str, version: str) -> float | None:
+    """When ``version`` went into shadow (epoch seconds), or None when it has no record of it."""
+    tags = client.get_model_version(name, version).tags or {}
+    try:
+        return float(tags[SHADOW_SINCE_TAG])
+    except (KeyError, ValueError):
+        return None
+
+
+def promote_challenger(client, name: str, version: str, alias: str, reason: str) -> str | None:
+    """Serve the challenger: ``production`` moves to it (the replaced version keeps ``previous``) and the
+    challenger alias is removed. Returns the version it replaced."""
+    old = promote(client, name, version, reason)
+    client.delete_registered_model_alias(name, alias)
+    client.set_model_version_tag(name, version, "shadow.outcome", "promoted")
+    return old
+
+
+def drop_challenger(client, name: str, version: str, alias: str, reason: str) -> None:
+    """Stop scoring the challenger in shadow: the alias is removed and the version says why."""
+    client.delete_registered_model_alias(name, alias)
+    client.set_model_version_tag(name, version, "shadow.outcome", "dropped")
+    client.set_model_version_tag(name, version, "shadow.reasons", reason[:4000])
+    log.info("dropped %s version %s from shadow: %s", name, version, reason)

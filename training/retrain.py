@@ -37,6 +37,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 import orjson
 import pandas as pd
@@ -327,13 +328,15 @@ def retrain(
     since_ts: float | None = None,
     wait_labels_s: float = 0.0,
     oracle_world: SimConfig | None = None,
+    stage: Literal["production", "shadow"] = "production",
 ) -> TrainOutcome:
     """Retrain on the feature log, gate, promote or reject, and publish the ``ModelEvent``.
 
     ``since_ts`` keeps snapshots from that event time on; ``wait_labels_s`` waits up to
     that long for the stream's clock to reach ``since_ts + window + horizon``. When the
     stream was published by a simulated ``oracle_world`` (the demo), its oracle is measured
-    on the same holdout and the gate judges the floors against it."""
+    on the same holdout and the gate judges the floors against it. ``stage="shadow"`` makes a
+    candidate that passes the gate the challenger instead of promoting it."""
     trigger = check_retrain_arguments(trigger, window_days, wait_labels_s)
     check_reachable(settings)
     report = progress or (lambda stage, done: None)
@@ -387,7 +390,7 @@ def retrain(
         "rows.train": str(len(split.train)),
         "rows.holdout": str(len(split.holdout)),
     }
-    outcome = run_training(config, settings, report, tags, result=result)
+    outcome = run_training(config, settings, report, tags, result=result, stage=stage)
 
     report("publish", 0.0)
     note = f"trigger={trigger}" + (f" alert={alert_id}" if alert_id else "")

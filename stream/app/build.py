@@ -13,7 +13,8 @@ Agents
                in place, micro-batched: one ``predict_proba`` per batch.
                :mod:`stream.app.featurize` holds it, its state and how a batch ends.
 ``labels``     churn-labels -> the drift monitor's label window.
-``models``     model-events -> hot swap of the serving model (an alias poll backs it up).
+``models``     model-events -> hot swap of the serving model and of the challenger scored in
+               shadow to churn-scores-shadow (an alias poll backs it up).
                Both in :mod:`stream.app.control`.
 
 Timers (silence re-scores, partition tracking) are in :mod:`stream.app.timers`, the web
@@ -39,6 +40,7 @@ from stream.runtime.tables import RawSchema
 from stream.runtime.undecodable import DeadLetterReporter
 from stream.serving.model_holder import ModelHolder
 from stream.serving.scoring import Scorer
+from stream.serving.shadow import ChallengerHolder, ShadowScorer
 from stream.settings import Settings
 
 STATE_TABLE = "customer-state"
@@ -58,6 +60,7 @@ class ChurnApp:
     scorer: Scorer
     state_table: faust.Table
     score_table: faust.Table
+    challenger: ChallengerHolder | None = None
 
 
 def faust_app(settings: Settings, bootstrap: str | None) -> faust.App:
@@ -89,12 +92,26 @@ def faust_app(settings: Settings, bootstrap: str | None) -> faust.App:
     )
 
 
+def shadow_scoring(
+    settings: Settings, metrics: StreamMetrics, challenger: ChallengerHolder | None
+) -> tuple[ChallengerHolder | None, ShadowScorer | None]:
+    """The challenger's holder and scorer, or none when shadow scoring is off (``CHURN_SHADOW_ALIAS`` empty)."""
+    if challenger is None and settings.shadow_alias:
+        challenger = ChallengerHolder(settings, metrics)
+    if challenger is None:
+        return None, None
+    return challenger, ShadowScorer(
+        metrics, challenger.alias, settings.risk_medium, settings.risk_high, settings.score_reasons
+    )
+
+
 def create_app(
     settings: Settings,
     bootstrap: str | None = None,
     metrics: StreamMetrics | None = None,
     holder: ModelHolder | None = None,
     tansu_quirks: bool | None = None,
+    challenger: ChallengerHolder | None = None,
 ) -> ChurnApp:
     """Build the app for ``settings``; ``bootstrap`` is the broker when settings name none.
 
@@ -141,16 +158,20 @@ def create_app(
         names.account_events_repartition,
     )
     scorer = Scorer(metrics, settings.risk_medium, settings.risk_high, settings.score_reasons)
+    challenger, shadow_scorer = shadow_scoring(settings, metrics, challenger)
     state = FeaturizeState(
         app, settings, bootstrap, names, metrics, holder, featurizer, scorer, state_table, score_table, dead_letters
     )
+    state.challenger, state.shadow_scorer = challenger, shadow_scorer
     app.on_before_shutdown.connect(state.close_producer)
     # Agents featurize, labels, models; tasks (started in this order) silence, load_model,
     # poll_alias, track_assignment; then the pages.
     featurize.register(app, state, events_topic)
     control.register_labels(app, state, labels_topic)
     timers.register_silence_check(app, state)
-    control.register_models(app, settings, holder, model_topic)
+    if challenger is not None:
+        timers.register_shadow_export(app, state)
+    control.register_models(app, settings, holder, model_topic, challenger)
     timers.register_assignment_tracking(app, names, metrics)
     views.register(app, settings, metrics, holder, state_table, score_table)
-    return ChurnApp(app, settings, names, metrics, holder, featurizer, scorer, state_table, score_table)
+    return ChurnApp(app, settings, names, metrics, holder, featurizer, scorer, state_table, score_table, challenger)

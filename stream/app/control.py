@@ -2,8 +2,9 @@
 
 ``labels``  churn-labels -> the drift monitor's label window (the featurize agent
             labels the closes it sees itself; this covers labels from elsewhere).
-``models``  model-events -> hot swap of the serving model; the ``load_model`` task
-            loads the first one and the alias poll backs the events up.
+``models``  model-events -> hot swap of the serving model and of the challenger scored
+            in shadow; the ``load_model`` and ``load_challenger`` tasks load the first
+            ones and the alias poll backs the events up.
 
 They are apart from the featurize agent because they only read its drift monitor and
 swap the model it scores with; records that do not validate are logged and skipped.
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from schemas.outputs import ChurnLabel, ModelEvent
 from stream.app.featurize import FeaturizeState
 from stream.serving.model_holder import ModelHolder
+from stream.serving.shadow import ChallengerHolder
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,15 +44,24 @@ def register_labels(app: faust.App, state: FeaturizeState, labels_topic) -> None
             label = parse(ChurnLabel, raw)
             if label is None:
                 continue
+            home = state.featurizer.home(label.customer_id.encode())
             monitor = state.drift_monitor()
             if monitor is not None:
-                monitor.label(
-                    label.customer_id, label.closed_at.timestamp(), state.featurizer.home(label.customer_id.encode())
-                )
+                monitor.label(label.customer_id, label.closed_at.timestamp(), home)
+            if state.comparison is not None:
+                state.comparison.label(label.customer_id, label.closed_at.timestamp(), home)
 
 
-def register_models(app: faust.App, settings: Settings, holder: ModelHolder, model_topic) -> None:
-    """Register the ``models`` agent, the ``load_model`` task and the alias poll timer."""
+def register_models(
+    app: faust.App, settings: Settings, holder: ModelHolder, model_topic, challenger: ChallengerHolder | None = None
+) -> None:
+    """Register the ``models`` agent, the ``load_model`` (and ``load_challenger``) task and the alias poll timer.
+
+    ``promoted`` and ``rolled_back`` swap the serving model; ``shadowed`` loads the challenger,
+    ``dropped`` stops scoring it. A promotion also asks the registry where the challenger alias
+    is now (a challenger promoted has left it). The challenger has its own lock, so its load
+    never waits on production's, nor production's on it.
+    """
 
     @app.agent(model_topic, name="models")
     async def model_events(stream):
@@ -58,16 +69,31 @@ def register_models(app: faust.App, settings: Settings, holder: ModelHolder, mod
             event = parse(ModelEvent, raw)
             if event is None or event.model_name != settings.model_name:
                 continue
-            if event.action not in ("promoted", "rolled_back"):
-                continue
-            log.info("model event: %s version %s %s", event.model_name, event.version, event.action)
-            await holder.refresh(event.version, event.checksum or None)
+            if event.action in ("promoted", "rolled_back"):
+                log.info("model event: %s version %s %s", event.model_name, event.version, event.action)
+                await holder.refresh(event.version, event.checksum or None)
+                if challenger is not None and challenger.current is not None:
+                    await challenger.refresh()
+            elif challenger is not None and event.action == "shadowed":
+                log.info("model event: %s version %s shadowed", event.model_name, event.version)
+                await challenger.refresh(event.version, event.checksum or None)
+            elif challenger is not None and event.action == "dropped":
+                log.info("model event: %s version %s dropped from shadow", event.model_name, event.version)
+                challenger.clear(event.version)
 
     @app.task
     async def load_model():
         await holder.wait_ready(lambda: app.should_stop)
 
+    if challenger is not None:
+
+        @app.task
+        async def load_challenger():
+            await challenger.refresh()
+
     @app.timer(settings.model_poll_s)
     async def poll_alias():
         if holder.current is not None:
             await holder.refresh()
+        if challenger is not None:
+            await challenger.refresh()

@@ -44,12 +44,13 @@ from functools import partial
 import faust
 
 from stream.drift.monitor import DriftConfig, DriftMonitor
+from stream.drift.shadow import PRODUCTION, ShadowComparison
 from stream.kafka.config import confluent_config
 from stream.kafka.topics import TopicNames
 from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState
 from stream.pipeline.featurize import DLQ, FEATURES, LABELS, REROUTE, Featurizer
-from stream.pipeline.messages import Inbound, Outbound
+from stream.pipeline.messages import Inbound, Outbound, Scorable
 from stream.pipeline.state_cache import StateCache
 from stream.runtime.batch_producer import BatchProducer
 from stream.runtime.batching import batches
@@ -57,7 +58,8 @@ from stream.runtime.commit_chain import CommitChain
 from stream.runtime.tables import write_tables
 from stream.runtime.undecodable import DeadLetterReporter
 from stream.serving.model_holder import ModelHolder
-from stream.serving.scoring import SCORES, Scorer
+from stream.serving.scoring import SCORES, ScoredBatch, Scorer
+from stream.serving.shadow import SHADOW_SCORES, ChallengerHolder, ShadowScorer
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,7 @@ class FeaturizeState:
             LABELS: names.churn_labels,
             DLQ: names.account_events_dlq,
             SCORES: names.churn_scores,
+            SHADOW_SCORES: names.churn_scores_shadow,
             REROUTE: names.account_events_repartition,
         }
         # The greatest event time processed per account-events partition. Silence is
@@ -155,6 +158,14 @@ class FeaturizeState:
         self.monitor: DriftMonitor | None = None
         self.matured = 0
         self.performance = None
+        # The challenger scored in shadow (None: shadow scoring off), its scorer, the comparison of both
+        # aliases on the same matured labels, and when and at how many labels it was last exported.
+        self.challenger: ChallengerHolder | None = None
+        self.shadow_scorer: ShadowScorer | None = None
+        self.comparison: ShadowComparison | None = None
+        self.compared_labels = -1
+        self.compared_at = 0.0
+        self.shadow_failed: set[str] = set()
 
     def producer(self) -> BatchProducer:
         """The agents' output producer, created on first use (so building an app connects nothing)."""
@@ -279,6 +290,75 @@ class FeaturizeState:
                 self.names.drift_alerts, alert.detector.encode(), alert.model_dump_json().encode(), None, None, None
             )
 
+    def shadow(
+        self, batch: list[Scorable], model, scored: ScoredBatch, result=None, reason: str = "event"
+    ) -> list[Outbound]:
+        """The challenger's scores of the vectors production just scored with ``model`` (none without a
+        challenger); with the featurizer's ``result``, the comparison of both on matured labels is fed too.
+
+        A challenger that raises is counted and logged (once per version), and production's outputs go out
+        as if it were not there.
+        """
+        challenger = self.challenger.current if self.challenger is not None else None
+        if challenger is None or self.shadow_scorer is None:
+            if self.comparison is not None:
+                self.comparison = None
+                self.metrics.shadow.clear_measures()
+            return []
+        if not batch:
+            return []
+        try:
+            shadowed = self.shadow_scorer.score(batch, challenger, reason=reason)
+        except Exception:  # noqa: BLE001 - whatever the challenger raises, production's scores stand
+            self.metrics.shadow.scoring_failures.inc()
+            if challenger.version not in self.shadow_failed:
+                self.shadow_failed.add(challenger.version)
+                log.exception("the challenger (version %s) failed to score a batch", challenger.version)
+            return []
+        if result is not None:
+            self.compare(model, challenger, scored, shadowed, result)
+        return shadowed.out
+
+    def compare(self, model, challenger, scored: ScoredBatch, shadowed: ScoredBatch, result) -> None:
+        """Feed a batch both scored (and its closes) to the comparison; export it at most once a second."""
+        alias = self.challenger.alias if self.challenger is not None else "challenger"
+        versions = {PRODUCTION: model.version, alias: challenger.version}
+        comparison = self.comparison
+        if comparison is None or comparison.versions != versions:
+            comparison = self.comparison = ShadowComparison(
+                self.drift_config.horizon_s, versions, window=self.drift_config.concept_window
+            )
+            self.metrics.shadow.clear_measures()
+            self.compared_labels = -1
+        home = self.featurizer.home
+        for customer_id, closed_ts in result.closes:
+            comparison.label(customer_id, closed_ts, home(customer_id.encode()))
+        comparison.observe(
+            [row["customer_id"] for row in scored.rows],
+            scored.event_s,
+            {PRODUCTION: scored.probabilities, alias: shadowed.probabilities},
+            [home(item.key) for item in result.scorable],
+        )
+        self.flush_comparison()
+
+    def flush_comparison(self, every_s: float = 1.0) -> None:
+        """Export the comparison when labels matured since the last export, at most once per ``every_s``
+        (the batches call it, and a timer, so the last labels of a stream that went quiet are exported too)."""
+        comparison = self.comparison
+        now = time.monotonic()
+        if comparison is not None and comparison.labels != self.compared_labels and now - self.compared_at >= every_s:
+            self.compared_labels, self.compared_at = comparison.labels, now
+            self.export_comparison(comparison)
+
+    def export_comparison(self, comparison: ShadowComparison) -> None:
+        """Both aliases' measurements on the same matured labels as ``churn_shadow_*{alias, model_version}``."""
+        measures = self.metrics.shadow.measures
+        for alias, values in comparison.report().items():
+            version = comparison.versions[alias]
+            for name, value in values.items():
+                if math.isfinite(value):
+                    measures[name].labels(alias, version).set(value)
+
     def export_drift(self, monitor: DriftMonitor) -> None:
         """The monitor's latest PSI, matured pairs and live performance as metrics."""
         metrics = self.metrics
@@ -318,8 +398,9 @@ def register(app: faust.App, state: FeaturizeState, events_topic) -> None:
                 metrics.batch_wait_ms.observe(max(0.0, began * 1000.0 - min(m.timestamp_ms for m in messages)))
                 result = state.featurizer.process(messages, state.load_state)
                 scored = state.scorer.score(result.scorable, model)
+                shadowed = state.shadow(result.scorable, model, scored, result)
                 await state.observe_drift(scored, result)
-                sent = state.producer().submit(state.outbound(result.out + scored.out), offsets=False)
+                sent = state.producer().submit(state.outbound(result.out + scored.out + shadowed), offsets=False)
                 seq += 1
                 for key, customer in result.dirty.items():
                     state.unwritten[key] = (seq, customer)

@@ -70,9 +70,17 @@ def register_silence_check(app: faust.App, state: FeaturizeState) -> None:
         # Silence re-scores are not events: the drift baseline holds event-time vectors only.
         scored = state.scorer.score(vectors, model, reason="silence")
         metrics.silence_rescored.inc(len(out))
-        await state.publish(out + scored.out)
+        await state.publish(out + scored.out + state.shadow(vectors, model, scored, reason="silence"))
         contexts = [key_context(v.key, state.names.account_events, partitions) for v in vectors]
         await write_tables(state.producer(), [(state.score_table, latest_scores(scored))], contexts)
+
+
+def register_shadow_export(app: faust.App, state: FeaturizeState) -> None:
+    """Register the timer that exports the shadow comparison's last measurements once a second."""
+
+    @app.timer(1.0)
+    async def shadow_export():
+        state.flush_comparison()
 
 
 def register_assignment_tracking(app: faust.App, names: TopicNames, metrics: StreamMetrics) -> None:

@@ -34,6 +34,7 @@ from stream.settings import (
     Scope,
     ServiceSettings,
     Settings,
+    ShadowSettings,
     TrainingSettings,
     WorkerSettings,
     load_settings,
@@ -48,15 +49,24 @@ COMMAND_SCOPES: dict[str, tuple[type[Scope], ...]] = {
     "topics": (CommonSettings, KafkaSettings, DriftSettings),
     "produce": (CommonSettings, KafkaSettings),
     "tail": (CommonSettings, KafkaSettings),
-    "bench": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings),
-    "demo": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings, TrainingSettings),
+    "bench": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings, ShadowSettings),
+    "demo": (
+        KafkaSettings,
+        RegistrySettings,
+        ServiceSettings,
+        WorkerSettings,
+        DriftSettings,
+        TrainingSettings,
+        ShadowSettings,
+    ),
     "drift-replay": (CommonSettings, DriftSettings),
-    "worker": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings),
+    "worker": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings, ShadowSettings),
     "train": (RegistrySettings, TrainingSettings),
-    "retrain": (KafkaSettings, RegistrySettings, TrainingSettings),
+    "retrain": (KafkaSettings, RegistrySettings, TrainingSettings, ShadowSettings),
     # Its own consumer and /metrics, plus what it hands to the retraining jobs it starts.
-    "launcher": (KafkaSettings, ServiceSettings, RegistrySettings, TrainingSettings, LauncherSettings),
+    "launcher": (KafkaSettings, ServiceSettings, RegistrySettings, TrainingSettings, LauncherSettings, ShadowSettings),
     "models": (RegistrySettings,),
+    "models promote": (RegistrySettings, KafkaSettings, ServiceSettings, ShadowSettings),
     "models rollback": (RegistrySettings,),
 }
 
@@ -74,7 +84,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-models_app = typer.Typer(help="Registered model versions: list and roll back.", invoke_without_command=True)
+models_app = typer.Typer(
+    help="Registered model versions: list, promote out of shadow and roll back.", invoke_without_command=True
+)
 schemas_app = typer.Typer(help="JSON Schemas of the contracts.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(schemas_app, name="schemas")
@@ -621,6 +633,14 @@ def retrain(
             "on the holdout is measured and the gate's floors are judged against it.",
         ),
     ] = None,
+    stage: Annotated[
+        str,
+        typer.Option(
+            help="production: a candidate that passes the gate is promoted. shadow: it becomes the challenger "
+            "(CHURN_SHADOW_ALIAS), scored in shadow until `churn models promote --from-shadow` or the launcher "
+            "promotes or drops it on matured labels.",
+        ),
+    ] = "production",
 ) -> None:
     """Retrain on the stream's feature log and labels, gate, promote or reject, publish the model event."""
     from stream.cli.training import run_retrain
@@ -638,6 +658,7 @@ def retrain(
         wait_labels,
         oracle_world,
         termination_log,
+        stage,
     )
 
 
@@ -689,6 +710,29 @@ def models(ctx: typer.Context) -> None:
         settings = _settings()
         _reachable(settings, registry=True)
         show_models(settings, console)
+
+
+@models_app.command("promote", epilog=settings_epilog("models promote"))
+def models_promote(
+    from_shadow: Annotated[
+        bool,
+        typer.Option(
+            "--from-shadow",
+            help="Promote the challenger if it has beaten production on at least CHURN_SHADOW_MIN_LABELS matured "
+            "labels by CHURN_SHADOW_MARGIN (read from the workers' /metrics, CHURN_SHADOW_METRICS_URLS); drop it "
+            "once CHURN_SHADOW_DEADLINE_S has passed; otherwise say why it waits.",
+        ),
+    ] = False,
+    drop: Annotated[bool, typer.Option("--drop", help="With --from-shadow: drop the challenger now.")] = False,
+) -> None:
+    """Promote a challenger out of shadow on the evidence of matured labels (or drop it)."""
+    if not from_shadow:
+        raise typer.BadParameter("only --from-shadow is supported: a retrained model is promoted by its own gate")
+    from stream.cli.training import run_promote_from_shadow
+
+    settings = _settings()
+    _reachable(settings, registry=True)
+    run_promote_from_shadow(settings, console, drop)
 
 
 @models_app.command("rollback", epilog=settings_epilog("models rollback"))

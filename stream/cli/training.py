@@ -47,6 +47,7 @@ def run_retrain(
     wait_labels_s: float = 0.0,
     oracle_world: Path | None = None,
     termination_log: Path | None = None,
+    stage: str = "production",
 ) -> None:
     """``result_file`` gets the whole decision as JSON; ``termination_log`` (a Kubernetes container's
     ``terminationMessagePath``) a compact one within the kubelet's 4 KiB, which the launcher reads."""
@@ -62,7 +63,16 @@ def run_retrain(
 
         with stages(console, "wait" if since_ts is not None and wait_labels_s else "read") as progress:
             outcome = retrain(
-                settings, config, trigger, alert_id, window_days, progress, since_ts, wait_labels_s, world
+                settings,
+                config,
+                trigger,
+                alert_id,
+                window_days,
+                progress,
+                since_ts,
+                wait_labels_s,
+                world,
+                "shadow" if stage == "shadow" else "production",
             )
     except ChurnError as exc:
         failed = {"decision": "failed", "error": str(exc)}
@@ -80,7 +90,7 @@ def run_retrain(
         summary = {
             "version": outcome.version,
             "run_id": outcome.run_id,
-            "decision": "promoted" if outcome.decision.promote else "rejected",
+            "decision": ("shadowed" if outcome.shadowed else "promoted") if outcome.decision.promote else "rejected",
             "reasons": outcome.decision.reasons,
             "roc_auc": outcome.metrics["roc_auc"],
             "production_version": outcome.champion_version,
@@ -151,7 +161,12 @@ def render_outcome(settings: Settings, outcome, console: Console) -> None:
     console.print(
         f"registered [bold]{settings.model_name}[/] version [bold]{outcome.version}[/] (run {outcome.run_id})"
     )
-    if outcome.decision.promote:
+    if outcome.shadowed:
+        console.print(
+            f"[cyan]shadowed[/]: version {outcome.version} is now @{settings.shadow_alias}, scored in shadow "
+            f"beside @production {outcome.champion_version} until it is promoted or dropped on matured labels"
+        )
+    elif outcome.decision.promote:
         console.print(
             f"[green]promoted[/]: version {outcome.version} is now @production"
             + (f" (previous: {outcome.champion_version})" if outcome.champion_version else "")
@@ -185,6 +200,22 @@ def show_models(settings: Settings, console: Console) -> None:
             v.tags.get("gate.reasons", "") if v.tags.get("gate.decision") == "rejected" else "",
         )
     console.print(t)
+
+
+def run_promote_from_shadow(settings: Settings, console: Console, drop: bool = False) -> None:
+    """Judge the challenger on the workers' shadow evidence; promote it, drop it, or say why it waits."""
+    from training.shadow import judge
+
+    decision = judge(settings, force_drop=drop)
+    if decision is None:
+        console.print(f"no version of {settings.model_name} is @{settings.shadow_alias}: nothing in shadow")
+        return
+    t = table("shadow evidence (same matured labels)", ["name", "value"])
+    for key, value in sorted(decision.evidence.items()):
+        t.add_row(key, f"{value:.6g}")
+    console.print(t)
+    colour = {"promote": "green", "drop": "yellow", "wait": "cyan"}[decision.action]
+    console.print(f"[{colour}]{decision.action}[/]: {decision.reason}")
 
 
 def run_rollback(settings: Settings, console: Console) -> None:

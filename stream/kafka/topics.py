@@ -50,6 +50,8 @@ ACCOUNT_EVENTS_DLQ = "account-events-dlq"
 ACCOUNT_EVENTS_REPARTITION = "account-events-repartition"
 CHURN_FEATURES = "churn-features"
 CHURN_SCORES = "churn-scores"
+#: The challenger's scores while it is in shadow: keyed and shaped like ``churn-scores``, never mixed into it.
+CHURN_SCORES_SHADOW = "churn-scores-shadow"
 CHURN_LABELS = "churn-labels"
 DRIFT_ALERTS = "drift-alerts"
 MODEL_EVENTS = "model-events"
@@ -60,6 +62,7 @@ DATA_TOPICS: tuple[str, ...] = (
     ACCOUNT_EVENTS_REPARTITION,
     CHURN_FEATURES,
     CHURN_SCORES,
+    CHURN_SCORES_SHADOW,
     CHURN_LABELS,
 )
 ALL_TOPICS: tuple[str, ...] = (*DATA_TOPICS, DRIFT_ALERTS, MODEL_EVENTS)
@@ -114,6 +117,7 @@ class TopicNames:
     account_events_repartition: str
     churn_features: str
     churn_scores: str
+    churn_scores_shadow: str
     churn_labels: str
     drift_alerts: str
     model_events: str

@@ -94,10 +94,12 @@ def registered_at(model_version) -> float | None:
 
 
 class RegistrySource:
-    """Blocking registry access for the holder (MLflow; swappable in tests)."""
+    """Blocking registry access for the holder (MLflow; swappable in tests); ``alias`` defaults to
+    ``CHURN_MODEL_ALIAS``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, alias: str | None = None) -> None:
         self.settings = settings
+        self.alias = alias or settings.model_alias
         self._client = None
 
     def client(self):
@@ -110,7 +112,7 @@ class RegistrySource:
     def version_for_alias(self) -> str | None:
         from stream.serving import registry
 
-        return registry.version_for_alias(self.client(), self.settings.model_name, self.settings.model_alias)
+        return registry.version_for_alias(self.client(), self.settings.model_name, self.alias)
 
     def load(self, version: str, expected_checksum: str | None = None) -> LoadedModel:
         from stream.serving import registry
@@ -202,6 +204,15 @@ class ModelHolder:
         if self.on_swap is not None:
             self.on_swap(model)
 
+    def failed(self, reason: str) -> None:
+        """Count a load that failed (``registry``) or was refused (``incompatible``)."""
+        self.metrics.model_load_failures.labels(reason).inc()
+
+    def absent(self) -> bool:
+        """The alias names no version: keep serving what is loaded."""
+        log.warning("no version of %s has alias @%s yet", self.settings.model_name, self.source.alias)
+        return False
+
     async def refresh(self, version: str | None = None, checksum: str | None = None) -> bool:
         """Load ``version`` (default: the alias's) when it differs from the serving one.
 
@@ -213,21 +224,18 @@ class ModelHolder:
                 if version is None:
                     version = await loop.run_in_executor(None, self.source.version_for_alias)
                     if version is None:
-                        log.warning(
-                            "no version of %s has alias @%s yet", self.settings.model_name, self.settings.model_alias
-                        )
-                        return False
+                        return self.absent()
                 if self.current is not None and self.current.version == version:
                     return False
                 model = await loop.run_in_executor(None, self.source.load, version, checksum)
             except ModelLoadError as exc:
-                self.metrics.model_load_failures.labels("incompatible").inc()
+                self.failed("incompatible")
                 log.error(
                     "refused model: %s; still serving %s", exc, self.current.version if self.current else "nothing"
                 )
                 return False
             except (ChurnError, OSError, ConnectionError) as exc:
-                self.metrics.model_load_failures.labels("registry").inc()
+                self.failed("registry")
                 log.warning(
                     "model registry unavailable (%s); still serving %s",
                     exc,
@@ -235,7 +243,7 @@ class ModelHolder:
                 )
                 return False
             except Exception as exc:  # MLflow raises its own and requests' errors
-                self.metrics.model_load_failures.labels("registry").inc()
+                self.failed("registry")
                 log.warning(
                     "model registry unavailable (%s: %s); still serving %s",
                     type(exc).__name__,

@@ -41,6 +41,10 @@ class ScoredBatch:
 class Scorer:
     """Scores batches with whatever model the holder serves at the time."""
 
+    # The output its records go to and headers they carry beyond the shared ones (a shadow scorer's differ).
+    topic: str = SCORES
+    headers: tuple[tuple[str, bytes], ...] = ()
+
     def __init__(
         self, metrics: StreamMetrics, risk_medium: float = 0.3, risk_high: float = 0.6, reasons: int = 3
     ) -> None:
@@ -69,6 +73,7 @@ class Scorer:
             ("model.version", version.encode()),
             ("schema.version", b"%d" % SCHEMA_VERSION),
             ("score.reason", reason.encode()),
+            *self.headers,
         ]
         for i, (item, row, p) in enumerate(zip(batch, rows, probabilities)):
             latency = max(0.0, now_ms - item.start_ms)
@@ -89,7 +94,9 @@ class Scorer:
             if reasons is not None:
                 score["reasons"] = [{"feature": f, "value": v, "contribution": _round6(c)} for f, v, c in reasons[i]]
             latencies.append(latency)
-            out.append(Outbound(SCORES, item.key, json_bytes(score), [("event.id", row["event_id"].encode()), *shared]))
+            out.append(
+                Outbound(self.topic, item.key, json_bytes(score), [("event.id", row["event_id"].encode()), *shared])
+            )
         self._record(version, latencies)
         return ScoredBatch(out, latencies, rows, floats, [item.event_s for item in batch])
 

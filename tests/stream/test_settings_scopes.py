@@ -24,6 +24,7 @@ from stream.settings import (
     Scope,
     ServiceSettings,
     Settings,
+    ShadowSettings,
     TrainingSettings,
     WorkerSettings,
     env_var,
@@ -55,7 +56,18 @@ VARIABLES_BEFORE_THE_SPLIT = frozenset(
     """.split()
 )
 #: The variables added since the split.
-VARIABLES_ADDED_SINCE = frozenset({"CHURN_TRAINING_RETENTION_DAYS", "CHURN_LAUNCHER_BACKEND", "CHURN_SCORE_REASONS"})
+VARIABLES_ADDED_SINCE = frozenset(
+    {
+        "CHURN_TRAINING_RETENTION_DAYS",
+        "CHURN_LAUNCHER_BACKEND",
+        "CHURN_SCORE_REASONS",
+        "CHURN_SHADOW_ALIAS",
+        "CHURN_SHADOW_MIN_LABELS",
+        "CHURN_SHADOW_MARGIN",
+        "CHURN_SHADOW_DEADLINE_S",
+        "CHURN_SHADOW_METRICS_URLS",
+    }
+)
 
 
 @pytest.fixture(autouse=True)
@@ -204,7 +216,10 @@ def _expected(*scopes: type[Scope]) -> set[str]:
 
 def test_worker_help_lists_its_settings():
     listed = _listed("worker")
-    assert listed == _expected(KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings)
+    assert listed == _expected(
+        KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings, ShadowSettings
+    )
+    assert "CHURN_SHADOW_ALIAS" in listed
     assert {"CHURN_BOOTSTRAP_SERVERS", "CHURN_STORE", "CHURN_DRIFT_PSI_THRESHOLD", "CHURN_DATA_DIR"} <= listed
     assert "CHURN_MLFLOW_EXPERIMENT" not in listed
 
@@ -223,7 +238,7 @@ def test_every_command_lists_the_variables_of_its_scopes(command):
 def test_every_command_that_reads_settings_declares_its_scopes():
     names = {(c.name or c.callback.__name__).replace("_", "-") for c in app.registered_commands}
     assert names - set(COMMAND_SCOPES) == set()
-    assert set(COMMAND_SCOPES) - names == {"models", "models rollback"}
+    assert set(COMMAND_SCOPES) - names == {"models", "models promote", "models rollback"}
     assert "Settings it reads" not in _help("schemas", "export")  # reads no setting
 
 
