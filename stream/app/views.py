@@ -25,6 +25,7 @@ from stream.app.readiness import readiness, tables_state
 from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState, features
 from stream.serving.model_holder import ModelHolder
+from stream.serving.scoring import REASON_DIGITS
 from stream.settings import Settings
 
 # The Prometheus text format; aiohttp takes the charset separately.
@@ -105,7 +106,7 @@ async def score_request(view, request, holder: ModelHolder, settings: Settings):
     if not vectors:
         return view.json([])
     columns = {name: [v.model_input()[name] for v in vectors] for name in vectors[0].model_input()}
-    probabilities, reasons = model.explain_columns(columns, settings.score_reasons)
+    probabilities, reasons = model.explain_columns(columns, settings.score_reasons, REASON_DIGITS)
     out = [
         {
             "customer_id": v.customer_id,
@@ -119,5 +120,5 @@ async def score_request(view, request, holder: ModelHolder, settings: Settings):
     ]
     if reasons is not None:
         for answer, row in zip(out, reasons):
-            answer["reasons"] = [r._asdict() for r in row]
+            answer["reasons"] = row
     return view.json(out if isinstance(payload, list) else out[0])

@@ -20,7 +20,6 @@ only after :func:`verified` has compared it with ``predict_proba`` on probe rows
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple
 
 import numpy as np
 
@@ -118,26 +117,27 @@ class LinearPath:
             terms[i] = np.fromiter((get(v, 0.0) for v in columns[name]), dtype=np.float64, count=x.shape[1])
         return terms
 
-    def explain(self, columns: Columns, top: int) -> tuple[np.ndarray, list[list[Reason]]]:
-        """The probabilities and, per row, its ``top`` largest terms by size, largest first."""
+    def explain(
+        self, columns: Columns, top: int, digits: int | None = None
+    ) -> tuple[np.ndarray, list[list[dict[str, object]]]]:
+        """The probabilities and, per row, its ``top`` largest terms by size, largest first.
+
+        Each reason is ``{"feature", "value", "contribution"}``: the input, its value in the row and
+        its term (rounded to ``digits`` decimals when given), ready for a score record.
+        """
         terms = self.contributions(columns)
         probabilities = _expit(terms.sum(axis=0) + self.intercept)
         picked = np.argsort(-np.abs(terms), axis=0, kind="stable")[:top]
-        sizes = np.take_along_axis(terms, picked, axis=0).T.tolist()
+        sizes = np.take_along_axis(terms, picked, axis=0)
+        if digits is not None:
+            sizes = np.round(sizes, digits)
         values = [columns[name] for name in FEATURE_NAMES]
+        names = FEATURE_NAMES
         reasons = [
-            [Reason(FEATURE_NAMES[f], values[f][row], c) for f, c in zip(features, row_sizes)]
-            for row, (features, row_sizes) in enumerate(zip(picked.T.tolist(), sizes))
+            [{"feature": names[f], "value": values[f][row], "contribution": c} for f, c in zip(features, row_sizes)]
+            for row, (features, row_sizes) in enumerate(zip(picked.T.tolist(), sizes.T.tolist()))
         ]
         return probabilities, reasons
-
-
-class Reason(NamedTuple):
-    """One input's part in a score: its value and its signed term of the log-odds."""
-
-    feature: str
-    value: object
-    contribution: float
 
 
 def _expit(z: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ import pandas as pd
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
 from stream.errors import ChurnError, ModelLoadError
 from stream.metrics import StreamMetrics
-from stream.serving.linear_path import LinearPath, Reason, compile_pipeline, verified
+from stream.serving.linear_path import LinearPath, compile_pipeline, verified
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,18 @@ class LoadedModel:
             return self.fast(columns)
         return self.predict(columns_to_frame(columns))
 
-    def explain_columns(self, columns: dict[str, list], top: int) -> tuple[Any, list[list[Reason]] | None]:
-        """The probabilities and each row's ``top`` reasons (its largest terms of the log-odds).
+    def explain_columns(
+        self, columns: dict[str, list], top: int, digits: int | None = None
+    ) -> tuple[Any, list[list[dict[str, Any]]] | None]:
+        """The probabilities and each row's ``top`` reasons (its largest terms of the log-odds), as
+        ``{"feature", "value", "contribution"}`` dicts, contributions rounded to ``digits`` when given.
 
         Reasons are exact, and given only, for a pipeline with the verified NumPy path; for any
         other pipeline (or ``top`` 0) they are ``None`` and the probabilities come from
         :meth:`predict_columns`."""
         if self.fast is None or top <= 0:
             return self.predict_columns(columns), None
-        return self.fast.explain(columns, top)
+        return self.fast.explain(columns, top, digits)
 
 
 def registered_at(model_version) -> float | None:

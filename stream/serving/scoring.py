@@ -26,7 +26,7 @@ from stream.serving.model_holder import LoadedModel
 SCORES = "scores"
 SCHEMA_VERSION = 1
 _round3 = rounder(3)
-_round6 = rounder(6)
+REASON_DIGITS = 6  # decimals of a reason's contribution in a score record
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class Scorer:
             return ScoredBatch([], [], [], [], [])
         rows = [item.row for item in batch]
         columns = {name: [row[name] for row in rows] for name in FEATURE_NAMES}
-        probabilities, reasons = model.explain_columns(columns, self.reasons)
+        probabilities, reasons = model.explain_columns(columns, self.reasons, REASON_DIGITS)
         scored_at = time.time() if now is None else now
         stamp = _iso(scored_at)
         now_ms = scored_at * 1000.0
@@ -92,7 +92,7 @@ class Scorer:
                 "schema_version": SCHEMA_VERSION,
             }
             if reasons is not None:
-                score["reasons"] = [{"feature": f, "value": v, "contribution": _round6(c)} for f, v, c in reasons[i]]
+                score["reasons"] = reasons[i]
             latencies.append(latency)
             out.append(
                 Outbound(self.topic, item.key, json_bytes(score), [("event.id", row["event_id"].encode()), *shared])

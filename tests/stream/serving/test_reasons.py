@@ -56,15 +56,17 @@ def test_the_reasons_are_the_largest_terms_largest_first_with_the_inputs_values(
     terms = model.fast.contributions(columns)
     for row, row_reasons in enumerate(reasons):
         assert len(row_reasons) == 3
-        sizes = [abs(r.contribution) for r in row_reasons]
+        sizes = [abs(r["contribution"]) for r in row_reasons]
         assert sizes == sorted(sizes, reverse=True)
         others = [
-            abs(terms[i, row]) for i, name in enumerate(FEATURE_NAMES) if name not in {r.feature for r in row_reasons}
+            abs(terms[i, row])
+            for i, name in enumerate(FEATURE_NAMES)
+            if name not in {r["feature"] for r in row_reasons}
         ]
         assert min(sizes) >= max(others)
         for reason in row_reasons:
-            assert reason.value == columns[reason.feature][row]
-            assert reason.contribution == terms[FEATURE_NAMES.index(reason.feature), row]
+            assert reason["value"] == columns[reason["feature"]][row]
+            assert reason["contribution"] == terms[FEATURE_NAMES.index(reason["feature"]), row]
 
 
 def test_a_model_of_another_shape_gives_no_reasons_and_the_same_probabilities():
@@ -112,6 +114,7 @@ def test_a_score_records_reasons_round_to_six_decimals_of_the_exact_terms():
     scored = Scorer(StreamMetrics.create(), reasons=3).score(_batch(columns, 5), model, now=1.0)
     for out, row in zip(scored.out, exact):
         written = orjson.loads(out.value)["reasons"]
-        assert [r["feature"] for r in written] == [r.feature for r in row]
+        assert [r["feature"] for r in written] == [r["feature"] for r in row]
         for w, r in zip(written, row):
-            assert abs(w["contribution"] - r.contribution) <= 5e-7
+            assert abs(w["contribution"] - r["contribution"]) <= 5e-7 + 1e-12
+            assert w["contribution"] == round(w["contribution"], 6)
