@@ -118,12 +118,22 @@ class LinearPath:
             terms[i] = np.fromiter((get(v, 0.0) for v in columns[name]), dtype=np.float64, count=x.shape[1])
         return terms
 
-    def explain(self, columns: Columns, top: int) -> tuple[np.ndarray, list[list[Reason]]]:
-        """The probabilities and, per row, its ``top`` largest terms by size, largest first."""
+    def explain_arrays(self, columns: Columns, top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The probabilities, and each row's ``top`` largest terms by size, largest first, as arrays:
+        ``picked`` (``top`` x rows) holds their inputs' indices in ``FEATURE_NAMES``, ``sizes`` the terms.
+
+        The one definition of a score's reasons: :meth:`explain` builds the stream's from it, and a
+        caller that writes columns (the batch scorer) takes the arrays without a Python object per row.
+        """
         terms = self.contributions(columns)
         probabilities = _expit(terms.sum(axis=0) + self.intercept)
         picked = np.argsort(-np.abs(terms), axis=0, kind="stable")[:top]
-        sizes = np.take_along_axis(terms, picked, axis=0).T.tolist()
+        return probabilities, picked, np.take_along_axis(terms, picked, axis=0)
+
+    def explain(self, columns: Columns, top: int) -> tuple[np.ndarray, list[list[Reason]]]:
+        """The probabilities and, per row, its ``top`` largest terms by size, largest first."""
+        probabilities, picked, terms = self.explain_arrays(columns, top)
+        sizes = terms.T.tolist()
         values = [columns[name] for name in FEATURE_NAMES]
         reasons = [
             [Reason(FEATURE_NAMES[f], values[f][row], c) for f, c in zip(features, row_sizes)]
