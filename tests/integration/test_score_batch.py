@@ -75,3 +75,19 @@ def test_batch_scores_from_the_changelog_equal_the_streams_latest(stream_env, tm
     assert {r.headers["score.reason"] for r in published} == {b"batch"}
     by_customer = {r.key.decode(): orjson.loads(r.value) for r in published}
     assert {c: s["probability"] for c, s in by_customer.items()} == {c: r["probability"] for c, r in rows.items()}
+
+
+def test_an_unknown_version_is_one_line(stream_env, tmp_path):
+    out = tmp_path / "base.parquet"
+    proc = subprocess.run(
+        [CHURN, "score-batch", "--synthetic", "10", "--version", "99", "--out", str(out)],
+        env=stream_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert (
+        proc.stderr.strip().splitlines()[-1] == "error: --version 99: churn-model has no such version in the registry"
+    )
+    assert not out.exists()
