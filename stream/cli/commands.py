@@ -49,6 +49,8 @@ COMMAND_SCOPES: dict[str, tuple[type[Scope], ...]] = {
     "topics": (CommonSettings, KafkaSettings, DriftSettings),
     "produce": (CommonSettings, KafkaSettings),
     "tail": (CommonSettings, KafkaSettings),
+    # The changelog is named after CHURN_APP_ID; the risk bands and reasons are the worker's.
+    "score-batch": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings),
     "bench": (KafkaSettings, RegistrySettings, ServiceSettings, WorkerSettings, DriftSettings, ShadowSettings),
     "demo": (
         KafkaSettings,
@@ -358,6 +360,48 @@ def tail(
     settings = _settings()
     _reachable(settings, broker=True, topics=(CHURN_SCORES,))
     tail_scores(settings, console, as_json=as_json, from_beginning=from_beginning, limit=limit, rows=rows)
+
+
+@app.command("score-batch", epilog=settings_epilog("score-batch"))
+def score_batch(
+    out: Annotated[Path, typer.Option(help="The Parquet file to write (one row group per chunk).")],
+    from_changelog: Annotated[
+        bool, typer.Option("--from-changelog", help="Score the states the stream keeps: its customer-state changelog.")
+    ] = False,
+    events: Annotated[
+        Optional[Path], typer.Option(help="Score the states a JSON-lines file of account events replays to.")
+    ] = None,
+    synthetic: Annotated[
+        Optional[int], typer.Option(help="Score this many synthetic customers (copies of a simulated world's).")
+    ] = None,
+    as_of: Annotated[
+        str,
+        typer.Option(
+            help="Evaluate every customer at this time (ISO 8601 with a zone); default: each at its latest "
+            "event, as the stream last scored it."
+        ),
+    ] = "",
+    version: Annotated[Optional[str], typer.Option(help="The model version to score with.")] = None,
+    alias: Annotated[Optional[str], typer.Option(help="Score with the version under this alias.")] = None,
+    topic: Annotated[
+        Optional[str], typer.Option(help="Also publish each score (a ChurnScore, score.reason batch) to this topic.")
+    ] = None,
+    changelog: Annotated[
+        Optional[str], typer.Option(help="The changelog topic (default: <CHURN_APP_ID>-customer-state-changelog).")
+    ] = None,
+    chunk_rows: Annotated[int, typer.Option(help="Customers per chunk and row group.")] = 100_000,
+    seed: Annotated[int, typer.Option(help="With --synthetic: the simulated world's seed.")] = 7,
+) -> None:
+    """Score every known customer with @production (or a given version) into Parquet, optionally a topic."""
+    from stream.cli.score_batch import ScoreBatchOptions, run_score_batch
+
+    options = ScoreBatchOptions(
+        out, from_changelog, events, synthetic, as_of, version, alias, topic, changelog, chunk_rows, seed
+    )
+    options.check()
+    settings = _settings()
+    _reachable(settings, broker=from_changelog or topic is not None, registry=True)
+    run_score_batch(settings, options, console, err_console)
 
 
 @app.command(epilog=settings_epilog("bench"))

@@ -230,6 +230,40 @@ class CustomerState:
         )
 
 
+@dataclass(slots=True)
+class StateView:
+    """What :func:`feature_values` reads of a stored state, decoded without the rest.
+
+    Scoring stored states (``churn score-batch``) needs the clock, the plan, the windows and the
+    usage buckets, not the de-duplication ring or the order keys, whose decoding (base64, arrays,
+    a set) is most of :meth:`CustomerState.from_bytes`' cost. Same values as the full decode.
+    """
+
+    customer_id: str
+    last_ts: float | None
+    signup_ts: float | None
+    first_ts: float | None
+    prev_ts: float | None
+    closed_ts: float | None
+    plan: str
+    monthly_charges: float
+    has_autopay: bool
+    support_calls: list[float]
+    failed_payments: list[float]
+    usage: dict[int, float]
+
+    @staticmethod
+    def from_bytes(raw: bytes) -> StateView | CustomerState:
+        """A view of ``customer-state`` table bytes (older formats: the full state)."""
+        d = orjson.loads(raw)
+        if not isinstance(d, list) or d[0] != STATE_FORMAT:
+            return CustomerState.from_bytes(raw)
+        _, customer_id, last, signup, first, prev, closed, plan, charges, _, autopay, _, support, failed, usage = d[:15]
+        return StateView(
+            customer_id, last, signup, first, prev, closed, plan, charges, autopay, support, failed, dict(usage)
+        )
+
+
 def _ring_text(ring_ms: array, ring_ids: array) -> str:
     """The ring as base64 of its times, then its id hashes, each a little-endian int64."""
     if _BIG_ENDIAN:
@@ -429,7 +463,7 @@ def _prune(state: CustomerState) -> None:
         state.usage = {b: v for b, v in state.usage.items() if b > oldest}
 
 
-def feature_values(state: CustomerState, at: float) -> dict[str, Any]:
+def feature_values(state: CustomerState | StateView, at: float) -> dict[str, Any]:
     """The model inputs of ``state`` at event time ``at`` (epoch seconds): numbers, and the plan's name.
 
     A dict of ``Any`` so that the stream can add the vector's other fields to it in place.

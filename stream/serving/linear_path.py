@@ -117,20 +117,29 @@ class LinearPath:
             terms[i] = np.fromiter((get(v, 0.0) for v in columns[name]), dtype=np.float64, count=x.shape[1])
         return terms
 
+    def explain_arrays(self, columns: Columns, top: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The probabilities, and each row's ``top`` largest terms by size, largest first, as arrays:
+        ``picked`` (``top`` x rows) holds their inputs' indices in ``FEATURE_NAMES``, ``sizes`` the terms.
+
+        The one definition of a score's reasons: :meth:`explain` builds the stream's from it, and a
+        caller that writes columns (the batch scorer) takes the arrays without a Python object per row.
+        """
+        terms = self.contributions(columns)
+        probabilities = _expit(terms.sum(axis=0) + self.intercept)
+        picked = np.argsort(-np.abs(terms), axis=0, kind="stable")[:top]
+        return probabilities, picked, np.take_along_axis(terms, picked, axis=0)
+
     def explain(
         self, columns: Columns, top: int, digits: int | None = None
     ) -> tuple[np.ndarray, list[list[dict[str, object]]]]:
         """The probabilities and, per row, its ``top`` largest terms by size, largest first.
 
         Each reason is ``{"feature", "value", "contribution"}``: the input, its value in the row and
-        its term (rounded to ``digits`` decimals when given), ready for a score record.
+        its term (rounded to ``digits`` decimals when given, as ``round`` does), ready for a score record.
         """
-        terms = self.contributions(columns)
-        probabilities = _expit(terms.sum(axis=0) + self.intercept)
-        picked = np.argsort(-np.abs(terms), axis=0, kind="stable")[:top]
-        sizes = np.take_along_axis(terms, picked, axis=0)
+        probabilities, picked, sizes = self.explain_arrays(columns, top)
         if digits is not None:
-            sizes = np.round(sizes, digits)
+            sizes = round_array(sizes, digits)
         values = [columns[name] for name in FEATURE_NAMES]
         names = FEATURE_NAMES
         reasons = [
@@ -138,6 +147,28 @@ class LinearPath:
             for row, (features, row_sizes) in enumerate(zip(picked.T.tolist(), sizes.T.tolist()))
         ]
         return probabilities, reasons
+
+
+def round_array(x: np.ndarray, digits: int) -> np.ndarray:
+    """:func:`stream.pipeline.features.rounder` over an array: the same float as ``round(v, digits)`` for every element
+    (scores' reasons are rounded with it, in the stream and in batch; ``numpy.round`` differs in
+    the last bit).
+
+    >>> round_array(np.array([0.1234565, -2.5e-7, 1.0000005]), 6).tolist() == [round(v, 6) for v in (0.1234565, -2.5e-7, 1.0000005)]
+    True
+    """
+    scale = 10.0**digits
+    with np.errstate(invalid="ignore"):  # infinities: handed to ``round`` below
+        y = x * scale
+        r = np.floor(y)
+        d = y - r
+        r = r + (d > 0.5)
+        out = r / scale
+    # What the rounder leaves to ``round`` itself: halves, zeros (their sign), huge and non-finite values.
+    fallback = (d == 0.5) | (r == 0) | ~(np.abs(y) < 1e15)
+    for index in zip(*np.nonzero(fallback)):
+        out[index] = round(float(x[index]), digits)
+    return out
 
 
 def _expit(z: np.ndarray) -> np.ndarray:
