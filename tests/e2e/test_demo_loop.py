@@ -27,7 +27,9 @@ from training import registry
 from training.config import DatasetConfig, SimulationConfig, TrainConfig
 from training.dataset import LABEL, ORACLE, model_inputs, simulated_snapshots
 
-pytestmark = pytest.mark.e2e
+# On Apache Kafka, the broker users run: the embedded broker carries the shadow demo's end-to-end test
+# (tests/e2e/test_demo_shadow.py) and every integration tier.
+pytestmark = [pytest.mark.e2e, pytest.mark.tiers("kafka")]
 
 SCENARIO, ONSET_DAY = "support_surge", 90
 
