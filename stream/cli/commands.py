@@ -694,11 +694,20 @@ def launcher(
     retrain_on: Annotated[
         str, typer.Option(help="harm: launch only for alerts that judge the serving model hurt; any: for every alert.")
     ] = "harm",
+    stage: Annotated[
+        Optional[str],
+        typer.Option(
+            help="promote: a job promotes a candidate that passes its gate; shadow: it registers it as the "
+            "challenger, which the launcher then promotes or drops on matured labels. Default: CHURN_LAUNCHER_STAGE."
+        ),
+    ] = None,
 ) -> None:
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from stream.cli.training import run_launcher
 
-    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on, backend)
+    run_launcher(
+        _settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on, backend, stage
+    )
 
 
 @models_app.callback(epilog=settings_epilog("models"))
