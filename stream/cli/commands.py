@@ -391,6 +391,14 @@ def bench(
             "Central)."
         ),
     ] = "embedded",
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Also run the stream with a second version under CHURN_SHADOW_ALIAS scored in shadow (the one "
+            "there, or one trained once with another seed), and compare it with production-only.",
+        ),
+    ] = False,
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.local.bench import bench as run_bench
@@ -411,6 +419,7 @@ def bench(
             pin=pin,
             partitioner=partitioner,
             engine=engine,
+            shadow=shadow,
         )
     t = table(
         f"churn bench: {events:,} events, model v{doc['model_version']}",
@@ -450,6 +459,14 @@ def bench(
             f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; "
             f"in the paced phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's "
             f"{cpu['paced_worker_us']:,.1f} µs"
+        )
+    if "stream_shadow" in doc["variants"]:
+        sh, r = doc["variants"]["stream_shadow"], doc["ratios"]
+        console.print(
+            f"shadow scoring (version {sh['challenger_version']}, {sh['shadow_scores']:,.0f} shadow scores on the "
+            f"backlog): {sh['events_per_s']:,.0f} events/s against {s['events_per_s']:,.0f} production-only "
+            f"({r['shadow_over_stream']:.3f}); worker CPU {sh['worker_cpu_us_per_event']:,.1f} against "
+            f"{s['worker_cpu_us_per_event']:,.1f} µs/event ({r['shadow_cpu_over_stream']:.3f})"
         )
     sizes = doc["state_bytes"]
     pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
