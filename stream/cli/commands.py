@@ -509,6 +509,14 @@ def demo(
             "Java 17 and Maven)."
         ),
     ] = "embedded",
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="The retrained candidate goes into shadow as the challenger; the launcher promotes or drops it "
+            "on matured labels, live beside production's.",
+        ),
+    ] = False,
 ) -> None:
     """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
     from dataclasses import replace
@@ -526,6 +534,7 @@ def demo(
         timeout_s=timeout,
         json_path=json_path,
         engine=engine,
+        shadow=shadow,
     )
     if scenario == ALL:
         replace(options, scenario="none").check()
