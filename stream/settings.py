@@ -381,12 +381,24 @@ class TrainingSettings(Scope):
 
 
 class LauncherSettings(Scope):
-    """The retrain launcher (``churn launcher``): where its retraining jobs run."""
+    """The retrain launcher (``churn launcher``): where its retraining jobs run, and where their candidates go."""
 
     launcher_backend: Literal["subprocess", "kubernetes"] = Field(
         "subprocess",
         description="CHURN_LAUNCHER_BACKEND: where `churn launcher` runs retraining jobs: subprocess (a local "
         "`churn retrain` process) or kubernetes (a Job in the launcher's namespace); --backend overrides it.",
+    )
+    launcher_stage: Literal["promote", "shadow"] = Field(
+        "promote",
+        description="CHURN_LAUNCHER_STAGE: what a retraining job does with a candidate that passes its gate: "
+        "promote (to @production at once) or shadow (to @CHURN_SHADOW_ALIAS, scored in shadow; the launcher then "
+        "promotes or drops it on matured labels by the CHURN_SHADOW_* rule); --stage overrides it.",
+    )
+    launcher_judge_s: float = Field(
+        60.0,
+        gt=0,
+        description="CHURN_LAUNCHER_JUDGE_S: with CHURN_LAUNCHER_STAGE=shadow, seconds between two readings of "
+        "the shadow evidence by the launcher.",
     )
 
 

@@ -17,8 +17,10 @@ Brier, which are means; an approximation for AUC across workers). Only measureme
 the versions the registry holds under both aliases now count.
 
 :func:`judge` reads the registry and the workers, decides, and applies the decision: the
-registry first, then a ``ModelEvent`` (``promoted`` or ``dropped``) with the evidence.
-``churn models promote --from-shadow`` and the launcher call it.
+registry first, then a ``ModelEvent`` (``promoted`` or ``dropped``) with the evidence;
+``churn models promote --from-shadow`` calls it. The launcher does the same steps through
+:class:`RegistryShadow` on a timer, with the time the challenger went into shadow kept in
+its own state.
 """
 
 from __future__ import annotations
@@ -199,41 +201,91 @@ def shadow_event(
     )
 
 
+@dataclass(frozen=True)
+class Challenger:
+    """The version under the challenger ``alias``, production's version now, and when the challenger went
+    into shadow by the registry's record (None when it has none)."""
+
+    name: str
+    alias: str
+    version: str
+    production_version: str
+    since: float | None
+
+
+class RegistryShadow:
+    """The I/O around :func:`decide`: the registry's challenger, the workers' evidence, and a decision applied
+    (the registry first, then a ``ModelEvent``). The launcher and :func:`judge` share it."""
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.shadow_alias:
+            raise ChurnError("shadow scoring is off (CHURN_SHADOW_ALIAS is empty)")
+        self.settings = settings
+
+    def challenger(self) -> Challenger | None:
+        """The challenger now, or None when no version is under the alias."""
+        settings = self.settings
+        client = registry.connect(settings)
+        name, alias = settings.model_name, settings.shadow_alias
+        version = registry.version_for_alias(client, name, alias)
+        if version is None:
+            return None
+        production = registry.version_for_alias(client, name, registry.PRODUCTION) or ""
+        return Challenger(name, alias, version, production, registry.shadow_since(client, name, version))
+
+    def evidence(self, challenger: Challenger, texts: Iterable[str] | None = None) -> ShadowEvidence:
+        """The evidence in ``texts`` (default: scraped from ``CHURN_SHADOW_METRICS_URLS``)."""
+        if texts is None:
+            texts = scrape(self.settings.metrics_urls(self.settings.web_port))
+        return evidence_from_metrics(texts, challenger.production_version, challenger.version, challenger.alias)
+
+    def apply(self, challenger: Challenger, decision: ShadowDecision, evidence: ShadowEvidence) -> None:
+        """Promote or drop the challenger in the registry, then announce it with the evidence."""
+        if decision.action == "wait":
+            return
+        client = registry.connect(self.settings)
+        name, version = challenger.name, challenger.version
+        mv = client.get_model_version(name, version)
+        checksum = (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
+        if decision.action == "promote":
+            registry.promote_challenger(client, name, version, challenger.alias, f"shadow: {decision.reason}")
+        else:
+            registry.drop_challenger(client, name, version, challenger.alias, decision.reason)
+        publish(self.settings, shadow_event(name, decision, evidence, checksum, mv.run_id or ""))
+
+
 def judge(
-    settings: Settings, texts: Iterable[str] | None = None, now: float | None = None, force_drop: bool = False
+    settings: Settings,
+    texts: Iterable[str] | None = None,
+    now: float | None = None,
+    force_drop: bool = False,
+    since: float | None = None,
 ) -> ShadowDecision | None:
     """Decide on the challenger and apply the decision (None: there is no challenger).
 
     ``texts`` are the workers' /metrics (default: scraped from ``CHURN_SHADOW_METRICS_URLS``).
-    A promotion or drop is written to the registry, then announced on ``model-events``.
-    ``force_drop`` drops the challenger whatever the evidence says.
+    ``since`` is when the challenger went into shadow (default: the registry's record; a
+    challenger with none is past its deadline). A promotion or drop is written to the
+    registry, then announced on ``model-events``. ``force_drop`` drops the challenger
+    whatever the evidence says.
     """
-    alias = settings.shadow_alias
-    if not alias:
-        raise ChurnError("shadow scoring is off (CHURN_SHADOW_ALIAS is empty)")
-    name = settings.model_name
-    client = registry.connect(settings)
-    challenger = registry.version_for_alias(client, name, alias)
+    shadow = RegistryShadow(settings)
+    challenger = shadow.challenger()
     if challenger is None:
         return None
-    production = registry.version_for_alias(client, name, registry.PRODUCTION) or ""
     now = time.time() if now is None else now
-    since = registry.shadow_since(client, name, challenger)
+    since = challenger.since if since is None else since
     age = now - since if since is not None else math.inf
-    if texts is None:
-        texts = scrape(settings.metrics_urls(settings.web_port))
-    evidence = evidence_from_metrics(texts, production, challenger, alias)
+    evidence = shadow.evidence(challenger, texts)
     decision = decide(evidence, age, ShadowRule.from_settings(settings))
     if force_drop and decision.action != "drop":
         decision = ShadowDecision("drop", f"dropped by hand ({decision.reason})", decision.evidence)
-    log.info("shadow decision on %s version %s: %s (%s)", name, challenger, decision.action, decision.reason)
-    if decision.action == "wait":
-        return decision
-    mv = client.get_model_version(name, challenger)
-    checksum = (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
-    if decision.action == "promote":
-        registry.promote_challenger(client, name, challenger, alias, f"shadow: {decision.reason}")
-    else:
-        registry.drop_challenger(client, name, challenger, alias, decision.reason)
-    publish(settings, shadow_event(name, decision, evidence, checksum, mv.run_id or ""))
+    log.info(
+        "shadow decision on %s version %s: %s (%s)",
+        challenger.name,
+        challenger.version,
+        decision.action,
+        decision.reason,
+    )
+    shadow.apply(challenger, decision, evidence)
     return decision

@@ -435,6 +435,14 @@ def bench(
             "Central)."
         ),
     ] = "embedded",
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Also run the stream with a second version under CHURN_SHADOW_ALIAS scored in shadow (the one "
+            "there, or one trained once with another seed), and compare it with production-only.",
+        ),
+    ] = False,
 ) -> None:
     """Measure the stream against the per-row pattern and a raw client loop, side by side."""
     from stream.local.bench import bench as run_bench
@@ -455,6 +463,7 @@ def bench(
             pin=pin,
             partitioner=partitioner,
             engine=engine,
+            shadow=shadow,
         )
     t = table(
         f"churn bench: {events:,} events, model v{doc['model_version']}",
@@ -494,6 +503,14 @@ def bench(
             f"{s['broker']} broker CPU per event: {cpu['backlog_broker_us']:,.1f} µs on the backlog; "
             f"in the paced phase {cpu['paced_broker_us']:,.1f} µs, beside the worker's "
             f"{cpu['paced_worker_us']:,.1f} µs"
+        )
+    if "stream_shadow" in doc["variants"]:
+        sh, r = doc["variants"]["stream_shadow"], doc["ratios"]
+        console.print(
+            f"shadow scoring (version {sh['challenger_version']}, {sh['shadow_scores']:,.0f} shadow scores on the "
+            f"backlog): {sh['events_per_s']:,.0f} events/s against {s['events_per_s']:,.0f} production-only "
+            f"({r['shadow_over_stream']:.3f}); worker CPU {sh['worker_cpu_us_per_event']:,.1f} against "
+            f"{s['worker_cpu_us_per_event']:,.1f} µs/event ({r['shadow_cpu_over_stream']:.3f})"
         )
     sizes = doc["state_bytes"]
     pinned = f" on CPU(s) {', '.join(s['worker_cpus'])}" if s.get("worker_cpus") else ""
@@ -536,6 +553,14 @@ def demo(
             "Java 17 and Maven)."
         ),
     ] = "embedded",
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="The retrained candidate goes into shadow as the challenger; the launcher promotes or drops it "
+            "on matured labels, live beside production's.",
+        ),
+    ] = False,
 ) -> None:
     """The main job: broker, registry, worker, simulator, drift, retraining and promotion, live."""
     from dataclasses import replace
@@ -553,6 +578,7 @@ def demo(
         timeout_s=timeout,
         json_path=json_path,
         engine=engine,
+        shadow=shadow,
     )
     if scenario == ALL:
         replace(options, scenario="none").check()
@@ -738,11 +764,20 @@ def launcher(
     retrain_on: Annotated[
         str, typer.Option(help="harm: launch only for alerts that judge the serving model hurt; any: for every alert.")
     ] = "harm",
+    stage: Annotated[
+        Optional[str],
+        typer.Option(
+            help="promote: a job promotes a candidate that passes its gate; shadow: it registers it as the "
+            "challenger, which the launcher then promotes or drops on matured labels. Default: CHURN_LAUNCHER_STAGE."
+        ),
+    ] = None,
 ) -> None:
     """Turn drift alerts into retraining jobs: single-flight, with a cooldown."""
     from stream.cli.training import run_launcher
 
-    run_launcher(_settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on, backend)
+    run_launcher(
+        _settings(), cooldown, every, once, job_template, console, learn_since_drift, retrain_on, backend, stage
+    )
 
 
 @models_app.callback(epilog=settings_epilog("models"))

@@ -236,6 +236,7 @@ def run_launcher(
     learn_since_drift_s: float | None = None,
     retrain_on: str = "harm",
     backend: str | None = None,
+    stage: str | None = None,
 ) -> None:
     import logging
     import signal
@@ -258,6 +259,7 @@ def run_launcher(
         policy,
         metrics,
         learn_since_drift_s=learn_since_drift_s,
+        stage=stage,
     )
     if not once:
         try:
@@ -278,6 +280,13 @@ def run_launcher(
         f"retrains on {'every alert' if retrain_on == 'any' else 'alerts that judge the model hurt'}; "
         f"cooldown {cooldown_s:.0f}s"
         + (f", a run every {every_s:.0f}s" if every_s else "")
+        + (
+            f"; candidates go to @{settings.shadow_alias}, judged every {service.judge_every_s:g}s "
+            f"(promote at >= {settings.shadow_min_labels} matured labels and ROC AUC +{settings.shadow_margin:g}, "
+            f"drop after {settings.shadow_deadline_s:g}s)"
+            if service.stage == "shadow"
+            else ""
+        )
         + ("; --once: exits when the alerts there now are handled and the job has ended" if once else "")
     )
     state = service.run(once=once, stop=stop)

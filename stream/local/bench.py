@@ -9,6 +9,9 @@ Variants, all in one run, with the same events and the same model:
 ``raw``      one Python process with a raw confluent-kafka loop doing the same work
              (validate, de-duplicate, features, batched scoring, produce): the practical
              ceiling of one process.
+``stream_shadow``  with ``--shadow``: the ``stream`` variant again on fresh topics, the worker
+             also scoring a second version under the challenger alias to
+             ``churn-scores-shadow``: what shadow scoring costs production.
 
 Counts are checked: the stream must emit exactly one score per input event.
 """
@@ -194,9 +197,10 @@ def _iso_to_s(stamp: str) -> float:
 
 
 def _worker(
-    settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path, cpus: str = ""
+    settings: Settings, bootstrap: str, prefix: str, port: int, log_path: Path, cpus: str = "", shadow_alias: str = ""
 ) -> WorkerProcess:
-    """A worker process for the bench: its own topics and group, no silence re-scores."""
+    """A worker process for the bench: its own topics and group, no silence re-scores, and shadow scoring
+    only with ``shadow_alias`` (a challenger left in the registry must not tax the production-only figures)."""
     env = {
         "CHURN_BOOTSTRAP_SERVERS": bootstrap,
         "CHURN_DATA_DIR": str(settings.data_dir.resolve()),
@@ -213,6 +217,7 @@ def _worker(
         "CHURN_STORE": settings.store,
         "CHURN_SCORE_REASONS": str(settings.score_reasons),
         "CHURN_WORKER_CPUS": cpus,
+        "CHURN_SHADOW_ALIAS": shadow_alias,
         # Silence re-scores are outputs without an input event; the bench counts one score per event.
         "CHURN_SILENCE_DAYS": "0",
     }
@@ -293,6 +298,7 @@ class StreamRun(NamedTuple):
     backlog_batches: dict[str, float]  # the backlog's, likewise
     cpu_us_per_event: float  # the workers' CPU per backlog event
     cpu: dict[str, float]  # CPU µs per event of the workers and the broker, in each phase (:func:`per_event_us`)
+    shadow_scores: float  # scores the challenger published during the backlog (0 without shadow scoring)
 
 
 def per_event_us(cpu_s: float, events: float) -> float:
@@ -317,36 +323,52 @@ def run_stream(
     hint: str = "",
     worker_cpus: list[str] | None = None,
     partitioner: str = "murmur2_random",
+    shadow: tuple[str, str] | None = None,
+    backlog_after_start: bool = False,
 ) -> StreamRun:
     """Throughput on a backlog, then latency at a paced rate, with ``workers`` worker processes
     of one app; ``broker_pid`` is the embedded broker's, whose CPU is then measured beside theirs.
-    ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``; ``partitioner`` is the producers'."""
+    ``worker_cpus`` gives each worker its ``CHURN_WORKER_CPUS``; ``partitioner`` is the producers'.
+    ``shadow`` (alias, version): the workers also score that challenger in shadow. With
+    ``backlog_after_start`` the backlog is produced once the workers serve (and score the
+    challenger), so that every backlog event meets both models: a challenger loads beside
+    production, not before it, and a backlog waiting at the start would be partly scored
+    without it."""
     from stream.local.broker import free_port
 
     prefix = f"bench-{uuid.uuid4().hex[:6]}-"
     run_settings = settings.model_copy(update={"topic_prefix": prefix})
     config = confluent_config(settings, bootstrap)
     ensure_topics(config, topic_specs(run_settings))
-    report(f"pre-producing {len(backlog):,} events")
-    _produce(config, run_settings.topic("account-events"), backlog, partitioner=partitioner)
+    if not backlog_after_start:
+        report(f"pre-producing {len(backlog):,} events")
+        _produce(config, run_settings.topic("account-events"), backlog, partitioner=partitioner)
     report(f"starting {workers} worker(s) on the backlog")
     procs = []
     try:
         for i in range(workers):
             name = "bench-worker.log" if i == 0 else f"bench-worker-{i + 1}.log"
             cpus = worker_cpus[i] if worker_cpus else settings.worker_cpus
-            procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name, cpus).start())
+            alias = shadow[0] if shadow else ""
+            procs.append(_worker(settings, bootstrap, prefix, free_port(), workdir / name, cpus, alias).start())
         for worker in procs:
             worker.wait_serving()
+            if shadow is not None:
+                _wait_challenger(worker, shadow[1])
+        shadow_start = sum(metric_sum(w.metrics(), "churn_shadow_scores_out_total") for w in procs)
         # The workers' own CPU per event on the backlog, from here on: steadier than events/s on
         # a machine whose cores the broker and this process share with them.
         cpu_start, events_start = sum(cpu_seconds(w.pid) for w in procs), events_in(procs)
         broker_start = cpu_seconds(broker_pid)
         backlog_start = batch_totals(procs)
+        if backlog_after_start:
+            report(f"producing {len(backlog):,} events to the serving worker(s)")
+            _produce(config, run_settings.topic("account-events"), backlog, partitioner=partitioner)
         scores = _read_scores(
             config, run_settings.topic("churn-scores"), len(backlog), timeout=600, min_rate=20.0, hint=hint
         )
         cpu_used, events_done = sum(cpu_seconds(w.pid) for w in procs) - cpu_start, events_in(procs) - events_start
+        shadow_scores = sum(metric_sum(w.metrics(), "churn_shadow_scores_out_total") for w in procs) - shadow_start
         broker_backlog = cpu_seconds(broker_pid) - broker_start
         backlog_batches = batch_breakdown(backlog_start, batch_totals(procs))
         cpu_us = cpu_used / events_done * 1e6 if events_done >= len(backlog) / 2 else float("nan")
@@ -386,10 +408,64 @@ def run_stream(
         lat = [s["latency_ms"] for s in all_scores if s["event_id"] in paced_ids]
         latency = VariantResult(len(lat), len(paced) / rate, lat)
         rerouted = sum(metric_sum(w.metrics(), "churn_events_rerouted_total") for w in procs)
-        return StreamRun(rerouted, throughput, latency, memory, breakdown, backlog_batches, round(cpu_us, 1), cpu)
+        return StreamRun(
+            rerouted, throughput, latency, memory, breakdown, backlog_batches, round(cpu_us, 1), cpu, shadow_scores
+        )
     finally:
         for worker in procs:
             worker.stop()
+
+
+def _wait_challenger(worker: WorkerProcess, version: str, timeout: float = 120.0) -> None:
+    """Until ``worker`` scores ``version`` in shadow; ``ChurnError`` if it does not in time."""
+    deadline = time.monotonic() + timeout
+    while worker.metrics().get("churn_shadow_model_version", 0.0) != float(version):
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            raise ChurnError(f"bench: the worker did not load challenger version {version} within {timeout:.0f}s")
+        time.sleep(0.2)
+
+
+#: Tag of the version ``churn bench --shadow`` trained to score in shadow.
+BENCH_ROLE_TAG = "bench.role"
+
+
+def bench_challenger(settings: Settings, report) -> tuple[str, bool]:
+    """The version ``--shadow`` scores in shadow, and whether the bench put it under the alias (and so takes
+    it off after). A version already under ``CHURN_SHADOW_ALIAS`` is used as it is. Otherwise a second
+    version of the committed training config with another seed, trained once per registry (tagged
+    ``bench.role``), goes under the alias for the run: a distinct model of the production one's shape,
+    so the cost measured is that of a real challenger. Its gate allows any AUC against production:
+    it is measured for its cost, never promoted."""
+    from training import registry
+    from training.config import DEFAULT_CONFIG, load_config
+    from training.job import run_training
+
+    alias, name = settings.shadow_alias, settings.model_name
+    if not alias:
+        raise ConfigError("--shadow needs a challenger alias: CHURN_SHADOW_ALIAS is empty")
+    client = registry.connect(settings)
+    current = registry.version_for_alias(client, name, alias)
+    if current is not None:
+        return current, False
+    production = registry.version_for_alias(client, name, settings.model_alias)
+    trained = [
+        v.version
+        for v in registry.list_versions(client, name)
+        if v.tags.get(BENCH_ROLE_TAG) == "challenger" and v.version != production
+    ]
+    if trained:
+        client.set_registered_model_alias(name, alias, trained[0])
+        return trained[0], True
+    report("training a second version to score in shadow (once per registry)")
+    config = load_config(DEFAULT_CONFIG)
+    config = config.model_copy(
+        update={"seed": config.seed + 1, "gate": config.gate.model_copy(update={"max_auc_regression": 1.0})}
+    )
+    outcome = run_training(config, settings, tags={BENCH_ROLE_TAG: "challenger"}, stage="shadow")
+    if not outcome.shadowed:
+        raise ChurnError(f"bench: the challenger failed its gate: {'; '.join(outcome.decision.reasons)}")
+    return outcome.version, True
 
 
 def run_per_row(model, messages, limit: int = 2000) -> VariantResult:
@@ -498,11 +574,13 @@ def bench(
     pin: bool = False,
     partitioner: str = "murmur2_random",
     engine: str = "embedded",
+    shadow: bool = False,
 ) -> dict:
     """Run every variant and return the JSON document ``--json`` writes; with ``pin``, each worker on
     a CPU of its own, this process and the broker it starts on the rest (Linux). ``partitioner`` is the
     stream's producers' (:func:`_produce`); ``engine`` the broker started when ``CHURN_BOOTSTRAP_SERVERS``
-    is empty: the embedded one, or one Apache Kafka node from Maven Central."""
+    is empty: the embedded one, or one Apache Kafka node from Maven Central. ``shadow`` adds the
+    ``stream_shadow`` variant (:func:`bench_challenger`) and its ratios to ``stream``."""
     from stream.local.broker import EmbeddedBroker, free_port
 
     if events < 1000:
@@ -527,6 +605,9 @@ def bench(
             "run `churn train` first"
         )
     model = source.load(version)
+    challenger, set_alias = bench_challenger(settings, report) if shadow else ("", False)
+    if challenger == version:
+        raise ConfigError(f"version {version} is both @{settings.model_alias} and @{settings.shadow_alias}")
     report("simulating events")
     run = uuid.uuid4().hex[:6]
     backlog = simulated_messages(events, customers, prefix=f"b{run}")
@@ -577,7 +658,27 @@ def bench(
             hint=hint,
             worker_cpus=worker_cpus,
             partitioner=partitioner,
+            backlog_after_start=shadow,  # as the shadow variant's, to compare like with like
         )
+        shadow_run = None
+        if shadow:
+            report(f"stream with version {challenger} in shadow")
+            shadow_run = run_stream(
+                settings,
+                bootstrap,
+                backlog,
+                paced,
+                latency_rate,
+                workdir,
+                report,
+                workers,
+                broker_pid=broker.pid if broker is not None else None,
+                hint=hint,
+                worker_cpus=worker_cpus,
+                partitioner=partitioner,
+                shadow=(settings.shadow_alias, challenger),
+                backlog_after_start=True,
+            )
         if all_cpus:
             os.sched_setaffinity(0, all_cpus)  # the other variants run as without --pin
         report("per-row pattern")
@@ -586,8 +687,52 @@ def bench(
     finally:
         if broker is not None:
             broker.stop()
+        if set_alias:
+            from training import registry
+
+            registry.connect(settings).delete_registered_model_alias(settings.model_name, settings.shadow_alias)
+    stream_entry = _stream_entry(run, settings, workers, worker_cpus, broker_name, partitioner)
+    throughput = run.throughput
+    variants = {"stream": stream_entry}
+    ratios = {}
+    if shadow_run is not None:
+        variants["stream_shadow"] = {
+            **_stream_entry(shadow_run, settings, workers, worker_cpus, broker_name, partitioner),
+            "challenger_version": challenger,
+            "shadow_scores": shadow_run.shadow_scores,
+        }
+        ratios = {
+            "shadow_over_stream": round(shadow_run.throughput.events_per_s / throughput.events_per_s, 3),
+            "shadow_cpu_over_stream": round(shadow_run.cpu_us_per_event / run.cpu_us_per_event, 3),
+        }
+    doc = {
+        "model_version": model.version,
+        "events": events,
+        "variants": {**variants, "per_row": per_row.as_dict(), "raw": raw.as_dict()},
+        "ratios": {
+            "stream_over_per_row": round(throughput.events_per_s / per_row.events_per_s, 2),
+            "stream_over_raw": round(throughput.events_per_s / raw.events_per_s, 4),
+            **ratios,
+        },
+        "state_bytes": {
+            "customers": len(state_sizes),
+            "p50": int(np.percentile(state_sizes, 50)) if state_sizes else 0,
+            "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
+            "max": max(state_sizes, default=0),
+        },
+        "machine": {"cpus": os.cpu_count()},
+    }
+    if json_path is not None:
+        json_path.write_text(json.dumps(doc, indent=2) + "\n")
+    return doc
+
+
+def _stream_entry(
+    run: StreamRun, settings: Settings, workers: int, worker_cpus: list[str], broker_name: str, partitioner: str
+) -> dict:
+    """One stream variant's figures and the settings it ran with, as ``--json`` writes them."""
     throughput, latency = run.throughput, run.latency
-    stream_entry = {
+    return {
         **throughput.as_dict(),
         "p50_ms": latency.as_dict()["p50_ms"],
         "p95_ms": latency.as_dict()["p95_ms"],
@@ -609,22 +754,3 @@ def bench(
         "partitioner": partitioner,
         "rerouted": run.rerouted,
     }
-    doc = {
-        "model_version": model.version,
-        "events": events,
-        "variants": {"stream": stream_entry, "per_row": per_row.as_dict(), "raw": raw.as_dict()},
-        "ratios": {
-            "stream_over_per_row": round(throughput.events_per_s / per_row.events_per_s, 2),
-            "stream_over_raw": round(throughput.events_per_s / raw.events_per_s, 4),
-        },
-        "state_bytes": {
-            "customers": len(state_sizes),
-            "p50": int(np.percentile(state_sizes, 50)) if state_sizes else 0,
-            "p99": int(np.percentile(state_sizes, 99)) if state_sizes else 0,
-            "max": max(state_sizes, default=0),
-        },
-        "machine": {"cpus": os.cpu_count()},
-    }
-    if json_path is not None:
-        json_path.write_text(json.dumps(doc, indent=2) + "\n")
-    return doc

@@ -18,12 +18,22 @@ the world since the drift once its labels have matured, the promotion, and the s
 changing version. It ends once the new version has scored ``after_swap_events``
 events and every published event is scored, and writes ``summary.json`` to its run
 folder.
+
+With ``--shadow`` the job registers its candidate as the challenger instead: the worker
+scores it beside production to ``churn-scores-shadow``, both are measured on the same
+matured labels in ``/metrics``, and the launcher promotes the challenger on that
+evidence (then the demo ends as above) or drops it at the deadline (then it ends at the
+drop). The rule's settings are the demo's own (:data:`SHADOW_MIN_LABELS`,
+:data:`SHADOW_MARGIN`, :data:`SHADOW_DEADLINE_S`), sized so the decision falls within
+the stream's days; the summary checks that ``churn-scores`` never carried a shadow score
+nor a score of the challenger before its promotion.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections import Counter, deque
@@ -46,10 +56,19 @@ from producers.simulator import SCENARIOS, SimConfig, Simulator, paced
 from schemas.outputs import DriftAlert, ModelEvent
 from stream.errors import ChurnError, ConfigError
 from stream.kafka.config import confluent_config
-from stream.kafka.topics import ACCOUNT_EVENTS_DLQ, CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ensure_topics, topic_specs
+from stream.kafka.topics import (
+    ACCOUNT_EVENTS_DLQ,
+    CHURN_SCORES,
+    CHURN_SCORES_SHADOW,
+    DRIFT_ALERTS,
+    MODEL_EVENTS,
+    ensure_topics,
+    topic_specs,
+)
 from stream.local.broker import EmbeddedBroker, free_port
 from stream.local.processes import WorkerProcess, labelled, stopped_by_signals
 from stream.pipeline.features import DAY
+from stream.serving.shadow import SHADOW_HEADER
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,6 +92,14 @@ RETRY_COOLDOWN_S = 15.0
 # retraining takes minutes of a day, not the weeks the demo's fast clock would let pass, and a
 # machine that trains slowly still sees the new model serve before the stream ends.
 TRAINING_SLOWDOWN = 4.0
+# The shadow rule of ``--shadow``. Labels mature a horizon (30 stream days, 15 s) after the
+# challenger starts scoring; then about 740 a stream day mature (1,000 customers), so the
+# labels needed take a few days more, and the deadline leaves the challenger as many stream
+# days again as the horizon to win before it is dropped.
+SHADOW_MIN_LABELS = 2000
+SHADOW_MARGIN = 0.01
+SHADOW_DEADLINE_S = 45.0
+SHADOW_JUDGE_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +117,7 @@ class DemoOptions:
     seed: int = 7
     json_path: Path | None = None
     engine: str = "embedded"
+    shadow: bool = False
 
     def check(self) -> None:
         """Raise ``ConfigError`` naming the option to fix."""
@@ -116,6 +144,8 @@ class DemoOptions:
             raise ConfigError(f"--window-days must be positive, got {self.window_days}")
         if self.timeout_s <= 0 or self.after_swap_events < 1:
             raise ConfigError("--timeout and --after-swap-events must be positive")
+        if self.shadow and self.stable:
+            raise ConfigError("--shadow needs a drift scenario: a stable world retrains nothing to shadow")
 
     @property
     def stable(self) -> bool:
@@ -164,11 +194,19 @@ def ensure_bootstrap(settings: Settings, console: Console) -> tuple[str, str]:
             f"trained bootstrap version {outcome.version} (roc_auc {outcome.metrics['roc_auc']:.4f})",
         )
     version = bootstrap[0].version  # newest first
+    left = (
+        registry.version_for_alias(client, settings.model_name, settings.shadow_alias)
+        if settings.shadow_alias
+        else None
+    )
+    if left is not None:  # a challenger an earlier run left in shadow: every run starts without one
+        client.delete_registered_model_alias(settings.model_name, settings.shadow_alias)
+    cleared = f"; version {left} taken out of @{settings.shadow_alias}" if left is not None else ""
     current = registry.version_for_alias(client, settings.model_name, settings.model_alias)
     if current == version:
-        return version, f"bootstrap version {version} is @{settings.model_alias}"
+        return version, f"bootstrap version {version} is @{settings.model_alias}{cleared}"
     client.set_registered_model_alias(settings.model_name, settings.model_alias, version)
-    return version, f"@{settings.model_alias} reset from version {current} to bootstrap version {version}"
+    return version, f"@{settings.model_alias} reset from version {current} to bootstrap version {version}{cleared}"
 
 
 # --- what the demo watches ---------------------------------------------------------------
@@ -192,6 +230,13 @@ class Observed:
     psi: dict[str, float] = field(default_factory=dict)
     serving_version: str = ""
     rate: deque = field(default_factory=lambda: deque(maxlen=20))
+    # Shadow scoring: scores on churn-scores-shadow by version; churn-scores records that carried the
+    # shadow header; the earliest broker timestamp (epoch s) of each version's churn-scores records;
+    # the worker's latest churn_shadow_* gauges by alias (with the version as "version").
+    shadow_by_version: Counter = field(default_factory=Counter)
+    shadow_headers_on_scores: int = 0
+    first_score_ts_by_version: dict[str, float] = field(default_factory=dict)
+    shadow_metrics: dict[str, dict] = field(default_factory=dict)
 
     def events_per_s(self) -> float:
         if len(self.rate) < 2:
@@ -208,7 +253,8 @@ class Watcher:
         self.seen = Observed()
         config = confluent_config(settings, settings.resolved_bootstrap())
         self.topics = {
-            settings.topic(name): name for name in (CHURN_SCORES, DRIFT_ALERTS, MODEL_EVENTS, ACCOUNT_EVENTS_DLQ)
+            settings.topic(name): name
+            for name in (CHURN_SCORES, CHURN_SCORES_SHADOW, DRIFT_ALERTS, MODEL_EVENTS, ACCOUNT_EVENTS_DLQ)
         }
         self.consumer = Consumer(
             {**config, "group.id": "churn-demo-watch", "enable.auto.commit": False, "fetch.wait.max.ms": 100}
@@ -228,16 +274,24 @@ class Watcher:
             left = deadline - time.monotonic()
             for msg in self.consumer.consume(5000, max(0.0, min(left, 0.2))):
                 if msg.error() is None:
-                    self._record(self.topics[msg.topic()], msg.partition(), msg.value() or b"")
+                    self._record(self.topics[msg.topic()], msg.partition(), msg.value() or b"", msg)
             if left <= 0:
                 break
         self.seen.rate.append((time.monotonic(), self.seen.scores))
 
-    def _record(self, kind: str, partition: int, value: bytes) -> None:
+    def _record(self, kind: str, partition: int, value: bytes, msg=None) -> None:
         seen = self.seen
-        if kind == CHURN_SCORES:
+        if kind == CHURN_SCORES_SHADOW:
+            seen.shadow_by_version[str(orjson.loads(value)["model_version"])] += 1
+        elif kind == CHURN_SCORES:
             score = orjson.loads(value)
             version = str(score["model_version"])
+            if msg is not None:
+                if any(key == SHADOW_HEADER for key, _ in msg.headers() or []):
+                    seen.shadow_headers_on_scores += 1
+                stamp = msg.timestamp()[1] / 1000.0
+                if stamp < seen.first_score_ts_by_version.get(version, float("inf")):
+                    seen.first_score_ts_by_version[version] = stamp
             seen.scores += 1
             if "@" in score["event_id"]:
                 seen.silence_scores += 1
@@ -266,9 +320,39 @@ class Watcher:
             self.seen.psi = labelled(samples, "churn_feature_psi", "feature")
             version = samples.get("churn_model_version", 0)
             self.seen.serving_version = str(int(version)) if version else ""
+            measured = shadow_gauges(samples)
+            if measured:
+                self.seen.shadow_metrics = measured
 
     def close(self) -> None:
         self.consumer.close()
+
+
+_SHADOW_SAMPLE = re.compile(
+    r'^churn_shadow_(roc_auc|log_loss|brier|labels)\{alias="([^"]*)",model_version="([^"]*)"\}$'
+)
+
+
+def shadow_gauges(samples: dict[str, float]) -> dict[str, dict]:
+    """The worker's shadow comparison by alias: ``version`` and the newest version's ``roc_auc``,
+    ``log_loss``, ``brier`` and ``labels``.
+
+    >>> shadow_gauges({'churn_shadow_labels{alias="challenger",model_version="2"}': 10.0,
+    ...                'churn_shadow_roc_auc{alias="challenger",model_version="2"}': 0.7})
+    {'challenger': {'version': '2', 'labels': 10.0, 'roc_auc': 0.7}}
+    """
+    found: dict[str, dict] = {}
+    for key, value in samples.items():
+        match = _SHADOW_SAMPLE.match(key)
+        if match is None:
+            continue
+        name, alias, version = match.groups()
+        entry = found.get(alias)
+        if entry is None or int(version) > int(entry["version"]):
+            entry = found[alias] = {"version": version}
+        if entry["version"] == version:
+            entry[name] = value
+    return found
 
 
 # --- the producer ------------------------------------------------------------------------
@@ -336,6 +420,13 @@ class Story:
     swap_at: float | None = None
     outcomes: list[str] = field(default_factory=list)
     seconds_per_day: float = 0.0  # the pace the simulator publishes at now
+    shadow: bool = False
+    challenger_version: str = ""
+    shadow_from_day: float | None = None  # the first stream day the challenger scored in shadow
+    shadow_decision: dict = field(default_factory=dict)  # action, reason, at (epoch s), evidence
+    metrics_at_decision: dict[str, dict] = field(
+        default_factory=dict
+    )  # both aliases in the last /metrics read in shadow
 
 
 def render(
@@ -387,9 +478,42 @@ def render(
         loop.append(f"\npromotion: version {story.bootstrap_version} -> {story.promoted_version}", style="bold green")
     if story.swap_day is not None:
         loop.append(f"; scores carry version {story.promoted_version} from stream day {story.swap_day:.0f}")
-    top = Table.grid(padding=(0, 2))
-    top.add_row(stream, versions, psi)
-    return Group(head, top, alerts, loop)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_row(stream, versions, psi)
+    parts = [head, grid, alerts, *([shadow_table(seen, story)] if story.shadow else []), loop]
+    return Group(*parts)
+
+
+def shadow_rule_text() -> str:
+    return (
+        f"promote at >= {SHADOW_MIN_LABELS:,} matured labels with ROC AUC +{SHADOW_MARGIN:g} over production and "
+        f"log loss no worse; drop {SHADOW_DEADLINE_S:g}s after it went into shadow; judged every {SHADOW_JUDGE_S:g}s"
+    )
+
+
+def shadow_table(seen: Observed, story: Story) -> Table:
+    """Both aliases on the same matured labels, live from the worker's /metrics, and the decision."""
+    t = Table(title=f"shadow: {shadow_rule_text()}", title_justify="left")
+    for column in ("alias", "version", "ROC AUC", "log loss", "Brier", "matured labels", "scores"):
+        t.add_column(column, justify="left" if column == "alias" else "right")
+    measured = seen.shadow_metrics or story.metrics_at_decision
+    for alias in ("production", "challenger"):
+        m = measured.get(alias, {})
+        version = m.get("version", story.challenger_version if alias == "challenger" else seen.serving_version)
+        scores = seen.shadow_by_version.get(version, 0) if alias == "challenger" else seen.by_version.get(version, 0)
+        t.add_row(
+            alias,
+            version or "-",
+            *(f"{m[k]:.4f}" if k in m else "-" for k in ("roc_auc", "log_loss", "brier")),
+            f"{m['labels']:,.0f}" if "labels" in m else "-",
+            f"{scores:,}" + (" (churn-scores-shadow)" if alias == "challenger" else ""),
+        )
+    decision = story.shadow_decision
+    if decision:
+        t.caption = f"{decision['action']}: {decision['reason']}"
+    elif story.challenger_version:
+        t.caption = f"version {story.challenger_version} in shadow; waiting for evidence"
+    return t
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -422,7 +546,9 @@ def demo_summary(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     run_dir = settings.data_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
-    story = Story(registry=settings.resolved_tracking_uri(), seconds_per_day=options.seconds_per_day)
+    story = Story(
+        registry=settings.resolved_tracking_uri(), seconds_per_day=options.seconds_per_day, shadow=options.shadow
+    )
     started = time.monotonic()
     for chatty in ("training.launcher", "stream.local.broker"):  # the demo prints their milestones itself
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
@@ -498,14 +624,26 @@ def _run(
         world = run_dir / "world.json"  # the job measures the simulator's oracle on its holdout
         world.write_text(sim.to_json())
         jobs = SubprocessLauncher(run_dir, child_env(settings_env(settings)))
+        launcher_settings = settings
+        if options.shadow:  # the demo's rule, and the evidence from its worker
+            launcher_settings = settings.model_copy(
+                update={
+                    "shadow_min_labels": SHADOW_MIN_LABELS,
+                    "shadow_margin": SHADOW_MARGIN,
+                    "shadow_deadline_s": SHADOW_DEADLINE_S,
+                    "shadow_metrics_urls": f"http://127.0.0.1:{worker.web_port}/metrics",
+                }
+            )
         # A rejected job is retried by the next harmful alert after RETRY_COOLDOWN_S, with more matured data.
         launcher = RetrainLauncher(
-            settings,
+            launcher_settings,
             jobs,
             LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S),
             state_path=run_dir / "launcher-state.json",
             learn_since_drift_s=options.timeout_s,
             job_args=("--window-days", f"{options.window_days:g}", "--oracle-world", str(world)),
+            stage="shadow" if options.shadow else "promote",
+            judge_every_s=SHADOW_JUDGE_S,
         )
         stop = threading.Event()
         # The launcher outlives the publishing: it must still see the job it launched end.
@@ -533,6 +671,7 @@ def _run(
         console.print(
             f"simulator: {options.customers:,} customers, {world}, {options.seconds_per_day:g}s per day; "
             "launcher: one job at a time, on alerts that judge the model hurt"
+            + (f"; candidates go to @{settings.shadow_alias}: {shadow_rule_text()}" if options.shadow else "")
         )
 
         watcher = Watcher(settings, sim.start.timestamp())
@@ -557,8 +696,11 @@ def _run(
                 swapped = (
                     story.promoted_version and seen.by_version[story.promoted_version] >= options.after_swap_events
                 )
-                job_over = story.launches and launcher.state.running is None
-                if (swapped or (pub.done and (job_over or not seen.alerts))) and not stop.is_set():
+                dropped = story.shadow_decision.get("action") == "drop" and story.shadow_decision.get("announced")
+                if story.shadow_decision:
+                    launcher_stop.set()  # the challenger's story is told: no job after it
+                job_over = story.launches and launcher.state.running is None and not launcher.state.shadow
+                if (swapped or dropped or (pub.done and (job_over or not seen.alerts))) and not stop.is_set():
                     stop.set()  # the story is told: stop publishing, let the worker drain
                 # A job that has promoted is writing its last records: wait for it to end, so the
                 # summary has its outcome.
@@ -622,6 +764,8 @@ def _advance(
             )
         story.job = f"run {state.last_job.run} ended: {story.outcome}{auc}"
         console.print(f"retraining {story.job}")
+    if story.shadow:
+        _advance_shadow(story, seen, state, console, watcher)
     promoted = [e for e in seen.model_events if e.action == "promoted"]
     if promoted and not story.promoted_version:
         story.promoted_version = promoted[-1].version
@@ -634,6 +778,43 @@ def _advance(
         story.swap_at = time.monotonic()
         console.print(f"scores now carry version {story.promoted_version} (from stream day {story.swap_day:.0f})")
     story.seconds_per_day = options.seconds_per_day * (TRAINING_SLOWDOWN if training else 1.0)
+
+
+def _advance_shadow(story: Story, seen: Observed, state, console: Console, watcher: Watcher) -> None:
+    """The challenger's milestones: in shadow, measured, promoted or dropped (by the launcher, announced)."""
+    shadowed = [e for e in seen.model_events if e.action == "shadowed"]
+    if shadowed and not story.challenger_version:
+        story.challenger_version = shadowed[-1].version
+        console.print(
+            f"model event: version {story.challenger_version} shadowed: the worker scores it beside production "
+            f"to churn-scores-shadow; {shadow_rule_text()}"
+        )
+    if (
+        story.challenger_version
+        and story.shadow_from_day is None
+        and seen.shadow_by_version[story.challenger_version] > 0
+    ):
+        story.shadow_from_day = seen.score_day
+        console.print(f"shadow scores of version {story.challenger_version} from about stream day {seen.score_day:.0f}")
+    measured = seen.shadow_metrics
+    if (
+        not story.shadow_decision
+        and measured.get("challenger", {}).get("version") == story.challenger_version
+        and "production" in measured
+    ):
+        story.metrics_at_decision = {alias: dict(m) for alias, m in measured.items()}
+    end = state.last_shadow
+    if end is not None and not story.shadow_decision:
+        story.shadow_decision = {"action": end.action, "reason": end.reason, "at": end.at, "version": end.version}
+        console.print(f"launcher: version {end.version} {end.action}: {end.reason}")
+    if story.shadow_decision and not story.shadow_decision.get("announced"):
+        wanted = "promoted" if story.shadow_decision["action"] == "promote" else "dropped"
+        events = [e for e in seen.model_events if e.action == wanted and e.version == story.shadow_decision["version"]]
+        if events:
+            story.shadow_decision["announced"] = True
+            story.shadow_decision["evidence"] = dict(events[-1].evidence)
+            if wanted == "dropped":
+                console.print(f"model event: version {events[-1].version} dropped, with its evidence")
 
 
 def summarize(
@@ -650,6 +831,8 @@ def summarize(
             )
         if state.launches:
             problems.append(f"{state.launches} retraining jobs launched on a stable world")
+    elif options.shadow:
+        problems += _shadow_problems(options, seen, story, state)
     else:
         problems += _loop_problems(options, seen, story, state)
     first_alert = seen.alerts[0] if seen.alerts else None
@@ -697,8 +880,81 @@ def summarize(
         "stale_scores_after_swap": seen.stale_after_swap,
         "registry": story.registry,
         "run_dir": str(run_dir),
+        **({"shadow": _shadow_summary(seen, story)} if options.shadow else {}),
         "problems": problems,
     }
+
+
+def _challenger_scores_before(seen: Observed, story: Story) -> int:
+    """1 when churn-scores carried the challenger's version before it was promoted (or at all, if it was not)."""
+    version = story.challenger_version
+    first = seen.first_score_ts_by_version.get(version) if version else None
+    if first is None:
+        return 0
+    promoted_at = story.shadow_decision.get("at") if story.shadow_decision.get("action") == "promote" else None
+    return 1 if promoted_at is None or first < promoted_at else 0
+
+
+def _shadow_summary(seen: Observed, story: Story) -> dict:
+    return {
+        "rule": {
+            "min_labels": SHADOW_MIN_LABELS,
+            "margin": SHADOW_MARGIN,
+            "deadline_s": SHADOW_DEADLINE_S,
+            "judge_every_s": SHADOW_JUDGE_S,
+        },
+        "challenger_version": story.challenger_version,
+        "shadow_from_stream_day": None if story.shadow_from_day is None else round(story.shadow_from_day, 1),
+        "shadow_scores_by_version": dict(seen.shadow_by_version),
+        "metrics_in_shadow": story.metrics_at_decision,
+        "decision": {k: v for k, v in story.shadow_decision.items() if k != "announced"},
+        "decision_announced": bool(story.shadow_decision.get("announced")),
+        "shadow_headers_on_churn_scores": seen.shadow_headers_on_scores,
+        "challenger_on_churn_scores_before_promotion": _challenger_scores_before(seen, story),
+    }
+
+
+def _shadow_problems(options: DemoOptions, seen: Observed, story: Story, state) -> list[str]:
+    """What keeps a ``--shadow`` run's loop open: alert, a candidate in shadow, both measured on the same
+    labels, a decision announced with its evidence, and then the new version scoring (after a promotion);
+    churn-scores must carry no shadow score, nor the challenger's before its promotion."""
+    problems = []
+    if not seen.alerts:
+        problems.append("no drift alert")
+    if not state.launches:
+        problems.append("no retraining job launched")
+    elif "shadowed" not in story.outcomes:
+        reasons = story.result.get("reasons") or story.result.get("error") or ""
+        problems.append(
+            f"no retraining job registered a challenger ({', '.join(story.outcomes) or 'none ended'}: {reasons})"
+        )
+    if story.challenger_version and not seen.shadow_by_version[story.challenger_version]:
+        problems.append(f"no shadow score of version {story.challenger_version}")
+    measured = story.metrics_at_decision
+    if not (measured.get("production", {}).get("labels") and measured.get("challenger", {}).get("labels")):
+        problems.append("/metrics never showed both aliases measured on matured labels")
+    decision = story.shadow_decision
+    if not decision:
+        problems.append("no shadow decision (promote or drop)")
+    elif not decision.get("announced"):
+        problems.append(f"the {decision['action']} decision was not announced on model-events")
+    elif decision["action"] == "promote":
+        if story.promoted_version != story.challenger_version:
+            problems.append(f"promoted {story.promoted_version or 'nothing'}, not the challenger")
+        elif story.swap_day is None:
+            problems.append(f"no score carries version {story.promoted_version}")
+        elif seen.by_version[story.promoted_version] < options.after_swap_events:
+            problems.append(
+                f"version {story.promoted_version} scored {seen.by_version[story.promoted_version]:,} events "
+                f"before the stream ended (--after-swap-events {options.after_swap_events:,})"
+            )
+    if seen.shadow_headers_on_scores:
+        problems.append(f"{seen.shadow_headers_on_scores} churn-scores records carried the shadow header")
+    if _challenger_scores_before(seen, story):
+        problems.append(f"churn-scores carried version {story.challenger_version} before its promotion")
+    if seen.stale_after_swap:
+        problems.append(f"{seen.stale_after_swap} scores by an older version after the swap")
+    return problems
 
 
 def _loop_problems(options: DemoOptions, seen: Observed, story: Story, state) -> list[str]:
@@ -761,6 +1017,30 @@ def print_summary(summary: dict, console: Console) -> None:
             line += f", oracle {r['oracle_roc_auc']:.4f}"
         line += " (same post-drift holdout)"
     t.add_row("retraining", line)
+    shadow = summary.get("shadow")
+    if shadow is not None:
+        measured = shadow["metrics_in_shadow"]
+        for alias in ("production", "challenger"):
+            m = measured.get(alias)
+            if m:
+                t.add_row(
+                    f"shadow: {alias}",
+                    f"v{m['version']}: ROC AUC {m.get('roc_auc', float('nan')):.4f}, log loss "
+                    f"{m.get('log_loss', float('nan')):.4f}, Brier {m.get('brier', float('nan')):.4f} on "
+                    f"{m.get('labels', 0):,.0f} matured labels",
+                )
+        decision = shadow["decision"]
+        t.add_row(
+            "shadow decision",
+            f"{decision.get('action', 'none')} version {shadow['challenger_version'] or '-'}: "
+            f"{decision.get('reason', '')}",
+        )
+        t.add_row(
+            "churn-scores",
+            f"{shadow['shadow_headers_on_churn_scores']} records with the shadow header; challenger version before "
+            f"promotion: {'yes' if shadow['challenger_on_churn_scores_before_promotion'] else 'no'}; "
+            f"{sum(shadow['shadow_scores_by_version'].values()):,} shadow scores on churn-scores-shadow",
+        )
     t.add_row("promotion", f"version {summary['bootstrap_version']} -> {summary['promoted_version'] or '-'}")
     t.add_row(
         "scores by version",
@@ -779,6 +1059,13 @@ def print_summary(summary: dict, console: Console) -> None:
         console.print("[bold red]not closed:[/] " + "; ".join(summary["problems"]))
     elif summary["scenario"] == STABLE:
         console.print(f"[bold green]stable:[/] {summary['stream_days']:.0f} days, 0 drift alerts, no retraining")
+    elif "shadow" in summary:
+        how = (
+            "promotion on evidence -> new version scoring"
+            if summary["shadow"]["decision"]["action"] == "promote"
+            else "dropped on evidence"
+        )
+        console.print(f"[bold green]loop closed:[/] drift -> alert -> retraining -> shadow -> {how}")
     else:
         console.print("[bold green]loop closed:[/] drift -> alert -> retraining -> promotion -> new version scoring")
 

@@ -86,6 +86,7 @@ class Record:
     partition: int
     offset: int
     headers: dict[str, bytes] = field(default_factory=dict)
+    timestamp_ms: int = 0  # the record's timestamp (its producer's create time, or the broker's append time)
 
 
 class TopicReader:
@@ -116,7 +117,9 @@ class TopicReader:
             for m in batch:
                 if m.error():
                     continue
-                self.records.append(Record(m.key(), m.value(), m.partition(), m.offset(), dict(m.headers() or [])))
+                self.records.append(
+                    Record(m.key(), m.value(), m.partition(), m.offset(), dict(m.headers() or []), m.timestamp()[1])
+                )
                 got += 1
             if not batch:
                 break

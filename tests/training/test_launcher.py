@@ -29,6 +29,7 @@ from training.launcher import (
     save_state,
     settings_env,
 )
+from training.shadow import Challenger, ShadowDecision, ShadowEvidence, ShadowRule
 
 pytestmark = pytest.mark.unit
 
@@ -205,6 +206,149 @@ def test_scheduled_run_through_the_service(tmp_path):
     assert svc.tick(since=T0).launch
     assert [(c.trigger, c.alert_id) for c in fake.calls] == [("schedule", "")]
     assert load_state(svc.state_path).running is not None
+
+
+# --- the shadow stage: a challenger judged by the pure rule --------------------------------
+
+
+class FakeShadow:
+    """A registry with one challenger (or none) and workers whose evidence the test sets; applied
+    decisions are recorded and move the challenger out, as the registry would."""
+
+    def __init__(self, version: str | None = None, since: float | None = None) -> None:
+        self.current = None if version is None else Challenger("churn-model", "challenger", version, "3", since)
+        self.labels = 0
+        self.auc = (0.70, 0.70)
+        self.applied: list[tuple[str, str]] = []
+        self.reads = 0
+
+    def challenger(self) -> Challenger | None:
+        return self.current
+
+    def evidence(self, challenger, texts=None) -> ShadowEvidence:
+        self.reads += 1
+        production, candidate = self.auc
+        return ShadowEvidence(
+            challenger.production_version,
+            challenger.version,
+            self.labels,
+            {"roc_auc": production, "log_loss": 0.30},
+            {"roc_auc": candidate, "log_loss": 0.29},
+        )
+
+    def apply(self, challenger, decision: ShadowDecision, evidence) -> None:
+        if decision.action != "wait":
+            self.applied.append((decision.action, challenger.version))
+            self.current = None
+
+
+RULE = ShadowRule(min_labels=1000, margin=0.01, deadline_s=3600.0)
+
+
+def shadow_service(tmp_path, launcher, clock, shadow, judge_every_s=60.0) -> RetrainLauncher:
+    settings = Settings(data_dir=tmp_path, launcher_stage="shadow")
+    return RetrainLauncher(
+        settings,
+        launcher,
+        LaunchPolicy(cooldown_s=0),
+        clock=clock,
+        shadow=shadow,
+        rule=RULE,
+        judge_every_s=judge_every_s,
+    )
+
+
+def test_shadow_stage_jobs_register_a_challenger_and_alerts_wait_for_its_verdict(tmp_path):
+    fake, clock, shadow = FakeLauncher(), Clock(), FakeShadow()
+    svc = shadow_service(tmp_path, fake, clock, shadow)
+    assert svc.handle_alert(alert("a")).reason == "launched"
+    assert fake.calls[0].options()[-2:] == ["--stage", "shadow"]
+    shadow.current = Challenger("churn-model", "challenger", "4", "3", T0 + 5)  # the job registered it
+    fake.ends["job-1"] = JobEnd(0, "shadowed")
+    clock.now += 10
+    assert svc.check_job() == JobEnd(0, "shadowed")
+    assert svc.state.shadow is not None and (svc.state.shadow.version, svc.state.shadow.since) == ("4", T0 + 5)
+    assert svc.handle_alert(alert("b")).reason == "shadowing"  # the cooldown is 0: only the challenger holds it
+    assert svc.tick(since=T0).reason == "not_due"
+    assert len(fake.calls) == 1
+
+
+def test_the_loop_promotes_on_evidence_and_frees_the_launcher(tmp_path):
+    fake, clock, shadow = FakeLauncher(), Clock(), FakeShadow("4", since=T0)
+    svc = shadow_service(tmp_path, fake, clock, shadow)
+    steps = []
+    for labels, auc in ((0, (0.70, 0.80)), (600, (0.70, 0.80)), (1200, (0.70, 0.705)), (1500, (0.70, 0.72))):
+        clock.now += 60
+        shadow.labels, shadow.auc = labels, auc
+        decision = svc.judge_shadow()
+        steps.append(decision.action)
+    assert steps == ["wait", "wait", "wait", "promote"]  # too few labels, then short of the margin, then won
+    assert shadow.applied == [("promote", "4")]
+    assert svc.state.shadow is None
+    saved = load_state(svc.state_path)
+    assert saved.last_shadow is not None and (saved.last_shadow.version, saved.last_shadow.action) == ("4", "promote")
+    assert "1500 matured labels" in saved.last_shadow.reason
+    counts = {
+        s.labels["decision"]: s.value
+        for m in svc.metrics.shadow.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    }
+    assert counts == {"wait": 3.0, "promote": 1.0}
+    clock.now += 60
+    assert svc.judge_shadow() is None  # nothing in shadow any more
+    assert svc.handle_alert(alert("next")).reason == "launched"
+
+
+def test_the_evidence_is_read_once_per_period(tmp_path):
+    clock, shadow = Clock(), FakeShadow("4", since=T0)
+    svc = shadow_service(tmp_path, FakeLauncher(), clock, shadow, judge_every_s=30.0)
+    assert svc.judge_shadow().action == "wait"
+    clock.now += 29
+    assert svc.judge_shadow() is None
+    clock.now += 1
+    assert svc.judge_shadow().action == "wait"
+    assert shadow.reads == 2
+
+
+def test_a_restart_keeps_the_deadline_of_a_challenger_the_registry_has_no_time_for(tmp_path):
+    fake, clock, shadow = FakeLauncher(), Clock(), FakeShadow("4", since=None)  # aliased by hand: no shadow.since
+    assert shadow_service(tmp_path, fake, clock, shadow).judge_shadow().action == "wait"  # first seen now
+    clock.now += 3599
+    restarted = shadow_service(tmp_path, fake, clock, shadow)
+    assert restarted.state.shadow is not None and restarted.state.shadow.since == T0
+    assert restarted.judge_shadow().action == "wait"
+    clock.now += 1
+    decision = shadow_service(tmp_path, fake, clock, shadow).judge_shadow()
+    assert decision.action == "drop" and "3600s in shadow" in decision.reason
+    assert shadow.applied == [("drop", "4")]
+    assert load_state(tmp_path / "launcher" / "state.json").last_shadow.action == "drop"
+
+
+def test_a_challenger_gone_elsewhere_or_a_new_one_resets_the_watch(tmp_path):
+    clock, shadow = Clock(), FakeShadow("4", since=T0)
+    svc = shadow_service(tmp_path, FakeLauncher(), clock, shadow)
+    svc.judge_shadow()
+    shadow.current = None  # promoted by hand (churn models promote --from-shadow)
+    assert svc.judge_shadow(force=True) is None and svc.state.shadow is None
+    shadow.current = Challenger("churn-model", "challenger", "5", "4", None)
+    clock.now += 100
+    svc.judge_shadow(force=True)
+    assert (svc.state.shadow.version, svc.state.shadow.since) == ("5", T0 + 100)
+
+
+def test_the_promote_stage_judges_nothing_and_forgets_a_stale_watch(tmp_path):
+    fake, clock = FakeLauncher(), Clock()
+    shadowing = shadow_service(tmp_path, fake, clock, FakeShadow("4", since=T0))
+    shadowing.judge_shadow()
+    promoting = service(tmp_path, fake, clock, cooldown_s=0)
+    assert promoting.state.shadow is None and promoting.judge_shadow() is None
+    assert promoting.handle_alert(alert("a")).reason == "launched"
+    assert "--stage" not in fake.calls[0].options()
+    with pytest.raises(ConfigError, match="--stage"):
+        RetrainLauncher(Settings(data_dir=tmp_path), fake, LaunchPolicy(), stage="canary")
+    with pytest.raises(ConfigError, match="CHURN_SHADOW_ALIAS"):
+        RetrainLauncher(Settings(data_dir=tmp_path, shadow_alias=""), fake, LaunchPolicy(), stage="shadow")
 
 
 # --- state on disk -----------------------------------------------------------------------

@@ -54,6 +54,8 @@ def decision_outcome(exit_code: int | None, result: str) -> str:
 
     >>> decision_outcome(0, '{"decision": "promoted", "version": "3"}'), decision_outcome(0, "")
     ('promoted', 'succeeded')
+    >>> decision_outcome(0, '{"decision": "shadowed", "version": "4"}')
+    'shadowed'
     >>> decision_outcome(1, '{"decision": "promoted"}'), decision_outcome(None, "not json")
     ('failed', 'unknown')
     """
@@ -63,7 +65,7 @@ def decision_outcome(exit_code: int | None, result: str) -> str:
         decision = json.loads(result).get("decision", "") if result else ""
     except (ValueError, AttributeError):
         decision = ""
-    if decision in ("promoted", "rejected", "failed"):
+    if decision in ("promoted", "shadowed", "rejected", "failed"):
         return decision
     return "succeeded" if exit_code == 0 else "unknown"
 

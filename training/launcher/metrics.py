@@ -1,4 +1,5 @@
-"""The launcher's Prometheus metrics: alerts by decision, launches by trigger, retrains by outcome, running."""
+"""The launcher's Prometheus metrics: alerts by decision, launches by trigger, retrains by outcome, running,
+shadow decisions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ class LauncherMetrics:
     launches: Counter
     retrains: Counter
     running: Gauge
+    shadow: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> LauncherMetrics:
@@ -28,4 +30,10 @@ class LauncherMetrics:
             ),
             retrains=Counter("churn_retrains", "Retraining jobs, by outcome.", ["outcome"], registry=r),
             running=Gauge("churn_retrain_running", "1 while a retraining job runs.", registry=r),
+            shadow=Counter(
+                "churn_launcher_shadow_decisions",
+                "Readings of the shadow evidence by the launcher, by decision (promote, drop, wait).",
+                ["decision"],
+                registry=r,
+            ),
         )

@@ -12,7 +12,8 @@ DEFAULT_COOLDOWN_S = 300.0
 
 @dataclass(frozen=True)
 class Decision:
-    """``reason`` is a short code (a metric label): launched, running, cooldown, duplicate, no_harm, not_due."""
+    """``reason`` is a short code (a metric label): launched, running, shadowing, cooldown, duplicate, no_harm,
+    not_due."""
 
     launch: bool
     reason: str
@@ -40,6 +41,9 @@ class LaunchPolicy:
     (``DriftAlert.harm``); ``any`` for every alert. A rejected job is retried by the next
     alert after the cooldown: while the harm persists, alerts keep coming, and each job
     learns from more matured data than the last.
+
+    While a challenger is in shadow (``state.shadow``) nothing is launched: it is the answer
+    to the drift being measured, and a new candidate would displace it and its evidence.
     """
 
     RETRAIN_ON = ("harm", "any")
@@ -60,6 +64,8 @@ class LaunchPolicy:
     def _free(self, state: LauncherState, now: float) -> Decision:
         if state.running is not None:
             return Decision(False, "running", f"job {state.running.handle} (run {state.running.run}) is running")
+        if state.shadow is not None:
+            return Decision(False, "shadowing", f"version {state.shadow.version} is in shadow")
         if state.last_end_at is not None and now - state.last_end_at < self.cooldown_s:
             left = self.cooldown_s - (now - state.last_end_at)
             return Decision(False, "cooldown", f"{left:.0f}s of cooldown left")
@@ -81,4 +87,6 @@ class LaunchPolicy:
             return Decision(False, "not_due", f"next scheduled run in {self.every_s - (now - base):.0f}s")
         if state.running is not None:
             return Decision(False, "running", f"job {state.running.handle} is running")
+        if state.shadow is not None:
+            return Decision(False, "shadowing", f"version {state.shadow.version} is in shadow")
         return Decision(True, "launched", "scheduled")

@@ -16,8 +16,15 @@
   state file) is waited on, not launched again.
 * **Schedule** (``every_s``): a job is launched that long after the last launch
   started (or after the launcher started), alerts or not; still single-flight.
+* **Shadow stage** (``CHURN_LAUNCHER_STAGE=shadow``): jobs run with ``--stage shadow``, so
+  a candidate that passes its gate becomes the challenger instead of production. Every
+  ``CHURN_LAUNCHER_JUDGE_S`` while one is in shadow, the launcher reads the workers'
+  evidence and applies :func:`training.shadow.decide`: promote, drop or wait. When the
+  challenger went into shadow is kept in the state (the registry's record, else when the
+  launcher first saw it), so a restart does not reset its deadline; while it is in shadow
+  no job is launched (``shadowing``).
 
-Outcomes (the ``outcome`` label of ``churn_retrains_total``): ``promoted`` and
+Outcomes (the ``outcome`` label of ``churn_retrains_total``): ``promoted``, ``shadowed`` and
 ``rejected`` (from the job's result file, or a Kubernetes Job's termination message), ``succeeded`` (exit 0, no result file),
 ``failed`` (non-zero exit, its code recorded; or a result file saying so) and
 ``unknown`` (the job ended while the launcher was away, so its exit code is not known,
@@ -29,15 +36,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 from confluent_kafka import Consumer, KafkaError
 from pydantic import ValidationError
 
 from schemas.outputs import DriftAlert
-from stream.errors import BrokerError, ConfigError
+from stream.errors import BrokerError, ChurnError, ConfigError
 from stream.kafka.config import confluent_config
 from stream.kafka.topics import DRIFT_ALERTS, ensure_topics, topic_specs
 from stream.runtime.end_offsets import exact_end_offsets
@@ -47,9 +54,22 @@ from training.launcher.kubernetes import DEFAULT_JOB_TEMPLATE, KubernetesJobLaun
 from training.launcher.metrics import LauncherMetrics
 from training.launcher.policy import Decision, LaunchPolicy
 from training.launcher.processes import SubprocessLauncher
-from training.launcher.state import JobEnd, LauncherState, load_state, save_state, state_dir
+from training.launcher.state import JobEnd, LauncherState, ShadowEnd, ShadowWatch, load_state, save_state, state_dir
+from training.shadow import Challenger, RegistryShadow, ShadowDecision, ShadowEvidence, ShadowRule, decide
 
 log = logging.getLogger(__name__)
+
+STAGES = ("promote", "shadow")
+
+
+class Shadow(Protocol):
+    """The I/O of judging a challenger (:class:`training.shadow.RegistryShadow` in production)."""
+
+    def challenger(self) -> Challenger | None: ...
+
+    def evidence(self, challenger: Challenger, texts: Iterable[str] | None = None) -> ShadowEvidence: ...
+
+    def apply(self, challenger: Challenger, decision: ShadowDecision, evidence: ShadowEvidence) -> None: ...
 
 
 class RetrainLauncher:
@@ -58,6 +78,11 @@ class RetrainLauncher:
     With ``learn_since_drift_s`` a drift-triggered job learns only from the world since
     the alert's window start and waits up to that many seconds for its labels to mature
     (``churn retrain --since --wait-labels``); ``job_args`` go to every job.
+
+    ``stage`` (default ``CHURN_LAUNCHER_STAGE``) ``shadow`` makes jobs register their candidate
+    as the challenger and the launcher judge it every ``judge_every_s`` (default
+    ``CHURN_LAUNCHER_JUDGE_S``) by ``rule`` (default the ``CHURN_SHADOW_*`` settings) on the
+    evidence ``shadow`` reads (default: the registry and the workers' /metrics).
     """
 
     def __init__(
@@ -70,11 +95,26 @@ class RetrainLauncher:
         clock=time.time,
         learn_since_drift_s: float | None = None,
         job_args: Sequence[str] = (),
+        stage: str | None = None,
+        shadow: Shadow | None = None,
+        rule: ShadowRule | None = None,
+        judge_every_s: float | None = None,
     ) -> None:
         if learn_since_drift_s is not None and learn_since_drift_s < 0:
             raise ConfigError(f"--learn-since-drift must be >= 0 seconds, got {learn_since_drift_s}")
+        self.stage = stage or settings.launcher_stage
+        if self.stage not in STAGES:
+            raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, not {self.stage!r}")
+        if self.stage == "shadow" and not settings.shadow_alias:
+            raise ConfigError("--stage shadow needs a challenger alias: CHURN_SHADOW_ALIAS is empty")
         self.learn_since_drift_s = learn_since_drift_s
-        self.job_args = tuple(job_args)
+        self.job_args = (*job_args, *(("--stage", "shadow") if self.stage == "shadow" else ()))
+        self.shadow: Shadow | None = None
+        if self.stage == "shadow":
+            self.shadow = shadow or RegistryShadow(settings)
+        self.rule = rule or ShadowRule.from_settings(settings)
+        self.judge_every_s = settings.launcher_judge_s if judge_every_s is None else judge_every_s
+        self._judged_at: float | None = None
         self.settings = settings
         self.launcher = launcher
         self.policy = policy
@@ -83,6 +123,9 @@ class RetrainLauncher:
         self.clock = clock
         self.state = load_state(self.state_path)
         self.metrics.running.set(1 if self.state.running else 0)
+        if self.shadow is None and self.state.shadow is not None:  # the stage changed: nothing judges it here now
+            log.info("not judging version %s in shadow: the stage is %s", self.state.shadow.version, self.stage)
+            self.state.shadow = None
 
     def _launch(self, trigger: str, alert_id: str, now: float, alert: DriftAlert | None = None) -> None:
         since, wait = "", 0.0
@@ -122,7 +165,50 @@ class RetrainLauncher:
             end.exit_code,
             self.state.launches,
         )
+        if end.outcome == "shadowed":
+            self.judge_shadow(force=True)  # from now on, alerts wait for the challenger's verdict
         return end
+
+    def judge_shadow(self, force: bool = False) -> ShadowDecision | None:
+        """With the shadow stage, at most every ``judge_every_s`` (or now, ``force``): judge the challenger
+        on the workers' evidence and apply the decision. None when not judged or there is no challenger."""
+        if self.shadow is None:
+            return None
+        now = self.clock()
+        if not force and self._judged_at is not None and now - self._judged_at < self.judge_every_s:
+            return None
+        self._judged_at = now
+        try:
+            challenger = self.shadow.challenger()
+        except ChurnError as exc:
+            log.warning("cannot judge the challenger now: %s", exc)
+            return None
+        if challenger is None:
+            if self.state.shadow is not None:
+                log.info("version %s is no longer in shadow (promoted or dropped elsewhere)", self.state.shadow.version)
+                self.state.shadow = None
+                save_state(self.state_path, self.state)
+            return None
+        watch = self.state.shadow
+        if watch is None or watch.version != challenger.version:
+            watch = ShadowWatch(challenger.version, challenger.since if challenger.since is not None else now)
+            self.state.shadow = watch
+            save_state(self.state_path, self.state)
+            log.info("judging version %s, in shadow since %.0f", watch.version, watch.since)
+        try:
+            evidence = self.shadow.evidence(challenger)
+            decision = decide(evidence, now - watch.since, self.rule)
+            self.shadow.apply(challenger, decision, evidence)
+        except ChurnError as exc:
+            log.warning("cannot judge version %s now: %s", challenger.version, exc)
+            return None
+        self.metrics.shadow.labels(decision.action).inc()
+        log.info("shadow decision on version %s: %s (%s)", challenger.version, decision.action, decision.reason)
+        if decision.action != "wait":
+            self.state.shadow = None
+            self.state.last_shadow = ShadowEnd(challenger.version, decision.action, decision.reason, now)
+            save_state(self.state_path, self.state)
+        return decision
 
     def handle_alert(self, raw: bytes, where: str = "") -> Decision:
         """Decide on one ``drift-alerts`` record and save the decision (before any commit)."""
@@ -226,6 +312,7 @@ class RetrainLauncher:
                     consumer.commit(message=msg, asynchronous=False)
                     positions[cast(int, msg.partition())] = cast(int, msg.offset()) + 1  # set on every record
                 self.tick(since)
+                self.judge_shadow()
                 if not once:
                     continue
                 if ends is None:
@@ -243,6 +330,7 @@ class RetrainLauncher:
             consumer.close()
         if once:  # the consumer is closed first: a long job must not outlive max.poll.interval.ms in the group
             self.wait_job(stop, min(poll_s, 0.5))
+            self.judge_shadow(force=True)
         return self.state
 
 

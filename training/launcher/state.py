@@ -38,6 +38,25 @@ class JobEnd:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class ShadowWatch:
+    """A challenger the launcher judges: its version and since when it is in shadow (epoch seconds), kept
+    so that a restarted launcher counts the deadline from the same moment."""
+
+    version: str
+    since: float
+
+
+@dataclass(frozen=True)
+class ShadowEnd:
+    """How the launcher's last challenger left shadow: ``action`` promote or drop, why, and when."""
+
+    version: str
+    action: str
+    reason: str
+    at: float
+
+
 @dataclass
 class LauncherState:
     """What the launcher remembers across restarts. Times are epoch seconds."""
@@ -51,6 +70,8 @@ class LauncherState:
     last_exit_code: int | None = None
     last_job: RunningJob | None = None
     handled: list[str] = field(default_factory=list)
+    shadow: ShadowWatch | None = None
+    last_shadow: ShadowEnd | None = None
 
     def record_alert(self, alert_id: str) -> None:
         self.last_alert_id = alert_id
@@ -75,9 +96,11 @@ class LauncherState:
     @classmethod
     def from_dict(cls, raw: Mapping) -> LauncherState:
         data = dict(raw)
-        for key in ("running", "last_job"):
+        for key, kind in (("running", RunningJob), ("last_job", RunningJob), ("shadow", ShadowWatch)):
             if data.get(key) is not None:
-                data[key] = RunningJob(**data[key])
+                data[key] = kind(**data[key])
+        if data.get("last_shadow") is not None:
+            data["last_shadow"] = ShadowEnd(**data["last_shadow"])
         return cls(**data)
 
 

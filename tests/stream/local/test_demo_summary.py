@@ -72,3 +72,54 @@ def test_the_scenario_table_shows_old_new_and_oracle_auc_and_why_a_row_did_not_c
     text = console.export_text()
     assert "0.703 / 0.781 / 0.813" in text
     assert "no: no promotion" in text
+
+
+def shadow_loop(action: str, challenger_first_score_at: float | None) -> tuple[Observed, Published, Story]:
+    """A --shadow run: version 2 in shadow from the job, measured beside production, then ``action``."""
+    seen, pub, story = closed_loop(60)
+    story.shadow, story.outcomes, story.challenger_version = True, ["shadowed"], "2"
+    seen.shadow_by_version["2"] = 500
+    story.metrics_at_decision = {
+        "production": {"version": "1", "roc_auc": 0.70, "log_loss": 0.30, "brier": 0.08, "labels": 2100.0},
+        "challenger": {"version": "2", "roc_auc": 0.74, "log_loss": 0.29, "brier": 0.07, "labels": 2100.0},
+    }
+    story.shadow_decision = {"action": action, "reason": "why", "at": 1000.0, "version": "2", "announced": True}
+    if action == "drop":
+        story.promoted_version, story.swap_day = "", None
+        seen.by_version = seen.by_version.__class__({"1": 100})
+    if challenger_first_score_at is not None:
+        seen.first_score_ts_by_version["2"] = challenger_first_score_at
+    return seen, pub, story
+
+
+def test_a_shadow_run_closes_on_a_promotion_or_a_drop_with_evidence():
+    options = DemoOptions(after_swap_events=50, shadow=True)
+    assert verdict(*shadow_loop("promote", 1000.5), options) == []
+    assert verdict(*shadow_loop("drop", None), options) == []
+
+
+def test_a_shadow_run_is_open_when_churn_scores_carried_the_challenger_or_a_shadow_header():
+    options = DemoOptions(after_swap_events=50, shadow=True)
+    assert verdict(*shadow_loop("promote", 999.0), options) == ["churn-scores carried version 2 before its promotion"]
+    assert verdict(*shadow_loop("drop", 1500.0), options) == ["churn-scores carried version 2 before its promotion"]
+    seen, pub, story = shadow_loop("promote", 1000.5)
+    seen.shadow_headers_on_scores = 3
+    assert verdict(seen, pub, story, options) == ["3 churn-scores records carried the shadow header"]
+    seen, pub, story = shadow_loop("drop", None)
+    story.shadow_decision = {}
+    assert verdict(seen, pub, story, options) == ["no shadow decision (promote or drop)"]
+
+
+def test_the_live_display_renders_with_and_without_shadow():
+    from rich.console import Console
+
+    from stream.local.demo import render
+
+    for shadow in (False, True):
+        seen, pub, story = shadow_loop("promote", 1000.5) if shadow else closed_loop(60)
+        console = Console(width=160, record=True)
+        console.print(render(DemoOptions(shadow=shadow), seen, pub, story, 1.0, 0.25, lambda ts: 0.0))
+        text = console.export_text()
+        assert ("shadow: promote at >= 2,000 matured labels" in text) is shadow
+        if shadow:
+            assert "0.7400" in text and "2,100" in text and "promote: why" in text
