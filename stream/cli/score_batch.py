@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stream.cli.times import parse_instant
 from stream.errors import ConfigError
 from stream.settings import Settings
 
@@ -55,20 +56,13 @@ class ScoreBatchOptions:
 
 
 def parse_as_of(text: str) -> float | None:
-    """``--as-of`` (ISO 8601 with a zone) as epoch seconds kept to the millisecond; empty means none.
+    """``--as-of`` as epoch seconds kept to the millisecond; empty means none.
 
-    >>> parse_as_of("2026-03-01T00:00:00Z")
+    >>> parse_as_of("2026-03-01T00:00:00.0004Z")
     1772323200.0
     """
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ConfigError(f"--as-of {text!r} is not an ISO 8601 time (e.g. 2026-03-01T00:00:00Z)") from exc
-    if moment.tzinfo is None:
-        raise ConfigError(f"--as-of {text!r} has no time zone; add one, e.g. Z or +00:00")
-    return round(moment.timestamp(), 3)
+    ts = parse_instant("--as-of", text)
+    return None if ts is None else round(ts, 3)
 
 
 def run_score_batch(settings: Settings, options: ScoreBatchOptions, console: Console, err_console: Console):

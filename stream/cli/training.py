@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from stream.cli.times import parse_instant
 from stream.errors import ChurnError, ConfigError
 from stream.local.console import stages, table
 from stream.settings import Settings
@@ -52,7 +53,7 @@ def run_retrain(
     """``result_file`` gets the whole decision as JSON; ``termination_log`` (a Kubernetes container's
     ``terminationMessagePath``) a compact one within the kubelet's 4 KiB, which the launcher reads."""
     config = load_config(config_path or DEFAULT_CONFIG)
-    since_ts = parse_since(since)
+    since_ts = parse_instant("--since", since)
     try:
         from training.preflight import check_reachable, check_retrain_arguments
 
@@ -125,25 +126,6 @@ def load_world(path: Path | None):
         return SimConfig.from_json(path.read_text())
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ConfigError(f"--oracle-world {path}: not a simulated world's config ({exc})") from exc
-
-
-def parse_since(since: str) -> float | None:
-    """``--since`` (an ISO 8601 time with a zone) as epoch seconds; empty means none.
-
-    >>> parse_since("2026-03-01T00:00:00+00:00")
-    1772323200.0
-    """
-    if not since:
-        return None
-    from datetime import datetime
-
-    try:
-        moment = datetime.fromisoformat(since)
-    except ValueError as exc:
-        raise ChurnError(f"--since {since!r} is not an ISO 8601 time (e.g. 2026-03-01T00:00:00+00:00)") from exc
-    if moment.tzinfo is None:
-        raise ChurnError(f"--since {since!r} has no time zone; add one, e.g. +00:00")
-    return moment.timestamp()
 
 
 def render_outcome(settings: Settings, outcome, console: Console) -> None:

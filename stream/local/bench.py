@@ -18,6 +18,7 @@ Counts are checked: the stream must emit exactly one score per input event.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -645,7 +646,8 @@ def bench(
                 f"{per_partition:,.0f}",
             )
     try:
-        run = run_stream(
+        stream = functools.partial(
+            run_stream,
             settings,
             bootstrap,
             backlog,
@@ -658,27 +660,12 @@ def bench(
             hint=hint,
             worker_cpus=worker_cpus,
             partitioner=partitioner,
-            backlog_after_start=shadow,  # as the shadow variant's, to compare like with like
         )
+        run = stream(backlog_after_start=shadow)  # as the shadow variant's, to compare like with like
         shadow_run = None
         if shadow:
             report(f"stream with version {challenger} in shadow")
-            shadow_run = run_stream(
-                settings,
-                bootstrap,
-                backlog,
-                paced,
-                latency_rate,
-                workdir,
-                report,
-                workers,
-                broker_pid=broker.pid if broker is not None else None,
-                hint=hint,
-                worker_cpus=worker_cpus,
-                partitioner=partitioner,
-                shadow=(settings.shadow_alias, challenger),
-                backlog_after_start=True,
-            )
+            shadow_run = stream(shadow=(settings.shadow_alias, challenger), backlog_after_start=True)
         if all_cpus:
             os.sched_setaffinity(0, all_cpus)  # the other variants run as without --pin
         report("per-row pattern")

@@ -10,19 +10,15 @@ simulator's oracle.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import uuid
 from collections import Counter
 
 import orjson
 import pytest
 from sklearn.metrics import roc_auc_score
-from support import CHURN, read_all
+from support import read_all
+from support.demo import run_demo
 
 from schemas.outputs import DriftAlert, ModelEvent
-from stream.settings import Settings
 from training import registry
 from training.config import DatasetConfig, SimulationConfig, TrainConfig
 from training.dataset import LABEL, ORACLE, model_inputs, simulated_snapshots
@@ -36,40 +32,9 @@ SCENARIO, ONSET_DAY = "support_surge", 90
 
 @pytest.fixture(scope="module")
 def demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
-    """Run ``churn demo`` to its end; its summary, settings and exit details.
-
-    The registry holds the bootstrap version as an earlier demo run leaves it (the session's
-    model of the committed config): the demo serves it and goes straight to the stream."""
-    from stream.local.demo import BOOTSTRAP_TAG
-    from training.config import DEFAULT_CONFIG, load_config
-    from training.job import run_training
-
+    """Run ``churn demo`` to its end; its summary, settings and stdout."""
     home = tmp_path_factory.mktemp("demo")
-    registered = run_training(
-        load_config(DEFAULT_CONFIG),
-        Settings(data_dir=home / ".churn" / "demo"),
-        tags={BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"},
-        result=bootstrap_result,
-    )
-    assert registered.decision.promote, registered.decision.reasons
-    prefix = f"e2e{uuid.uuid4().hex[:6]}-"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
-    env.update(CHURN_DATA_DIR=str(home / ".churn"), CHURN_BOOTSTRAP_SERVERS=kafka_bootstrap, CHURN_TOPIC_PREFIX=prefix)
-    summary_path = home / "summary.json"
-    done = subprocess.run(
-        [CHURN, "demo", "--scenario", SCENARIO, "--onset-day", str(ONSET_DAY), "--json", str(summary_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    print(done.stdout[-3000:])
-    assert done.returncode == 0, f"churn demo exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    assert "Traceback" not in done.stderr
-    settings = Settings(data_dir=home / ".churn" / "demo", bootstrap_servers=kafka_bootstrap, topic_prefix=prefix)
-    summary = json.loads(summary_path.read_text())
-    assert summary["bootstrap_version"] == registered.version, "the demo did not serve the registered bootstrap"
-    return summary, settings, done.stdout
+    return run_demo(kafka_bootstrap, home, bootstrap_result, ["--scenario", SCENARIO, "--onset-day", str(ONSET_DAY)])
 
 
 @pytest.mark.timeout(600)

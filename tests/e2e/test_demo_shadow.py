@@ -10,17 +10,12 @@ outside. A shorter ``--after-swap-events`` than the plain demo's keeps the run s
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import uuid
-
 import orjson
 import pytest
-from support import CHURN, read_all
+from support import read_all
+from support.demo import run_demo
 
 from schemas.outputs import ModelEvent
-from stream.settings import Settings
 from training import registry
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tiers("embedded")]
@@ -30,34 +25,10 @@ AFTER_SWAP_EVENTS = 1000
 
 @pytest.fixture(scope="module")
 def shadow_demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
-    from stream.local.demo import BOOTSTRAP_TAG
-    from training.config import DEFAULT_CONFIG, load_config
-    from training.job import run_training
-
     home = tmp_path_factory.mktemp("shadow-demo")
-    registered = run_training(
-        load_config(DEFAULT_CONFIG),
-        Settings(data_dir=home / ".churn" / "demo"),
-        tags={BOOTSTRAP_TAG: "bootstrap", "trigger": "bootstrap"},
-        result=bootstrap_result,
+    return run_demo(
+        kafka_bootstrap, home, bootstrap_result, ["--shadow", "--after-swap-events", str(AFTER_SWAP_EVENTS)]
     )
-    assert registered.decision.promote, registered.decision.reasons
-    prefix = f"e2esh{uuid.uuid4().hex[:6]}-"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHURN_")}
-    env.update(CHURN_DATA_DIR=str(home / ".churn"), CHURN_BOOTSTRAP_SERVERS=kafka_bootstrap, CHURN_TOPIC_PREFIX=prefix)
-    summary_path = home / "summary.json"
-    done = subprocess.run(
-        [CHURN, "demo", "--shadow", "--after-swap-events", str(AFTER_SWAP_EVENTS), "--json", str(summary_path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=540,
-    )
-    print(done.stdout[-4000:])
-    assert done.returncode == 0, f"churn demo exited {done.returncode}:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
-    assert "Traceback" not in done.stderr
-    settings = Settings(data_dir=home / ".churn" / "demo", bootstrap_servers=kafka_bootstrap, topic_prefix=prefix)
-    return json.loads(summary_path.read_text()), settings, done.stdout
 
 
 @pytest.mark.timeout(600)

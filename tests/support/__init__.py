@@ -3,7 +3,9 @@
 - :mod:`support.events`: deterministic account events built from the schema models;
 - :mod:`support.tiers`: the broker tiers of a session, which ran on what and why not;
 - :mod:`support.tools`: outside programs a test needs (promtool, prometheus), or why it cannot run;
-- :mod:`support.private_names`: which private names of Faust, aiokafka, mode and river a file uses.
+- :mod:`support.private_names`: which private names of Faust, aiokafka, mode and river a file uses;
+- :mod:`support.models`: small fitted pipelines built as training builds them;
+- :mod:`support.demo`: ``churn demo`` run as the end-to-end tests run it.
 """
 
 from __future__ import annotations
