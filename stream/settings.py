@@ -392,7 +392,8 @@ class LauncherSettings(Scope):
         "promote",
         description="CHURN_LAUNCHER_STAGE: what a retraining job does with a candidate that passes its gate: "
         "promote (to @production at once) or shadow (to @CHURN_SHADOW_ALIAS, scored in shadow; the launcher then "
-        "promotes or drops it on matured labels by the CHURN_SHADOW_* rule); --stage overrides it.",
+        "promotes or drops it on matured labels by the rule of CHURN_SHADOW_MIN_LABELS, CHURN_SHADOW_MARGIN and "
+        "CHURN_SHADOW_DEADLINE_S); --stage overrides it.",
     )
     launcher_judge_s: float = Field(
         60.0,

@@ -40,6 +40,8 @@ def probe(port: int, path: str) -> tuple[int, dict] | None:
         return None
 
 
+# On Apache Kafka only: the embedded broker's recovery (its end offsets) is covered by the fault tests.
+@pytest.mark.tiers("kafka")
 def test_ready_is_503_while_tables_recover_and_200_once_recovered(stream_env, tmp_path, record_property):
     settings = provision(stream_env)
     bootstrap = settings.resolved_bootstrap()
