@@ -123,6 +123,13 @@ class KafkaSettings(Scope):
     sasl_username: str = Field("", description="CHURN_SASL_USERNAME: SASL user.")
     sasl_password: SecretStr = Field(SecretStr(""), description="CHURN_SASL_PASSWORD: SASL password.")
     ssl_cafile: str = Field("", description="CHURN_SSL_CAFILE: CA bundle for TLS.")
+    ssl_certfile: str = Field(
+        "", description="CHURN_SSL_CERTFILE: the client's certificate (PEM) for mutual TLS; empty: none."
+    )
+    ssl_keyfile: str = Field("", description="CHURN_SSL_KEYFILE: the private key (PEM) of CHURN_SSL_CERTFILE.")
+    ssl_key_password: SecretStr = Field(
+        SecretStr(""), description="CHURN_SSL_KEY_PASSWORD: the password of CHURN_SSL_KEYFILE when it is encrypted."
+    )
     broker_quirks: Literal["auto", "tansu", "none"] = Field(
         "auto",
         description="CHURN_BROKER_QUIRKS: which broker's bugs the worker works around. tansu: the embedded broker "
@@ -177,6 +184,17 @@ class KafkaSettings(Scope):
                         for var in missing
                     )
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _client_certificate(self) -> Self:
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            given, missing = (
+                ("CHURN_SSL_CERTFILE", "CHURN_SSL_KEYFILE")
+                if self.ssl_certfile
+                else ("CHURN_SSL_KEYFILE", "CHURN_SSL_CERTFILE")
+            )
+            raise ValueError(f"{missing}: must be set together with {given} (mutual TLS needs both)")
         return self
 
     def tansu_quirks(self, cluster_id: str | None) -> bool:
@@ -401,6 +419,24 @@ class LauncherSettings(Scope):
         description="CHURN_LAUNCHER_JUDGE_S: with CHURN_LAUNCHER_STAGE=shadow, seconds between two readings of "
         "the shadow evidence by the launcher.",
     )
+    launcher_job_sasl_username: str = Field(
+        "",
+        description="CHURN_LAUNCHER_JOB_SASL_USERNAME: with the subprocess backend, the Kafka user its retraining "
+        "jobs connect as (the retrain role of deploy/kafka/acls.yaml); empty: the launcher's own "
+        "CHURN_SASL_USERNAME. A Kubernetes Job takes its credentials from its own Secret.",
+    )
+    launcher_job_sasl_password: SecretStr = Field(
+        SecretStr(""),
+        description="CHURN_LAUNCHER_JOB_SASL_PASSWORD: the password of CHURN_LAUNCHER_JOB_SASL_USERNAME.",
+    )
+
+    @model_validator(mode="after")
+    def _job_credentials(self) -> Self:
+        if bool(self.launcher_job_sasl_username) != bool(self.launcher_job_sasl_password.get_secret_value()):
+            raise ValueError(
+                "CHURN_LAUNCHER_JOB_SASL_USERNAME and CHURN_LAUNCHER_JOB_SASL_PASSWORD: set both or neither"
+            )
+        return self
 
 
 class ShadowSettings(Scope):

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from support.tiers import TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
+from support.tiers import SECURE, TIER_OUTCOMES, TRIO, missing_tier, session_tiers, tier, tier_lines
 
 from stream.errors import BrokerError
 from stream.local.broker import EmbeddedBroker, free_port
@@ -145,6 +145,8 @@ def kafka_settings(kafka_bootstrap: str, unique_prefix: str, tmp_path) -> Settin
 def _tier_of(item: pytest.Item) -> str | None:
     if "kafka_trio" in getattr(item, "fixturenames", ()):
         return TRIO
+    if "kafka_secure" in getattr(item, "fixturenames", ()):
+        return SECURE
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("broker_tier") if callspec is not None else None
 

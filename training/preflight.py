@@ -17,8 +17,8 @@ from __future__ import annotations
 import enum
 
 from stream.errors import ConfigError
-from stream.kafka.config import confluent_config
-from stream.kafka.topics import CHURN_FEATURES, CHURN_LABELS, require_broker
+from stream.kafka.acls import require_role
+from stream.kafka.topics import CHURN_FEATURES, CHURN_LABELS
 from stream.settings import Settings
 
 
@@ -47,8 +47,5 @@ def check_reachable(settings: Settings) -> None:
     """The broker (with the feature log and labels) and the registry answer; one-line errors otherwise."""
     from training.registry import check_reachable as registry_answers
 
-    require_broker(
-        confluent_config(settings, settings.resolved_bootstrap()),
-        [settings.topic(CHURN_FEATURES), settings.topic(CHURN_LABELS)],
-    )
+    require_role(settings, "retrain", (CHURN_FEATURES, CHURN_LABELS))
     registry_answers(settings)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from stream.app.build import create_app
 from stream.errors import ConfigError
+from stream.kafka.acls import require_rights
 from stream.kafka.config import confluent_config
 from stream.kafka.topics import connect_admin, ensure_topics, topic_specs
 from stream.runtime.versions import check_versions
@@ -75,6 +76,7 @@ def run_worker(settings: Settings) -> None:
         log.info("worker runs on CPU(s) %s", ", ".join(map(str, sorted(cpus))))
     bootstrap = settings.resolved_bootstrap()
     admin = connect_admin(confluent_config(settings, bootstrap))
+    require_rights(admin, settings, "worker")  # a missing ACL stops the start in one line, before any retry loop
     ensure_topics(admin, topic_specs(settings))
     cluster_id = admin.list_topics(timeout=10).cluster_id
     quirks = settings.tansu_quirks(cluster_id)

@@ -70,6 +70,8 @@ COMMAND_SCOPES: dict[str, tuple[type[Scope], ...]] = {
     "models": (RegistrySettings,),
     "models promote": (RegistrySettings, KafkaSettings, ServiceSettings, ShadowSettings),
     "models rollback": (RegistrySettings,),
+    "acls apply": (KafkaSettings, ServiceSettings),
+    "acls check": (KafkaSettings, ServiceSettings),
 }
 
 
@@ -92,6 +94,11 @@ models_app = typer.Typer(
 schemas_app = typer.Typer(help="JSON Schemas of the contracts.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 app.add_typer(schemas_app, name="schemas")
+acls_app = typer.Typer(
+    help="Kafka ACLs of every role, from deploy/kafka/acls.yaml: apply them, or check one role's.",
+    no_args_is_help=True,
+)
+app.add_typer(acls_app, name="acls")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -103,10 +110,22 @@ def _settings() -> Settings:
     return settings
 
 
-def _reachable(settings: Settings, *, broker: bool = False, registry: bool = False, topics: tuple[str, ...] = ()):
-    """Fail in one line unless the broker (and ``topics`` on it) and the registry answer; the admin client."""
+def _reachable(
+    settings: Settings,
+    *,
+    broker: bool = False,
+    registry: bool = False,
+    topics: tuple[str, ...] = (),
+    role: str | None = None,
+):
+    """Fail in one line unless the broker (and ``topics`` on it) and the registry answer, and the Kafka
+    principal has ``role``'s rights (deploy/kafka/acls.yaml); the admin client."""
     admin = None
-    if broker:
+    if broker and role is not None:
+        from stream.kafka.acls import require_role
+
+        admin = require_role(settings, role, topics)
+    elif broker:
         from stream.kafka.config import confluent_config
         from stream.kafka.topics import require_broker
 
@@ -329,7 +348,7 @@ def produce(
     )
     options.check()
     settings = _settings()
-    _reachable(settings, broker=True, topics=(ACCOUNT_EVENTS,))
+    _reachable(settings, broker=True, topics=(ACCOUNT_EVENTS,), role="producer")
     summary = run_produce(settings, options, console, err_console)
     console.print(
         f"sent {summary.sent:,}, delivered {summary.delivered:,}, failed {summary.failed + summary.pending:,}"
@@ -358,7 +377,7 @@ def tail(
     from stream.kafka.topics import CHURN_SCORES
 
     settings = _settings()
-    _reachable(settings, broker=True, topics=(CHURN_SCORES,))
+    _reachable(settings, broker=True, topics=(CHURN_SCORES,), role="scores-consumer")
     tail_scores(settings, console, as_json=as_json, from_beginning=from_beginning, limit=limit, rows=rows)
 
 
@@ -822,6 +841,41 @@ def models_rollback() -> None:
     settings = _settings()
     _reachable(settings, registry=True)
     run_rollback(settings, console)
+
+
+@acls_app.command("apply", epilog=settings_epilog("acls apply"))
+def acls_apply(
+    user: Annotated[
+        list[str] | None,
+        typer.Option("--user", help="ROLE=NAME: the SCRAM user of a role, instead of the file's (repeatable)."),
+    ] = None,
+) -> None:
+    """Create every role's ACLs on the broker (run as a super user; idempotent)."""
+    from stream.kafka.acls import ACLS_FILE, apply_acls, parse_users
+
+    settings = _settings()
+    admin = _reachable(settings, broker=True)
+    applied = apply_acls(admin, settings, parse_users(user or []))
+    for role, count in applied.items():
+        console.print(f"{role}: {count} ACL bindings")
+    console.print(f"applied {sum(applied.values())} bindings from {ACLS_FILE.name}")
+
+
+@acls_app.command("check", epilog=settings_epilog("acls check"))
+def acls_check(
+    role: Annotated[str, typer.Argument(help="producer, worker, launcher, retrain or scores-consumer")],
+) -> None:
+    """Check that the connecting principal has every right ROLE needs; one line per missing right."""
+    from stream.kafka.acls import missing_rights
+
+    settings = _settings()
+    admin = _reachable(settings, broker=True)
+    missing = missing_rights(admin, settings, role)
+    for right in missing:
+        console.print(f"missing: {right}")
+    if missing:
+        raise typer.Exit(1)
+    console.print(f"{role}: every right present")
 
 
 @schemas_app.command("export")

@@ -230,10 +230,9 @@ def run_launcher(
 
     policy = LaunchPolicy(cooldown_s, every_s, retrain_on)
     jobs = build_launcher(settings, job_template, backend)  # a bad backend or no cluster: said before the broker
-    from stream.kafka.config import confluent_config
-    from stream.kafka.topics import require_broker
+    from stream.kafka.acls import require_role
 
-    require_broker(confluent_config(settings, settings.resolved_bootstrap()))
+    require_role(settings, "launcher")
     metrics = LauncherMetrics.create()
     service = RetrainLauncher(
         settings,

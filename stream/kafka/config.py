@@ -92,7 +92,8 @@ def confluent_config(settings: Settings, bootstrap: str | None = None) -> dict:
     """Connection settings for any confluent-kafka client (librdkafka property names), with :data:`CLIENT_LOG`.
 
     ``ssl.ca.location`` is set only when the protocol uses TLS and ``CHURN_SSL_CAFILE``
-    is set; ``sasl.*`` only when the protocol uses SASL.
+    is set, the client certificate likewise with ``CHURN_SSL_CERTFILE``; ``sasl.*`` only when
+    the protocol uses SASL.
     """
     _check_sasl(settings)
     config: dict = {
@@ -106,6 +107,11 @@ def confluent_config(settings: Settings, bootstrap: str | None = None) -> dict:
         config["sasl.password"] = settings.sasl_password.get_secret_value()
     if settings.security_protocol in _TLS_PROTOCOLS and settings.ssl_cafile:
         config["ssl.ca.location"] = settings.ssl_cafile
+    if settings.security_protocol in _TLS_PROTOCOLS and settings.ssl_certfile:
+        config["ssl.certificate.location"] = settings.ssl_certfile
+        config["ssl.key.location"] = settings.ssl_keyfile
+        if settings.ssl_key_password.get_secret_value():
+            config["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
     return config
 
 
@@ -115,11 +121,20 @@ def faust_broker_url(settings: Settings, bootstrap: str | None = None) -> str:
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
-    """A client TLS context verifying the server, with ``CHURN_SSL_CAFILE`` when set."""
+    """A client TLS context verifying the server, with ``CHURN_SSL_CAFILE`` and the client certificate when set."""
     try:
-        return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile or None)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"CHURN_SSL_CAFILE: cannot load {settings.ssl_cafile!r}: {exc}") from exc
+    if settings.ssl_certfile:
+        password = settings.ssl_key_password.get_secret_value() or None
+        try:
+            context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile or None, password)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"CHURN_SSL_CERTFILE / CHURN_SSL_KEYFILE: cannot load {settings.ssl_certfile!r}: {exc}"
+            ) from exc
+    return context
 
 
 def faust_broker_kwargs(settings: Settings, bootstrap: str | None = None) -> dict[str, object]:

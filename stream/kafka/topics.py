@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from stream.errors import BrokerError, ConfigError
@@ -83,6 +83,9 @@ _TOO_FEW_BROKERS = frozenset({KafkaError.INVALID_REPLICATION_FACTOR})
 # Errors no retry can fix: the client's security settings and the listener disagree.
 _AUTH_ERRORS = frozenset({KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED})
 _TLS_ERRORS = frozenset({KafkaError._SSL})
+# A TLS listener closes a plaintext client's connection on its first request; a broker that is
+# restarting can do that once, so a setting is blamed only after this many in a row.
+_CUT_BEFORE_ANSWER = 2
 # librdkafka's default of 30 s for connect + TLS + SASL would turn a listener that never
 # answers the TLS handshake into a half-minute hang; a healthy handshake takes milliseconds.
 CONNECTION_SETUP_MS = 5000
@@ -317,7 +320,8 @@ def _mismatch(config: Mapping[str, str], errors: list[KafkaError], failures: lis
     if auth:
         return ConfigError(
             f"{where} refused the SASL login ({_security(config)}): {_detail(auth[-1])}; "
-            "set CHURN_SECURITY_PROTOCOL and CHURN_SASL_* to what the listener expects"
+            "set CHURN_SASL_USERNAME and CHURN_SASL_PASSWORD to a user the broker knows "
+            "(and CHURN_SECURITY_PROTOCOL, CHURN_SASL_MECHANISM to what the listener expects)"
         )
     tls = [e.str() for e in errors if e.code() in _TLS_ERRORS] + [f for f in failures if "SSL_HANDSHAKE" in f]
     if tls:
@@ -328,6 +332,13 @@ def _mismatch(config: Mapping[str, str], errors: list[KafkaError], failures: lis
             else "is it a plaintext listener? set CHURN_SECURITY_PROTOCOL to what the listener speaks"
         )
         return ConfigError(f"no TLS session with {where} ({_security(config)}): {detail}; {hint}")
+    plain = config.get("security.protocol", "PLAINTEXT") in ("PLAINTEXT", "SASL_PLAINTEXT")
+    cut = [f for f in failures if "closed by peer" in f and "in state APIVERSION_QUERY" in f]
+    if plain and len(cut) >= _CUT_BEFORE_ANSWER:
+        return ConfigError(
+            f"{where} closed every connection before answering its first request ({_security(config)}): "
+            f"{_detail(cut[-1])}; is it a TLS listener? set CHURN_SECURITY_PROTOCOL to what the listener speaks"
+        )
     return None
 
 
@@ -392,14 +403,32 @@ def require_broker(
 
 
 def require_topics(admin: AdminClient, names: Iterable[str], timeout: float = 10.0) -> None:
-    """Raise :class:`BrokerError` naming the first of ``names`` the broker does not have."""
+    """Raise :class:`BrokerError` naming the first of ``names`` the broker does not have, or
+    :class:`ConfigError` when the principal may not see it (ACLs hide a topic from a principal
+    without Describe on it)."""
     existing = _existing(admin, timeout)
     for name in names:
         if name not in existing:
+            if _hidden(admin, name, timeout):
+                raise ConfigError(
+                    f"the Kafka principal (CHURN_SASL_USERNAME) is not allowed to describe topic {name}; "
+                    "grant its role's ACLs with `churn acls apply`"
+                )
             raise BrokerError(
                 f"topic {name} does not exist on the Kafka broker (CHURN_BOOTSTRAP_SERVERS, "
                 "CHURN_TOPIC_PREFIX); create the topics with `churn topics`"
             )
+
+
+def _hidden(admin: AdminClient, name: str, timeout: float) -> bool:
+    """Whether the broker refuses to describe topic ``name`` to this principal."""
+    try:
+        admin.describe_topics(TopicCollection([name]), request_timeout=timeout)[name].result(timeout=timeout)
+    except KafkaException as exc:
+        return bool(exc.args) and exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    except concurrent.futures.TimeoutError:
+        return False
+    return False
 
 
 def _admin(admin_or_config: AdminClient | Mapping[str, str], timeout: float) -> AdminClient:

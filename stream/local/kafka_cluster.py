@@ -53,6 +53,7 @@ from confluent_kafka.admin import AdminClient
 
 from stream.errors import BrokerError, ConfigError
 from stream.local.broker import LOOPBACK, free_port
+from stream.local.kafka_security import SECURE_LISTENER, BrokerSecurity
 
 log = logging.getLogger(__name__)
 
@@ -478,6 +479,7 @@ class _Node:
     log_file: IO[bytes] | None = None
     finalizer: weakref.finalize | None = None
     admin: AdminClient | None = field(default=None, repr=False)
+    secure_port: int = 0  # the SASL_SSL listener's, when the cluster has one
 
     @property
     def data_dir(self) -> Path:
@@ -526,8 +528,13 @@ class KafkaCluster:
         jvm_opts: Sequence[str] = (),
         cache_dir: str | os.PathLike[str] | None = None,
         port: int | None = None,
+        security: BrokerSecurity | None = None,
     ) -> None:
-        """``port`` is the first node's client port (default: one the OS picks, as for every other port)."""
+        """``port`` is the first node's client port (default: one the OS picks, as for every other port).
+
+        ``security`` adds a ``SASL_SSL`` listener per node (:attr:`secure_bootstrap`), creates its
+        SCRAM users when a node is formatted and, when it says so, enforces ACLs.
+        """
         if nodes not in (1, 3):
             raise ConfigError(f"a Kafka test cluster has 1 or 3 nodes, not {nodes}")
         if not host.startswith("127."):
@@ -549,10 +556,17 @@ class KafkaCluster:
         self.cluster_id: str | None = None
         self.startup_seconds: float | None = None
         self._metadata_admin: tuple[str, AdminClient] | None = None
-        ports = _distinct_free_ports(host, 2 * nodes)
+        self.security = security
+        per_node = 3 if security is not None else 2
+        ports = _distinct_free_ports(host, per_node * nodes)
         if port is not None:
-            ports = [port] + [p for p in ports if p != port][: 2 * nodes - 1]
-        self._nodes = [_Node(i, i + 1, ports[2 * i], ports[2 * i + 1], Path(), Path()) for i in range(nodes)]
+            ports = [port] + [p for p in ports if p != port][: per_node * nodes - 1]
+        self._nodes = [
+            _Node(i, i + 1, ports[per_node * i], ports[per_node * i + 1], Path(), Path()) for i in range(nodes)
+        ]
+        if security is not None:
+            for i, node in enumerate(self._nodes):
+                node.secure_port = ports[per_node * i + 2]
 
     # --- addresses and state -----------------------------------------------------------
 
@@ -569,6 +583,13 @@ class KafkaCluster:
     def node_bootstrap(self, index: int) -> str:
         """``host:port`` of node ``index``'s client listener."""
         return f"{self.host}:{self._node(index).port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """``host:port,...`` of every node's ``SASL_SSL`` listener (a cluster started with ``security``)."""
+        if self.security is None:
+            raise ConfigError("this Kafka cluster has no SASL_SSL listener: start it with security=BrokerSecurity(...)")
+        return ",".join(f"{self.host}:{node.secure_port}" for node in self._nodes)
 
     @property
     def data_dir(self) -> Path | None:
@@ -633,10 +654,16 @@ class KafkaCluster:
             "log.dirs": str(node.data_dir),
         }
         assert per_node.keys() == NODE_KEYS
+        if self.security is not None:
+            secure = f"{SECURE_LISTENER}://{self.host}:{node.secure_port}"
+            per_node["listeners"] += f",{secure}"
+            per_node["advertised.listeners"] += f",{secure}"
+            per_node["listener.security.protocol.map"] += f",{SECURE_LISTENER}:{SECURE_LISTENER}"
         return {
             **SHARED_BROKER_CONFIG,
             **replication_config(self.nodes),
             **LAUNCHER_CONFIG,
+            **(self.security.listener_config() if self.security is not None else {}),
             **per_node,
             **self.extra_config,
         }
@@ -723,6 +750,7 @@ class KafkaCluster:
                 cluster_id,
                 "-c",
                 str(node.config_path),
+                *(self.security.format_args() if self.security is not None else []),
             ]
             return node, subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 

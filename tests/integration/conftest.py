@@ -51,3 +51,40 @@ def kafka_trio(tmp_path_factory):
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka_secure(tmp_path_factory):
+    """Apache Kafka with a SASL_SSL listener (TLS from a throwaway CA, SCRAM-SHA-512 users) enforcing ACLs.
+
+    Its users: ``admin`` (a super user) and each role's user of ``deploy/kafka/acls.yaml``, each with a
+    random password. No ACL is applied: each test applies what it needs under its own topic prefix.
+    """
+    import secrets
+
+    from support.tiers import SECURE, missing_tier, tier_broker
+
+    from stream.errors import BrokerError
+    from stream.kafka.acls import load_roles
+    from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
+    from stream.local.kafka_security import ADMIN_USER, BrokerSecurity, make_pki
+
+    home = tmp_path_factory.mktemp("kafka-secure")
+    try:
+        pki = make_pki(home / "pki")
+    except BrokerError as exc:
+        missing_tier(SECURE, str(exc))
+    users = {ADMIN_USER: secrets.token_hex(12)} | {r.user: secrets.token_hex(12) for r in load_roles().values()}
+    cluster = KafkaCluster(
+        1, log_dir=home / "logs", jvm_opts=QUICK_START_JVM_OPTS, security=BrokerSecurity(pki, users=users)
+    )
+    try:
+        cluster.start()
+    except BrokerError as exc:
+        missing_tier(SECURE, str(exc))
+    tier_broker(SECURE, f"Apache Kafka {cluster.version} (KRaft) with SASL_SSL, SCRAM-SHA-512 and ACLs on "
+                f"{cluster.secure_bootstrap}")  # fmt: skip
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

@@ -68,6 +68,11 @@ VARIABLES_ADDED_SINCE = frozenset(
         "CHURN_SHADOW_METRICS_URLS",
         "CHURN_LAUNCHER_STAGE",
         "CHURN_LAUNCHER_JUDGE_S",
+        "CHURN_SSL_CERTFILE",
+        "CHURN_SSL_KEYFILE",
+        "CHURN_SSL_KEY_PASSWORD",
+        "CHURN_LAUNCHER_JOB_SASL_USERNAME",
+        "CHURN_LAUNCHER_JOB_SASL_PASSWORD",
     }
 )
 
@@ -240,7 +245,7 @@ def test_every_command_lists_the_variables_of_its_scopes(command):
 def test_every_command_that_reads_settings_declares_its_scopes():
     names = {(c.name or c.callback.__name__).replace("_", "-") for c in app.registered_commands}
     assert names - set(COMMAND_SCOPES) == set()
-    assert set(COMMAND_SCOPES) - names == {"models", "models promote", "models rollback"}
+    assert set(COMMAND_SCOPES) - names == {"models", "models promote", "models rollback", "acls apply", "acls check"}
     assert "Settings it reads" not in _help("schemas", "export")  # reads no setting
 
 

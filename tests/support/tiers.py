@@ -14,6 +14,7 @@ import pytest
 
 TIERS = ("kafka", "embedded")
 TRIO = "kafka, three nodes"
+SECURE = "kafka, SASL_SSL and ACLs"
 
 
 @dataclass

@@ -34,3 +34,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
         value = getattr(settings, name)
         env[f"{ENV_PREFIX}{name.upper()}"] = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
     return env
+
+
+def job_settings(settings: Settings) -> Settings:
+    """The settings a retraining job runs with: the launcher's, as the job's own Kafka user when one is set
+    (``CHURN_LAUNCHER_JOB_SASL_USERNAME``: least privilege, the retrain role rather than the launcher's).
+
+    >>> job_settings(Settings(launcher_job_sasl_username="churn-retrain", launcher_job_sasl_password="p")).sasl_username
+    'churn-retrain'
+    """
+    if not settings.launcher_job_sasl_username:
+        return settings
+    return settings.model_copy(
+        update={
+            "sasl_username": settings.launcher_job_sasl_username,
+            "sasl_password": settings.launcher_job_sasl_password,
+        }
+    )

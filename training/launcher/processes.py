@@ -13,7 +13,7 @@ from typing import IO
 
 from stream.errors import ChurnError
 from stream.settings import Settings
-from training.launcher.environment import churn_executable, settings_env
+from training.launcher.environment import churn_executable, job_settings, settings_env
 from training.launcher.jobs import LaunchRequest, result_outcome
 from training.launcher.state import JobEnd, RunningJob, state_dir
 
@@ -57,7 +57,7 @@ class SubprocessLauncher:
 
     @classmethod
     def for_settings(cls, settings: Settings) -> SubprocessLauncher:
-        return cls(state_dir(settings), {**os.environ, **settings_env(settings)})
+        return cls(state_dir(settings), {**os.environ, **settings_env(job_settings(settings))})
 
     def launch(self, request: LaunchRequest) -> RunningJob:
         self.work_dir.mkdir(parents=True, exist_ok=True)
