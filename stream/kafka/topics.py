@@ -86,6 +86,8 @@ _TLS_ERRORS = frozenset({KafkaError._SSL})
 # A TLS listener closes a plaintext client's connection on its first request; a broker that is
 # restarting can do that once, so a setting is blamed only after this many in a row.
 _CUT_BEFORE_ANSWER = 2
+# TLS alerts of a listener that wants a client certificate it trusts (42 bad, 116 required, 48 unknown CA).
+_CLIENT_CERT_ALERTS = ("alert bad certificate", "alert certificate required", "alert unknown ca")
 # librdkafka's default of 30 s for connect + TLS + SASL would turn a listener that never
 # answers the TLS handshake into a half-minute hang; a healthy handshake takes milliseconds.
 CONNECTION_SETUP_MS = 5000
@@ -301,6 +303,7 @@ def _security(config: Mapping[str, str]) -> str:
         parts.append(f"CHURN_SASL_USERNAME={config.get('sasl.username', '')}")
     if "SSL" in protocol:
         parts.append(f"CHURN_SSL_CAFILE={config.get('ssl.ca.location') or '(system CAs)'}")
+        parts.append(f"CHURN_SSL_CERTFILE={config.get('ssl.certificate.location') or '(none)'}")
     return ", ".join(parts)
 
 
@@ -322,6 +325,13 @@ def _mismatch(config: Mapping[str, str], errors: list[KafkaError], failures: lis
             f"{where} refused the SASL login ({_security(config)}): {_detail(auth[-1])}; "
             "set CHURN_SASL_USERNAME and CHURN_SASL_PASSWORD to a user the broker knows "
             "(and CHURN_SECURITY_PROTOCOL, CHURN_SASL_MECHANISM to what the listener expects)"
+        )
+    refused_cert = [f for f in failures if any(alert in f for alert in _CLIENT_CERT_ALERTS)]
+    if refused_cert:
+        return ConfigError(
+            f"{where} refused this client's certificate ({_security(config)}): {_detail(refused_cert[-1])}; "
+            "the listener requires mutual TLS: set CHURN_SSL_CERTFILE and CHURN_SSL_KEYFILE to a certificate "
+            "signed by a CA it trusts"
         )
     tls = [e.str() for e in errors if e.code() in _TLS_ERRORS] + [f for f in failures if "SSL_HANDSHAKE" in f]
     if tls:

@@ -28,8 +28,10 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 from support import CHURN, WorkerProcess, free_port, worker_env
+from support.tiers import SECURE, missing_tier
 
 from schemas.outputs import DriftAlert
+from stream.errors import BrokerError
 from stream.kafka.acls import load_roles
 from stream.kafka.topics import ALL_TOPICS, CONNECTION_SETUP_MS, ensure_topics, topic_specs
 from stream.local.kafka_security import ADMIN_USER
@@ -315,3 +317,48 @@ def test_a_worker_missing_one_right_stops_in_one_line(run: Run) -> None:
     assert "churn acls apply" in errors[0]
     assert seconds < FAIL_FAST_S, f"took {seconds:.1f}s"
     assert_no_secret(done.stdout + done.stderr, run, "the worker's output")
+
+
+@pytest.fixture(scope="module")
+def kafka_mtls(tmp_path_factory):
+    """Apache Kafka whose SASL_SSL listener also requires a client certificate signed by its CA (no ACLs)."""
+    from stream.local.kafka_cluster import QUICK_START_JVM_OPTS, KafkaCluster
+    from stream.local.kafka_security import BrokerSecurity, make_pki
+
+    home = tmp_path_factory.mktemp("kafka-mtls")
+    try:
+        security = BrokerSecurity(
+            make_pki(home / "pki"), users={ADMIN_USER: uuid.uuid4().hex}, acls=False, client_auth="required"
+        )
+        cluster = KafkaCluster(1, log_dir=home / "logs", jvm_opts=QUICK_START_JVM_OPTS, security=security).start()
+    except BrokerError as exc:
+        missing_tier(SECURE, f"mutual TLS: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_mutual_tls_the_worker_serves_with_a_certificate_and_a_client_without_one_is_named(
+    kafka_mtls, kafka_secure, registry_dir, tmp_path
+) -> None:
+    """Both client libraries present CHURN_SSL_CERTFILE; without it the command stops in one line naming it."""
+    run = Run(kafka_mtls, registry_dir, tmp_path)
+    ensure_topics(AdminClient(run.client(ADMIN_USER)), topic_specs(run.settings))
+    env = run.env(ADMIN_USER)
+    assert env["CHURN_SSL_CERTFILE"] and env["CHURN_SSL_KEYFILE"]
+    worker = WorkerProcess(env, tmp_path / "worker.log").start()
+    try:
+        worker.wait_serving(timeout=180)  # Faust's consumer and producer (aiokafka) over mutual TLS
+    finally:
+        worker.stop()
+    served = churn(["tail", "--json", "--max", "0"], env)  # librdkafka over mutual TLS
+    assert served.returncode == 0, served.stderr
+    bare = {k: v for k, v in env.items() if k not in ("CHURN_SSL_CERTFILE", "CHURN_SSL_KEYFILE")}
+    began = time.monotonic()
+    done = churn(["tail", "--json", "--max", "0"], bare)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr[-3000:]
+    assert "CHURN_SSL_CERTFILE" in errors[0] and "mutual TLS" in errors[0], errors[0]
+    assert time.monotonic() - began < FAIL_FAST_S
+    assert_no_secret(done.stdout + done.stderr + worker.log_path.read_text(), run, "the output")
