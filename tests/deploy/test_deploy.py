@@ -784,3 +784,34 @@ def test_launcher_runs_the_kubernetes_backend_with_its_state_on_a_claim(k8s_docs
     (volume,) = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]]
     claim = volume["persistentVolumeClaim"]["claimName"]
     assert claim in {d["metadata"]["name"] for d in k8s_docs if d["kind"] == "PersistentVolumeClaim"}
+
+
+def _secure_override() -> dict[str, Any]:
+    text = (ROOT / "deploy" / "README.md").read_text()
+    block = re.search(r"```yaml\n(# docker-compose\.secure\.yaml:.*?)```", text, re.S)
+    assert block is not None, "deploy/README.md has no docker-compose.secure.yaml example"
+    return yaml.safe_load(block.group(1))
+
+
+def test_the_secure_compose_override_gives_each_service_its_roles_kafka_user(services):
+    """The documented override merges onto the compose file, names real settings, and one user per role."""
+    from stream.kafka.acls import load_roles
+
+    users = {name: role.user for name, role in load_roles().items()}
+    expected = {
+        "topics": "admin",
+        "worker": users["worker"],
+        "producer": users["producer"],
+        "launcher": users["launcher"],
+        "train": users["retrain"],
+    }
+    override = _secure_override()["services"]
+    assert set(override) <= set(services), set(override) - set(services)
+    known = {f"CHURN_{name.upper()}" for name in Settings.model_fields}
+    for name, service in override.items():
+        env = service["environment"]
+        assert set(env) <= known, (name, set(env) - known)
+        assert env["CHURN_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["CHURN_SASL_USERNAME"] == expected[name], name
+        assert env["CHURN_SASL_PASSWORD"].startswith("${"), f"{name}: a password must come from the shell"
+    assert override["launcher"]["environment"]["CHURN_LAUNCHER_JOB_SASL_USERNAME"] == users["retrain"]
