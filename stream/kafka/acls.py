@@ -44,7 +44,10 @@ from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 
-ACLS_FILE = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "acls.yaml"
+# deploy/kafka/acls.yaml in a checkout; an installed package (the image) carries the same file beside
+# this module (pyproject.toml's force-include).
+_PACKAGED = Path(__file__).with_name("acls.yaml")
+ACLS_FILE = _PACKAGED if _PACKAGED.is_file() else Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "acls.yaml"
 ROLES = ("producer", "worker", "launcher", "retrain", "scores-consumer")
 _KINDS: dict[str, Literal["TOPIC", "GROUP"]] = {"topics": "TOPIC", "groups": "GROUP"}
 # Read and Write (and the others) imply Describe; Kafka reports the implied right too.
@@ -279,5 +282,5 @@ def require_rights(admin: AdminClient, settings: Settings, role: str) -> None:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise ConfigError(
             f"Kafka user {who} (CHURN_SASL_USERNAME) lacks {missing[0]}{more}, which the {role} role needs; "
-            f"grant the role's ACLs with `churn acls apply` ({ACLS_FILE.relative_to(ACLS_FILE.parents[2])})"
+            "grant the role's ACLs with `churn acls apply` (deploy/kafka/acls.yaml)"
         )

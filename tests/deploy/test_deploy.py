@@ -393,14 +393,35 @@ def test_k8s_settings_are_valid_values(k8s_docs, monkeypatch):
                 load_settings()
 
 
-def test_k8s_sasl_credentials_come_from_the_secret(k8s_docs):
-    """The ConfigMap turns SASL on; every container that loads it gets the user and password from a Secret."""
+# The Kafka Secret of each workload: its own role's user (deploy/kafka/acls.yaml), the super user only for ACLs.
+KAFKA_SECRET_OF = {
+    "churn-worker": "churn-kafka-worker",
+    "churn-launcher": "churn-kafka-launcher",
+    "churn-bootstrap-train": "churn-kafka-retrain",
+    "churn-retrain-": "churn-kafka-retrain",  # generateName of the launcher's Job template
+    "churn-kafka-acls": "churn-kafka-admin",
+}
+
+
+def test_k8s_sasl_credentials_come_from_each_roles_own_secret(k8s_docs):
+    """The ConfigMap turns SASL on; every container that loads it gets its role's user and password from a Secret."""
+    seen = set()
     for doc in k8s_docs:
         for container in _containers(doc):
             env = _container_env(container, k8s_docs)
             if env.get("CHURN_SECURITY_PROTOCOL", "PLAINTEXT").upper().startswith("SASL"):
-                refs = {i["name"] for i in container.get("env", []) if "secretKeyRef" in i.get("valueFrom", {})}
-                assert {"CHURN_SASL_USERNAME", "CHURN_SASL_PASSWORD"} <= refs, f"{doc['kind']}/{container['name']}"
+                refs = {
+                    i["name"]: i["valueFrom"]["secretKeyRef"]["name"]
+                    for i in container.get("env", [])
+                    if "secretKeyRef" in i.get("valueFrom", {})
+                }
+                name = doc["metadata"].get("name") or doc["metadata"]["generateName"]
+                where = f"{doc['kind']}/{name}/{container['name']}"
+                assert {"CHURN_SASL_USERNAME", "CHURN_SASL_PASSWORD"} <= set(refs), where
+                wanted = KAFKA_SECRET_OF[name]
+                assert refs["CHURN_SASL_USERNAME"] == refs["CHURN_SASL_PASSWORD"] == wanted, (where, refs)
+                seen.add(name)
+    assert seen == set(KAFKA_SECRET_OF), set(KAFKA_SECRET_OF) - seen
 
 
 # --- worker web address --------------------------------------------------------------------------
