@@ -236,9 +236,10 @@ class ModelHolder:
             except ArtifactRefused as exc:
                 self.failed(exc.reason)
                 log.error(
-                    "refused model version %s (%s): %s; still serving %s",
+                    "refused model version %s (%s) for @%s: %s; still serving %s",
                     version,
                     exc.reason,
+                    self.source.alias,
                     exc,
                     self.current.version if self.current else "nothing",
                 )

@@ -118,7 +118,7 @@ async def test_the_holder_keeps_its_model_on_the_event_path_and_the_alias_poll(s
     assert len(lines) == 2, lines
     assert f"refused model version {store.tampered} (checksum_mismatch)" in lines[0]
     assert f"refused model version {store.untagged} (checksum_missing)" in lines[1]
-    assert all(line.endswith(f"still serving {store.good}") for line in lines)
+    assert all(" for @production: " in line and line.endswith(f"still serving {store.good}") for line in lines)
     assert all(r.levelno == logging.ERROR and r.exc_info is None for r in refusals(caplog))
     assert not store.marker.exists()
 
@@ -138,7 +138,7 @@ async def test_a_holder_started_on_a_tampered_version_waits_serving_nothing(stor
     assert not store.marker.exists()
 
 
-async def test_the_challenger_is_refused_the_same_way(store):
+async def test_the_challenger_is_refused_the_same_way(store, caplog):
     metrics = StreamMetrics.create(CollectorRegistry())
     challenger = ChallengerHolder(store.settings, metrics)
     store.point(store.settings.shadow_alias, store.tampered)
@@ -148,6 +148,7 @@ async def test_the_challenger_is_refused_the_same_way(store):
     assert failures(metrics, "checksum_mismatch", "churn_shadow_load_failures_total") == 1
     assert failures(metrics, "checksum_missing", "churn_shadow_load_failures_total") == 1
     assert failures(metrics, "checksum_mismatch") == 0  # production's count is production's
+    assert [f" for @{store.settings.shadow_alias}: " in r.getMessage() for r in refusals(caplog)] == [True, True]
     assert not store.marker.exists()
 
 
