@@ -4,9 +4,9 @@ The holder resolves ``models:/<name>@<alias>``; loading (signature check, downlo
 checksum check against the registry's tag, and only then unpickling) is blocking
 work and runs in an executor, never on the event loop. A version without a recorded
 checksum, or whose bytes differ from it, is never unpickled (see
-:func:`stream.serving.registry.verified_model`). A version that fails any check never replaces the serving
-model, and the registry being down never stops scoring with the model already
-loaded. Readers take ``holder.current`` once per batch: one attribute read, so a
+:func:`stream.serving.registry.verified_model`). A version that fails any check never
+replaces the serving model, and the registry being down never stops scoring with the
+model already loaded. Readers take ``holder.current`` once per batch: one attribute read, so a
 swap is atomic for them and every score names the version that produced it.
 """
 
