@@ -224,8 +224,9 @@ class ModelEvent(_Contract):
     reason: str = Field("", description="The gate's reasons for a rejection, or a note; may be empty.")
     checksum: str = Field(
         "",
-        description="SHA-256 (hex) of the model artifact, verified by workers before they swap (or load it in"
-        " shadow); empty unless promoted or shadowed.",
+        description="SHA-256 (hex) of the model artifact as the registry records it (tag checksum); a worker refuses"
+        " a version whose event carries another, and checks the artifact against the registry's tag before"
+        " loading it. Empty unless promoted or shadowed.",
     )
     run_id: str = Field("", description="Id of the training run that produced the version.")
     ts: Timestamp = Field(description="Wall-clock time of the decision.")

@@ -7,6 +7,7 @@
     ├── BrokerError                 the Kafka broker cannot be reached or refused
     ├── RegistryError               the MLflow registry cannot be reached or refused
     │   └── ModelLoadError          a model version cannot be loaded or is incompatible
+    │       └── ArtifactRefused     its artifact's checksum is missing or does not match: never unpickled
     ├── GateRejected                a candidate model failed the validation gate
     └── RuntimeMismatch             the installed Faust, aiokafka, mode or river is not the one the worker is built for
 
@@ -33,6 +34,16 @@ class RegistryError(ChurnError):
 
 class ModelLoadError(RegistryError):
     """A model version could not be loaded, or its signature does not match."""
+
+
+class ArtifactRefused(ModelLoadError):
+    """A version's artifact was refused before it was unpickled: the registry records no checksum for it,
+    its bytes do not match the recorded one, or a ``ModelEvent`` announced another. ``reason`` is the
+    metric label (``checksum_missing``, ``checksum_mismatch``, ``event_checksum_mismatch``)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class GateRejected(ChurnError):

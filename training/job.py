@@ -4,6 +4,11 @@
 ``stage="shadow"`` a candidate that passes the gate is not promoted: it goes under the
 challenger alias (``CHURN_SHADOW_ALIAS``), where workers score it in shadow until
 :mod:`training.shadow` promotes or drops it on matured labels.
+
+The production model the gate compares with is verified against its recorded checksum before it
+is unpickled; when it is refused (no checksum, other bytes) the job stops with that one-line
+error (``ArtifactRefused``, a non-zero exit) before registering anything: a possibly tampered
+production model needs a person, not an automatic replacement.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from stream.errors import RegistryError
+from stream.errors import ArtifactRefused, RegistryError
 from stream.settings import Settings
 from training import registry
 from training.config import TrainConfig
@@ -87,7 +92,14 @@ def run_training(
     champion_version = registry.version_for_alias(client, name, registry.PRODUCTION)
     champion_metrics = None
     if champion_version is not None:
-        champion = registry.load_version(client, name, champion_version)
+        try:
+            champion = registry.load_version(client, name, champion_version)
+        except ArtifactRefused as exc:
+            # A production artifact that fails its checksum is a possible tampering, not a weak
+            # champion: stop before registering anything rather than let a candidate replace it unseen.
+            raise ArtifactRefused(
+                exc.reason, f"refused to compare with production: {exc}; no candidate registered"
+            ) from exc
         champion_metrics = evaluate(champion, result.split.holdout, result.metrics["threshold"], config.precision_at_k)
     inputs = list(model_inputs(result.split.holdout.head(1)).columns)
     decision = decide(result.metrics, champion_metrics, inputs, config.gate)

@@ -1,10 +1,12 @@
 """The serving model: loaded from the registry, verified, swapped atomically.
 
-The holder resolves ``models:/<name>@<alias>``; loading (download, signature
-check, checksum check, unpickling) is blocking work and runs in an executor, never
-on the event loop. A version that fails any check never replaces the serving
-model, and the registry being down never stops scoring with the model already
-loaded. Readers take ``holder.current`` once per batch: one attribute read, so a
+The holder resolves ``models:/<name>@<alias>``; loading (signature check, download,
+checksum check against the registry's tag, and only then unpickling) is blocking
+work and runs in an executor, never on the event loop. A version without a recorded
+checksum, or whose bytes differ from it, is never unpickled (see
+:func:`stream.serving.registry.verified_model`). A version that fails any check never
+replaces the serving model, and the registry being down never stops scoring with the
+model already loaded. Readers take ``holder.current`` once per batch: one attribute read, so a
 swap is atomic for them and every score names the version that produced it.
 """
 
@@ -21,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
-from stream.errors import ChurnError, ModelLoadError
+from stream.errors import ArtifactRefused, ChurnError, ModelLoadError
 from stream.metrics import StreamMetrics
 from stream.serving.linear_path import LinearPath, compile_pipeline, verified
 from stream.settings import Settings
@@ -118,6 +120,9 @@ class RegistrySource:
         return registry.version_for_alias(self.client(), self.settings.model_name, self.alias)
 
     def load(self, version: str, expected_checksum: str | None = None) -> LoadedModel:
+        """``version`` verified and loaded; ``expected_checksum`` is the one a ``ModelEvent`` announced (it
+        must equal the registry's tag, which the downloaded bytes must match). Raises ``ModelLoadError``
+        (``ArtifactRefused`` for a checksum refusal) before anything is unpickled."""
         from stream.serving import registry
 
         name = self.settings.model_name
@@ -127,11 +132,7 @@ class RegistrySource:
         inputs = registry.input_names(client, name, version)
         if inputs != list(FEATURE_NAMES):
             raise ModelLoadError(f"{name} version {version} signature {inputs} does not match FeatureVector")
-        with registry.downloaded_model(client, name, version) as path:
-            checksum = registry.artifact_checksum(path)
-            recorded = expected_checksum or (mv.tags or {}).get(registry.CHECKSUM_TAG, "")
-            if recorded and checksum != recorded:
-                raise ModelLoadError(f"{name} version {version} checksum {checksum[:12]} != recorded {recorded[:12]}")
+        with registry.verified_model(client, name, version, expected_checksum, mv.tags) as (path, checksum):
             pipeline = registry.load_sklearn(path)
         reference = self._run_json(mv.run_id, "reference/reference.json", "reference distributions", version)
         # Versions registered before importances were logged have none: their drift alerts judge harm
@@ -208,7 +209,8 @@ class ModelHolder:
             self.on_swap(model)
 
     def failed(self, reason: str) -> None:
-        """Count a load that failed (``registry``) or was refused (``incompatible``)."""
+        """Count a load that failed (``registry``) or was refused (``incompatible``: the signature;
+        ``checksum_missing``, ``checksum_mismatch``, ``event_checksum_mismatch``: the artifact)."""
         self.metrics.model_load_failures.labels(reason).inc()
 
     def absent(self) -> bool:
@@ -231,6 +233,17 @@ class ModelHolder:
                 if self.current is not None and self.current.version == version:
                     return False
                 model = await loop.run_in_executor(None, self.source.load, version, checksum)
+            except ArtifactRefused as exc:
+                self.failed(exc.reason)
+                log.error(
+                    "refused model version %s (%s) for @%s: %s; still serving %s",
+                    version,
+                    exc.reason,
+                    self.source.alias,
+                    exc,
+                    self.current.version if self.current else "nothing",
+                )
+                return False
             except ModelLoadError as exc:
                 self.failed("incompatible")
                 log.error(

@@ -1,9 +1,11 @@
 """The model registry as a scorer reads it: connect, find the version under an alias, download, verify and load it.
 
 Aliases: ``production`` is what scorers serve; ``previous`` keeps the version it
-replaced. Every version carries the checksum of its artifact (tag ``checksum``) that
-scorers verify before they swap a model in. Writing (logging, promoting, rejecting)
-is :mod:`training.registry`'s.
+replaced. Every version carries the checksum of its artifact (tag ``checksum``, set at
+registration). Nothing is unpickled before its downloaded bytes match that tag
+(:func:`verified_model`): a version without one, with other bytes, or announced with
+another checksum is refused (:class:`~stream.errors.ArtifactRefused`). Writing (logging,
+promoting, rejecting) is :mod:`training.registry`'s.
 """
 
 from __future__ import annotations
@@ -12,11 +14,11 @@ import contextlib
 import hashlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.errors import ModelLoadError, RegistryError
+from stream.errors import ArtifactRefused, ModelLoadError, RegistryError
 from stream.settings import Settings
 
 PRODUCTION = "production"
@@ -93,7 +95,9 @@ def connect(settings: Settings, fail_fast: bool = False):
 
 
 def artifact_checksum(path: str | Path) -> str:
-    """SHA-256 over a model directory's files (relative paths and contents)."""
+    """SHA-256 over a model directory's files (relative paths and contents): every file a loader can
+    read from it (``MLmodel``, the pickle, environment files, examples), so adding, removing or
+    changing any of them changes the checksum."""
     root = Path(path)
     digest = hashlib.sha256()
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -115,6 +119,47 @@ def downloaded_model(client, name: str, version: str) -> Iterator[Path]:
         yield path
 
 
+def recorded_checksum(name: str, version: str, tags: Mapping[str, str] | None, announced: str | None = None) -> str:
+    """The checksum the registry records for a version (tag ``checksum``).
+
+    Raises :class:`ArtifactRefused` when it records none, or when ``announced`` (a ``ModelEvent``'s
+    checksum) is given and differs from it: the registry's tag is the one trusted.
+    """
+    recorded = (tags or {}).get(CHECKSUM_TAG, "")
+    if not recorded:
+        raise ArtifactRefused("checksum_missing", f"{name} version {version} has no recorded checksum")
+    if announced and announced != recorded:
+        raise ArtifactRefused(
+            "event_checksum_mismatch",
+            f"{name} version {version}: the event's checksum {announced[:12]} is not the recorded {recorded[:12]}",
+        )
+    return recorded
+
+
+@contextlib.contextmanager
+def verified_model(
+    client, name: str, version: str, announced: str | None = None, tags: Mapping[str, str] | None = None
+) -> Iterator[tuple[Path, str]]:
+    """A version's downloaded artifacts and their checksum, only once the bytes match the registry's tag.
+
+    ``tags`` are the version's registry tags (fetched when not given); ``announced`` a checksum a
+    ``ModelEvent`` carried. Raises :class:`ArtifactRefused` before anything is unpickled when the tag
+    is missing, the event disagrees with it, or the downloaded bytes differ from it. What is loaded
+    from the yielded folder is what was hashed: it is the download's own temporary copy.
+    """
+    if tags is None:
+        tags = client.get_model_version(name, version).tags
+    recorded = recorded_checksum(name, version, tags, announced)
+    with downloaded_model(client, name, version) as path:
+        actual = artifact_checksum(path)
+        if actual != recorded:
+            raise ArtifactRefused(
+                "checksum_mismatch",
+                f"{name} version {version}: its artifact's checksum {actual[:12]} is not the recorded {recorded[:12]}",
+            )
+        yield path, actual
+
+
 def load_sklearn(path: str | Path):
     """Load the sklearn pipeline from a downloaded model directory."""
     import mlflow.sklearn
@@ -126,8 +171,9 @@ def load_sklearn(path: str | Path):
 
 
 def load_version(client, name: str, version: str):
-    """The sklearn pipeline of a registered version (its download is removed afterwards)."""
-    with downloaded_model(client, name, version) as path:
+    """The sklearn pipeline of a registered version, verified against its recorded checksum first
+    (:func:`verified_model`); its download is removed afterwards."""
+    with verified_model(client, name, version) as (path, _):
         return load_sklearn(path)
 
 

@@ -33,6 +33,7 @@ ALERTS = {
     "ChurnRetrainingFailing",
     "ChurnProductionModelStale",
     "ChurnScoreLatencyHigh",
+    "ChurnModelArtifactRefused",
 }
 
 

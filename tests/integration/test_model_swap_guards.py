@@ -2,8 +2,10 @@
 
 Its own registry: version 1 (served), version 2 (a pipeline logged with another input
 signature), version 3 (a valid model). The alias poll is off, so only ``model-events``
-drive swaps: a promotion of version 2, then one of version 3 with a wrong checksum,
-are refused; the same promotion of version 3 with its recorded checksum is taken.
+drive swaps: a promotion of version 2, then one of version 3 announcing a checksum
+that is not the registry's, are refused; the same promotion of version 3 with its
+recorded checksum is taken. (Tampered artifacts and versions without a checksum:
+``test_artifact_refusal`` and ``tests/stream/serving/test_artifact_verification.py``.)
 """
 
 from __future__ import annotations
@@ -75,7 +77,11 @@ def test_mismatched_signature_or_checksum_is_never_swapped_in(stream_env, guarde
     try:
 
         def failures() -> float:
-            return worker.metrics().get('churn_model_load_failures_total{reason="incompatible"}', 0.0)
+            metrics = worker.metrics()
+            return sum(
+                metrics.get(f'churn_model_load_failures_total{{reason="{reason}"}}', 0.0)
+                for reason in ("incompatible", "event_checksum_mismatch")
+            )
 
         def score_versions(events) -> set[str]:
             ids = {e.event_id for e in events}
@@ -97,10 +103,11 @@ def test_mismatched_signature_or_checksum_is_never_swapped_in(stream_env, guarde
         wait_for(lambda: failures() >= 1, 60, 0.5, "the signature refusal")
         publish(settings, event(settings, "3", "0" * 64))  # a valid model, but not the recorded checksum
         wait_for(lambda: failures() >= 2, 60, 0.5, "the checksum refusal")
+        assert worker.metrics()['churn_model_load_failures_total{reason="event_checksum_mismatch"}'] == 1.0
         assert worker.metrics()["churn_model_version"] == 1.0
         assert score_versions(next(batches)) == {"1"}
         assert "does not match FeatureVector" in worker.log_tail(200)
-        assert "checksum" in worker.log_tail(200)
+        assert "refused model version 3 (event_checksum_mismatch)" in worker.log_tail(200)
 
         publish(settings, event(settings, "3", checksum))  # the same model with its recorded checksum
         wait_for(lambda: worker.metrics().get("churn_model_version") == 3.0, 60, 0.5, "the swap to version 3")
