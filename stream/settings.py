@@ -243,8 +243,8 @@ class ServiceSettings(Scope):
         1_048_576,
         ge=1024,
         le=64 * 1_048_576,
-        description="CHURN_HTTP_MAX_BODY_BYTES: largest request body the HTTP endpoints read (declared or chunked); "
-        "a larger one is refused with 413 before it is read.",
+        description="CHURN_HTTP_MAX_BODY_BYTES: largest request body the worker's HTTP endpoints read (declared or "
+        "chunked); a larger one is refused with 413 before it is read.",
     )
 
     @field_validator("web_advertised_host")
