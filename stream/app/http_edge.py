@@ -20,7 +20,10 @@ pages; aiohttp answers those 400 itself, in text.
 
 Faust builds the aiohttp application from its public ``web_application_options`` setting,
 which is how :func:`web_application_options` puts the middleware and aiohttp's own
-``client_max_size`` in place (:mod:`stream.app.build`).
+``client_max_size`` in place (:mod:`stream.app.build`). ``client_max_size`` alone would
+not bound a page: aiohttp checks it only in ``request.read()`` and ``request.post()``,
+while Faust's ``View.read_request_content`` reads ``request.content`` to its end, however
+long; the pages read bodies with :func:`read_body` instead.
 """
 
 from __future__ import annotations
