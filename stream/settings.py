@@ -257,6 +257,13 @@ class ServiceSettings(Scope):
         "(Faust's canonical URL, where /customers lookups are forwarded to the key's owner); empty means "
         "CHURN_WEB_HOST, or this machine's host name when CHURN_WEB_HOST is a wildcard such as 0.0.0.0.",
     )
+    http_max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=64 * 1_048_576,
+        description="CHURN_HTTP_MAX_BODY_BYTES: largest request body the worker's HTTP endpoints read (declared or "
+        "chunked); a larger one is refused with 413 before it is read.",
+    )
 
     @field_validator("web_advertised_host")
     @classmethod

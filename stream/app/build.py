@@ -30,6 +30,7 @@ import faust
 
 from stream.app import control, featurize, timers, views
 from stream.app.featurize import FeaturizeState
+from stream.app.http_edge import web_application_options
 from stream.kafka.config import confluent_config, faust_broker_kwargs
 from stream.kafka.partitioning import HomePartitions
 from stream.kafka.topics import TopicNames
@@ -89,6 +90,7 @@ def faust_app(settings: Settings, bootstrap: str | None) -> faust.App:
         web_port=settings.web_port,
         web_bind=settings.web_host,
         web_host=settings.advertised_web_host(),  # the canonical URL table lookups are forwarded to
+        web_application_options=web_application_options(settings.http_max_body_bytes),
     )
 
 

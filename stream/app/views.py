@@ -10,6 +10,9 @@
                              owns the customer's partition.
 ``/score`` (POST)            scores posted feature vectors (one or a list) with the
                              serving model, without touching topics or tables.
+
+Error answers are JSON with a 4xx status; the limits (body size, customer ids) and the
+middleware that keeps every error JSON are in :mod:`stream.app.http_edge`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pydantic import ValidationError
 
 from schemas.features import FeatureVector
 from schemas.outputs import risk_band
+from stream.app.http_edge import customer_id_problem, read_body, too_large
 from stream.app.readiness import readiness, tables_state
 from stream.metrics import StreamMetrics
 from stream.pipeline.features import CustomerState, features
@@ -30,6 +34,8 @@ from stream.settings import Settings
 
 # The Prometheus text format; aiohttp takes the charset separately.
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+# Problems reported for one /score request at most: a large body of bad items is refused without listing each.
+MAX_PROBLEMS = 20
 
 
 def register(
@@ -62,7 +68,19 @@ def register(
     async def metrics_page(web, request):
         return web.bytes(generate_latest(metrics.registry), content_type=METRICS_CONTENT_TYPE)
 
+    def checked_id(page):
+        """Refuse an id no event could carry before the lookup is routed to the key's owner."""
+
+        async def checked(web, request, customer_id):
+            problem = customer_id_problem(customer_id)
+            if problem is not None:
+                return web.json({"error": problem}, status=400)
+            return await page(web, request, customer_id=customer_id)
+
+        return checked
+
     @app.page("/customers/{customer_id}")
+    @checked_id
     @app.table_route(table=state_table, match_info="customer_id")
     async def customer_page(web, request, customer_id):
         key = customer_id.encode()
@@ -88,9 +106,11 @@ async def score_request(view, request, holder: ModelHolder, settings: Settings):
     model = holder.current
     if model is None:
         return view.json({"error": "no model loaded yet"}, status=503)
-    body = await view.read_request_content(request)
+    body = await read_body(request, settings.http_max_body_bytes)
+    if body is None:
+        return too_large(settings.http_max_body_bytes)
     try:
-        payload = orjson.loads(body)
+        payload = orjson.loads(body)  # also refuses non-UTF-8, NaN and nesting past 1024 levels
     except orjson.JSONDecodeError as exc:
         return view.json({"error": f"body is not JSON: {exc}"}, status=400)
     items = payload if isinstance(payload, list) else [payload]
@@ -101,6 +121,9 @@ async def score_request(view, request, holder: ModelHolder, settings: Settings):
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
                 problems.append({"index": i, "field": ".".join(str(p) for p in err["loc"]), "error": err["msg"]})
+        if len(problems) >= MAX_PROBLEMS:
+            del problems[MAX_PROBLEMS:]
+            break
     if problems:
         return view.json({"error": "invalid feature vectors", "detail": problems}, status=422)
     if not vectors:

@@ -3,7 +3,12 @@
 For every consumed ``account-events`` message:
 
 1. payloads over ``max_event_bytes`` and anything that fails validation go to the
-   dead-letter topic with headers that say where they came from and why;
+   dead-letter topic with headers that say where they came from and why (at most
+   :data:`DLQ_VALUE_BYTES` of their bytes). A payload that is not one flat JSON object
+   of a few members is refused from its shape (:mod:`stream.pipeline.event_shape`)
+   before pydantic's JSON parser, which is slow on such payloads, sees it; the parser
+   refuses invalid UTF-8, NaN and numbers out of range. A hostile payload therefore
+   costs time and memory linear in its size, which ``max_event_bytes`` bounds;
 2. a repeated ``event_id`` (or one too late to tell, see :mod:`stream.pipeline.features`)
    is counted and skipped;
 3. the customer's state is updated and its ``FeatureVector`` emitted to
@@ -39,6 +44,7 @@ from pydantic import ValidationError
 from schemas.events import account_event_adapter
 from stream.kafka.partitioning import HomePartitions
 from stream.metrics import StreamMetrics
+from stream.pipeline.event_shape import shape_problem
 from stream.pipeline.features import Admission, CustomerState, apply_checked, event_time, feature_values
 from stream.pipeline.json_bytes import json_bytes
 from stream.pipeline.messages import Inbound, Outbound, Scorable
@@ -49,6 +55,10 @@ DLQ = "dlq"
 REROUTE = "reroute"
 STAGE = "featurize"
 SOURCE_TIMESTAMP = "source.timestamp"
+# The most of a message's bytes a dead-letter record keeps: within librdkafka's default
+# message.max.bytes (1,000,000) with room for the headers.
+DLQ_VALUE_BYTES = 900_000
+DLQ_KEY_BYTES = 1024
 
 
 @dataclass
@@ -62,8 +72,16 @@ class BatchResult:
 
 
 def dlq_message(msg: Inbound, error: str, message: str) -> Outbound:
-    """The dead-letter record of ``msg``: original key and bytes, reason in headers."""
+    """The dead-letter record of ``msg``: original key and bytes, reason in headers.
+
+    A value over :data:`DLQ_VALUE_BYTES` or a key over :data:`DLQ_KEY_BYTES` is cut to that
+    length, and the headers say so (``payload``: ``truncated``, with the original sizes): a
+    record the producer refuses as too large would fail the batch, and the worker would stop
+    at the same offset on every restart.
+    """
     stamp = time.time()
+    key = msg.key or b""
+    value = msg.value or b""
     headers = [
         ("error.class", error.encode()),
         ("error.message", message[:2000].encode("utf-8", "replace")),
@@ -73,7 +91,14 @@ def dlq_message(msg: Inbound, error: str, message: str) -> Outbound:
         ("stage", STAGE.encode()),
         ("time", f"{stamp:.3f}".encode()),
     ]
-    return Outbound(DLQ, msg.key or b"", msg.value or b"", headers)
+    if len(value) > DLQ_VALUE_BYTES or len(key) > DLQ_KEY_BYTES:
+        headers += [
+            ("payload", b"truncated"),
+            ("payload.value.bytes", str(len(value)).encode()),
+            ("payload.key.bytes", str(len(key)).encode()),
+        ]
+        key, value = key[:DLQ_KEY_BYTES], value[:DLQ_VALUE_BYTES]
+    return Outbound(DLQ, key, value, headers)
 
 
 def reroute_message(msg: Inbound, key: bytes) -> Outbound:
@@ -101,7 +126,7 @@ def source_timestamp_ms(msg: Inbound) -> int:
 
 def _validation_message(exc: ValidationError) -> str:
     parts = []
-    for err in exc.errors(include_url=False)[:5]:
+    for err in exc.errors(include_url=False, include_input=False)[:5]:  # the input may be megabytes
         loc = ".".join(str(p) for p in err["loc"])
         parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
     return "; ".join(parts)
@@ -149,6 +174,11 @@ class Featurizer:
                     dlq_message(msg, "PayloadRejected", f"{why} payload: {size} bytes (limit {self.max_event_bytes})")
                 )
                 self._reject(why)
+                continue
+            problem = shape_problem(raw)
+            if problem is not None:
+                out.append(dlq_message(msg, "ValidationError", problem))
+                self._reject("validation")
                 continue
             try:
                 event = account_event_adapter.validate_json(raw)
