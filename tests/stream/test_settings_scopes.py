@@ -68,6 +68,7 @@ VARIABLES_ADDED_SINCE = frozenset(
         "CHURN_SHADOW_METRICS_URLS",
         "CHURN_LAUNCHER_STAGE",
         "CHURN_LAUNCHER_JUDGE_S",
+        "CHURN_MLFLOW_TOKEN",
     }
 )
 
