@@ -6,6 +6,7 @@
     ├── ConfigError                 a setting, CLI argument or config file is wrong
     ├── BrokerError                 the Kafka broker cannot be reached or refused
     ├── RegistryError               the MLflow registry cannot be reached or refused
+    │   ├── RegistryAuthError       it refused the credentials (401) or the user's permission (403)
     │   └── ModelLoadError          a model version cannot be loaded or is incompatible
     │       └── ArtifactRefused     its artifact's checksum is missing or does not match: never unpickled
     ├── GateRejected                a candidate model failed the validation gate
@@ -30,6 +31,14 @@ class BrokerError(ChurnError):
 
 class RegistryError(ChurnError):
     """The MLflow tracking server or model registry failed."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry refused this process's credentials (HTTP 401) or its user's permission (HTTP 403).
+
+    A configuration error, not an outage: retrying cannot help, so a worker stops instead of waiting.
+    The message names the settings to fix and never holds a password or token.
+    """
 
 
 class ModelLoadError(RegistryError):

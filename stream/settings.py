@@ -229,10 +229,29 @@ class RegistrySettings(CommonSettings):
     )
     mlflow_username: str = Field("", description="CHURN_MLFLOW_USERNAME: basic-auth user for a remote MLflow.")
     mlflow_password: SecretStr = Field(SecretStr(""), description="CHURN_MLFLOW_PASSWORD: basic-auth password.")
+    mlflow_token: SecretStr = Field(
+        SecretStr(""),
+        description="CHURN_MLFLOW_TOKEN: a bearer token for a remote MLflow behind a token-checking proxy, "
+        "instead of CHURN_MLFLOW_USERNAME and CHURN_MLFLOW_PASSWORD. Never printed.",
+    )
     model_name: str = Field("churn-model", min_length=1, description="CHURN_MODEL_NAME: registered model name.")
     model_alias: str = Field("production", min_length=1, description="CHURN_MODEL_ALIAS: alias the scorers serve.")
     model_poll_s: float = Field(30.0, gt=0, description="CHURN_MODEL_POLL_S: alias poll interval (swap fallback).")
     registry_retry_s: float = Field(2.0, gt=0, description="CHURN_REGISTRY_RETRY_S: wait between registry retries.")
+
+    @model_validator(mode="after")
+    def _mlflow_credentials(self) -> Self:
+        password = bool(self.mlflow_password.get_secret_value())
+        token = bool(self.mlflow_token.get_secret_value())
+        if password and not self.mlflow_username:
+            raise ValueError("CHURN_MLFLOW_USERNAME: must not be empty when CHURN_MLFLOW_PASSWORD is set")
+        if self.mlflow_username and not password and not token:
+            raise ValueError("CHURN_MLFLOW_PASSWORD: must not be empty when CHURN_MLFLOW_USERNAME is set")
+        if token and (password or self.mlflow_username):
+            raise ValueError(
+                "CHURN_MLFLOW_TOKEN: set either it or CHURN_MLFLOW_USERNAME and CHURN_MLFLOW_PASSWORD, not both"
+            )
+        return self
 
     def resolved_tracking_uri(self) -> str:
         """The MLflow tracking URI, defaulting to sqlite under ``data_dir``."""

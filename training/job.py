@@ -185,7 +185,8 @@ def _log_and_register(client, experiment_id, name, config, result, decision, cha
     except RegistryError:
         raise
     except Exception as exc:
-        raise RegistryError(f"logging to MLflow failed: {exc}") from exc
+        refused = registry.refusal(exc, getattr(client, "settings", None), "log and register a model")
+        raise refused or RegistryError(f"logging to MLflow failed: {exc}") from exc
     with registry.downloaded_model(client, name, version) as model_dir:
         checksum = registry.artifact_checksum(model_dir)
     client.set_model_version_tag(name, version, registry.CHECKSUM_TAG, checksum)

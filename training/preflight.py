@@ -44,8 +44,9 @@ def check_retrain_arguments(trigger: str, window_days: float | None, wait_labels
 
 
 def check_reachable(settings: Settings) -> None:
-    """The broker (with the feature log and labels) and the registry answer; one-line errors otherwise."""
-    from training.registry import check_reachable as registry_answers
+    """The broker (with the feature log and labels) and the registry answer, and the registry accepts the
+    credentials; one-line errors otherwise."""
+    from training.registry import connect
 
     require_role(settings, "retrain", (CHURN_FEATURES, CHURN_LABELS))
-    registry_answers(settings)
+    connect(settings)  # it answers, and accepts the credentials (one line naming them otherwise)

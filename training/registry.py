@@ -27,6 +27,7 @@ from stream.serving.registry import (
     list_versions,
     load_sklearn,
     load_version,
+    refusal,
     version_for_alias,
 )
 from stream.settings import Settings
@@ -48,6 +49,7 @@ __all__ = [
     "input_names",
     "version_for_alias",
     "list_versions",
+    "refusal",
     "ensure_experiment",
     "promote",
     "reject",
@@ -68,8 +70,12 @@ def ensure_experiment(client, settings: Settings) -> str:
             return exp.experiment_id
         location = settings.artifact_root() if not settings.mlflow_tracking_uri else None
         return client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+    except RegistryError:
+        raise
     except Exception as exc:  # MLflow raises many kinds; all mean the same to the user
-        raise RegistryError(f"MLflow at {settings.resolved_tracking_uri()} failed: {exc}") from exc
+        raise refusal(exc, settings, "create an experiment") or RegistryError(
+            f"MLflow at {settings.resolved_tracking_uri()} failed: {exc}"
+        ) from exc
 
 
 def promote(client, name: str, version: str, reason: str = "") -> str | None:

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from schemas.outputs import ChurnLabel, ModelEvent
 from stream.app.featurize import FeaturizeState
+from stream.errors import RegistryAuthError
 from stream.serving.model_holder import ModelHolder
 from stream.serving.shadow import ChallengerHolder
 from stream.settings import Settings
@@ -83,7 +84,11 @@ def register_models(
 
     @app.task
     async def load_model():
-        await holder.wait_ready(lambda: app.should_stop)
+        try:
+            await holder.wait_ready(lambda: app.should_stop)
+        except RegistryAuthError as exc:
+            log.error("stopping: %s", exc)
+            raise  # Faust crashes the app on a task's exception: the worker exits non-zero
 
     if challenger is not None:
 

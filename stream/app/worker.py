@@ -13,6 +13,7 @@ from stream.kafka.acls import require_rights
 from stream.kafka.config import confluent_config
 from stream.kafka.topics import connect_admin, ensure_topics, topic_specs
 from stream.runtime.versions import check_versions
+from stream.serving.registry import check_access
 from stream.settings import Settings, parse_cpus
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ def run_worker(settings: Settings) -> None:
     import faust
 
     check_versions()  # before any broker call: a Faust outside the tested range stops the start in one line
+    # Credentials the registry refuses stop the start in one line; a registry that does not answer yet is
+    # waited for once the worker runs ("no servable model yet").
+    check_access(settings)
     cpus = pin_to_cpus(settings.worker_cpus)
     if cpus is not None:
         log.info("worker runs on CPU(s) %s", ", ".join(map(str, sorted(cpus))))

@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 
 from schemas.features import CATEGORICAL_FEATURES, FEATURE_NAMES, NUMERIC_FEATURES
-from stream.errors import ArtifactRefused, ChurnError, ModelLoadError
+from stream.errors import ArtifactRefused, ChurnError, ModelLoadError, RegistryAuthError
 from stream.metrics import StreamMetrics
 from stream.serving.linear_path import LinearPath, compile_pipeline, verified
 from stream.settings import Settings
@@ -176,6 +176,10 @@ class RegistrySource:
 class ModelHolder:
     """Holds the serving model and replaces it only with a verified one."""
 
+    #: A registry refusing the credentials while nothing is served raises (the worker stops) rather than
+    #: being retried; a holder whose model is optional (the challenger) logs it and carries on.
+    refusal_stops = True
+
     def __init__(
         self,
         settings: Settings,
@@ -233,6 +237,12 @@ class ModelHolder:
                 if self.current is not None and self.current.version == version:
                     return False
                 model = await loop.run_in_executor(None, self.source.load, version, checksum)
+            except RegistryAuthError as exc:
+                self.failed("registry")
+                if self.current is None and self.refusal_stops:
+                    raise  # nothing to serve and nothing a retry can change: the worker stops (wait_ready)
+                log.error("%s; still serving %s", exc, self.current.version if self.current else "nothing")
+                return False
             except ArtifactRefused as exc:
                 self.failed(exc.reason)
                 log.error(
@@ -271,7 +281,8 @@ class ModelHolder:
             return True
 
     async def wait_ready(self, should_stop: Callable[[], bool] = lambda: False) -> bool:
-        """Retry until a model is loaded; one clear log line per attempt."""
+        """Retry until a model is loaded; one clear log line per attempt. A registry that refuses the
+        credentials raises :class:`RegistryAuthError` instead: a configuration error, not an outage."""
         attempt = 0
         while self.current is None and not should_stop():
             attempt += 1

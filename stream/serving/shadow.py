@@ -33,6 +33,8 @@ class ChallengerHolder(ModelHolder):
     """Holds the challenger scored in shadow: the production holder's guards, its own metrics, and empty
     as soon as the alias names no version."""
 
+    refusal_stops = False  # production decides whether the worker can run
+
     def __init__(self, settings: Settings, metrics: StreamMetrics, source: RegistrySource | None = None) -> None:
         super().__init__(settings, metrics, source or RegistrySource(settings, alias=settings.shadow_alias))
         self.alias = settings.shadow_alias

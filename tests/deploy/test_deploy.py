@@ -424,6 +424,21 @@ def test_k8s_sasl_credentials_come_from_each_roles_own_secret(k8s_docs):
     assert seen == set(KAFKA_SECRET_OF), set(KAFKA_SECRET_OF) - seen
 
 
+def test_k8s_registry_credentials_come_from_the_secret(k8s_docs):
+    """Every container that talks to a remote registry (the ConfigMap's) gets its MLflow user and password from
+    the Secret, the retraining Job the launcher creates included; none is a literal value."""
+    checked = set()
+    for doc in k8s_docs:
+        for container in _containers(doc):
+            env = _container_env(container, k8s_docs)
+            assert not {"CHURN_MLFLOW_PASSWORD", "CHURN_MLFLOW_TOKEN"} & set(env), f"{doc['kind']}: a literal secret"
+            if env.get("CHURN_MLFLOW_TRACKING_URI", "").startswith(("http://", "https://")):
+                refs = {i["name"] for i in container.get("env", []) if "secretKeyRef" in i.get("valueFrom", {})}
+                assert {"CHURN_MLFLOW_USERNAME", "CHURN_MLFLOW_PASSWORD"} <= refs, f"{doc['kind']}/{container['name']}"
+                checked.add(container["name"])
+    assert {"worker", "launcher", "retrain"} <= checked, checked
+
+
 # --- worker web address --------------------------------------------------------------------------
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
 
 import orjson
@@ -24,12 +21,11 @@ from support import (
     wait_for,
     with_faults,
 )
+from support.mlflow_server import MlflowServer
 
 from schemas.events import dump_event
-from stream.errors import RegistryError
 from stream.kafka.partitioning import partition_for
 from stream.pipeline.features import CustomerState, apply, feature_values
-from training.registry import check_reachable
 
 pytestmark = pytest.mark.integration
 
@@ -205,17 +201,6 @@ def test_two_workers_share_partitions_and_take_over(stream_env, tmp_path, store)
         b.stop()
 
 
-def registry_answers(settings, url: str, server: subprocess.Popen) -> bool:
-    """True once the MLflow server at ``url`` answers ``/health``."""
-    if server.poll() is not None:
-        raise AssertionError(f"the MLflow server exited with {server.returncode}")
-    try:
-        check_reachable(settings.model_copy(update={"mlflow_tracking_uri": url}), 2.0)
-    except RegistryError:
-        return False
-    return True
-
-
 @pytest.mark.tiers("kafka")  # the registry's absence and loss, on any broker
 def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, registry_dir, tmp_path):
     """The worker's registry address refuses connections, then answers, then refuses again.
@@ -224,28 +209,11 @@ def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, regist
     own; the worker's address is a relay that appears and vanishes in an instant."""
     settings = provision(stream_env)
     bootstrap = settings.resolved_bootstrap()
-    port, server_port = free_port(), free_port()
+    port = free_port()
     env = dict(stream_env, CHURN_MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", CHURN_REGISTRY_RETRY_S="1")
     events = simulated(2_000, 60, seed=33, prefix="r")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(server_port),
-            "--backend-store-uri",
-            f"sqlite:///{registry_dir / 'mlflow.db'}",
-            "--workers",
-            "1",
-        ],
-        stdout=open(tmp_path / "mlflow.log", "wb"),
-        stderr=subprocess.STDOUT,
-        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),  # as compose runs it
-    )
+    server = MlflowServer(tmp_path / "mlflow", f"sqlite:///{registry_dir / 'mlflow.db'}").start()
+    server_port = server.port
     relay = TcpRelay(port, ("127.0.0.1", server_port))
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
@@ -259,7 +227,7 @@ def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, regist
         produce(bootstrap, settings.topic("account-events"), [(e.customer_id.encode(), dump_event(e)) for e in events])
 
         wait_for(
-            lambda: registry_answers(settings, f"http://127.0.0.1:{server_port}", server),
+            server.answers,
             240,
             1.0,
             "the MLflow server's /health",
@@ -279,6 +247,5 @@ def test_worker_waits_for_the_registry_then_survives_its_loss(stream_env, regist
         assert worker.proc.poll() is None
     finally:
         relay.close()
-        server.terminate()
-        server.wait(30)
+        server.stop()
         worker.stop()

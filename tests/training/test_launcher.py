@@ -422,6 +422,26 @@ def test_subprocess_launcher_records_exit_code_and_decision(tmp_path):
     assert (tmp_path / "retrain-2.log").exists()
 
 
+def test_a_job_gets_the_registry_login_in_its_environment_never_its_command_line(tmp_path, caplog):
+    secret = "job-s3cret-" + os.urandom(6).hex()
+    settings = Settings(data_dir=tmp_path, mlflow_username="churn-trainer", mlflow_password=secret)
+    script = (
+        "import json, os, sys; a = sys.argv; open(a[a.index('--result-file') + 1], 'w').write(json.dumps("
+        "{'decision': 'rejected', 'argv': a, 'user': os.environ['CHURN_MLFLOW_USERNAME'], "
+        "'password': os.environ['CHURN_MLFLOW_PASSWORD']}))"
+    )
+    jobs = SubprocessLauncher(
+        tmp_path, {**os.environ, **settings_env(settings)}, command=[sys.executable, "-c", script]
+    )
+    with caplog.at_level("DEBUG"):
+        job = jobs.launch(request(3))
+        assert wait_end(jobs, job) == JobEnd(0, "rejected")
+    seen = json.loads(Path(job.result_file).read_text())
+    assert (seen["user"], seen["password"]) == ("churn-trainer", secret)
+    assert not [arg for arg in seen["argv"] if secret in arg]
+    assert "retraining job pid" in caplog.text and secret not in caplog.text
+
+
 def test_a_job_from_before_a_restart_is_waited_on(tmp_path):
     # A process the launcher did not start itself (its pid comes from the state file).
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "retrain"])
