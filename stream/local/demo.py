@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -634,11 +635,12 @@ def _run(
                     "shadow_metrics_urls": f"http://127.0.0.1:{worker.web_port}/metrics",
                 }
             )
-        # A rejected job is retried by the next harmful alert after RETRY_COOLDOWN_S, with more matured data.
+        # A rejected job is retried by the next harmful alert after RETRY_COOLDOWN_S, with more matured data;
+        # a promoted model is not replaced within the run: the demo closes the loop once.
         launcher = RetrainLauncher(
             launcher_settings,
             jobs,
-            LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S),
+            LaunchPolicy(cooldown_s=RETRY_COOLDOWN_S, promoted_cooldown_s=math.inf),
             state_path=run_dir / "launcher-state.json",
             learn_since_drift_s=options.timeout_s,
             job_args=("--window-days", f"{options.window_days:g}", "--oracle-world", str(world)),

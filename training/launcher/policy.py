@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from stream.errors import ConfigError
@@ -36,6 +37,8 @@ class LaunchPolicy:
     ('cooldown', 'launched')
     >>> p.on_alert(s, "a4", now=1160.0, harm=False).reason
     'no_harm'
+    >>> LaunchPolicy(cooldown_s=60, promoted_cooldown_s=600).on_alert(s, "a5", now=1160.0).reason
+    'cooldown'
 
     ``retrain_on``: ``harm`` launches only for alerts that judge the serving model hurt
     (``DriftAlert.harm``); ``any`` for every alert. A rejected job is retried by the next
@@ -49,10 +52,19 @@ class LaunchPolicy:
     RETRAIN_ON = ("harm", "any")
 
     def __init__(
-        self, cooldown_s: float = DEFAULT_COOLDOWN_S, every_s: float | None = None, retrain_on: str = "harm"
+        self,
+        cooldown_s: float = DEFAULT_COOLDOWN_S,
+        every_s: float | None = None,
+        retrain_on: str = "harm",
+        promoted_cooldown_s: float | None = None,
     ) -> None:
+        """``promoted_cooldown_s``: the cooldown after a job that promoted its candidate, when it should
+        differ from ``cooldown_s`` (a new model is judged on its own scores before it is replaced)."""
         if cooldown_s < 0:
             raise ConfigError(f"--cooldown must be >= 0 seconds, got {cooldown_s}")
+        if promoted_cooldown_s is not None and promoted_cooldown_s < 0:
+            raise ConfigError(f"the cooldown after a promotion must be >= 0 seconds, got {promoted_cooldown_s}")
+        self.promoted_cooldown_s = promoted_cooldown_s
         if every_s is not None and every_s <= 0:
             raise ConfigError(f"--every must be > 0 seconds, got {every_s}")
         if retrain_on not in self.RETRAIN_ON:
@@ -66,9 +78,12 @@ class LaunchPolicy:
             return Decision(False, "running", f"job {state.running.handle} (run {state.running.run}) is running")
         if state.shadow is not None:
             return Decision(False, "shadowing", f"version {state.shadow.version} is in shadow")
-        if state.last_end_at is not None and now - state.last_end_at < self.cooldown_s:
-            left = self.cooldown_s - (now - state.last_end_at)
-            return Decision(False, "cooldown", f"{left:.0f}s of cooldown left")
+        cooldown = self.cooldown_s
+        if self.promoted_cooldown_s is not None and state.last_outcome == "promoted":
+            cooldown = self.promoted_cooldown_s
+        if state.last_end_at is not None and now - state.last_end_at < cooldown:
+            left = cooldown - (now - state.last_end_at)
+            return Decision(False, "cooldown", f"{left:.0f}s of cooldown left" if left < math.inf else "no relaunch")
         return Decision(True, "launched")
 
     def on_alert(self, state: LauncherState, alert_id: str, now: float, harm: bool = True) -> Decision:
