@@ -204,7 +204,10 @@ def connect(settings: Settings, fail_fast: bool = False) -> GuardedClient:
 
 def check_access(settings: Settings) -> None:
     """Raise :class:`RegistryAuthError` when the registry refuses this process's credentials; a
-    registry that does not answer passes (a worker waits for it, :attr:`Settings.registry_retry_s`)."""
+    registry that does not answer passes (a worker waits for it, :attr:`Settings.registry_retry_s`).
+    A local registry (a file, sqlite) has no login: nothing to check, and nothing is opened here."""
+    if not settings.resolved_tracking_uri().startswith(("http://", "https://")):
+        return
     try:
         connect(settings, fail_fast=True)
     except RegistryAuthError:
