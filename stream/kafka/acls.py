@@ -3,7 +3,7 @@
 ``deploy/kafka/acls.yaml`` lists, for each role (producer, worker, launcher, retrain,
 scores-consumer), its principal and the operations it may perform on which topics and
 consumer groups, as templates of ``CHURN_TOPIC_PREFIX`` and ``CHURN_APP_ID``.
-:func:`role_bindings` renders them into Kafka ``AclBinding`` objects; :func:`apply_acls`
+:meth:`Role.render` fills them in and :func:`bindings` makes Kafka ``AclBinding`` objects of them; :func:`apply_acls`
 creates them (``churn acls apply``); :func:`missing_rights` asks the broker which of
 a role's rights the connected principal lacks, so a process can stop with one line
 naming the right instead of retrying an authorization error forever.

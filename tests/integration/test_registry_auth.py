@@ -16,6 +16,7 @@ import time
 
 import pytest
 import yaml
+from integration.conftest import SMALL_MODEL
 from support import CHURN, free_port, wait_for
 from support.mlflow_server import ADMIN, MlflowServer
 
@@ -23,7 +24,7 @@ from stream.errors import RegistryAuthError
 from stream.serving.registry import MLFLOW_CREDENTIAL_VARIABLES
 from stream.settings import Settings
 from training import registry
-from training.config import DatasetConfig, GateConfig, SimulationConfig, TrainConfig
+from training.config import SimulationConfig
 
 # The first test also waits for the server to start (up to minutes on a loaded machine) and for a training run.
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("mlflow-auth"), pytest.mark.timeout(600)]
@@ -38,12 +39,8 @@ MODEL = "churn-auth-model"
 # Seconds a refused command may take, its interpreter's start and imports included: 10-31 s measured on a
 # loaded 2-core machine, where a worker that waited for the registry instead would not exit at all.
 FAIL_FAST_S = 60.0
-TINY_MODEL = TrainConfig(
-    seed=5,
-    simulation=SimulationConfig(n_customers=200, days=90),
-    dataset=DatasetConfig(horizon_days=30, warmup_days=30, snapshot_rate=0.3, holdout_fraction=0.3),
-    gate=GateConfig(min_roc_auc=0.5, min_pr_auc=0.0, max_brier=0.5),
-)
+# The suite's small model, a little smaller: this module trains it through `churn train`.
+TINY_MODEL = SMALL_MODEL.model_copy(update={"seed": 5, "simulation": SimulationConfig(n_customers=200, days=90)})
 
 
 @pytest.fixture(scope="module")
