@@ -562,7 +562,13 @@ def demo(
     seconds_per_day: Annotated[float, typer.Option(help="Wall seconds per simulated day.")] = 0.5,
     window_days: Annotated[float, typer.Option(help="Days since the drift the retraining learns from.")] = 25.0,
     after_swap_events: Annotated[int, typer.Option(help="Events the new version scores before the demo ends.")] = 5000,
-    timeout: Annotated[float, typer.Option(help="Seconds the stream may run before the demo gives up.")] = 300.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the stream may run before the demo gives up; the worker then still scores "
+            "what was published while it makes progress."
+        ),
+    ] = 420.0,
     json_path: Annotated[Optional[Path], typer.Option("--json", help="Write the summary as JSON here.")] = None,
     engine: Annotated[
         str,

@@ -92,7 +92,7 @@ RETRY_COOLDOWN_S = 15.0
 # While a job trains (its labels matured), a stream day takes this many times longer: a real
 # retraining takes minutes of a day, not the weeks the demo's fast clock would let pass, and a
 # machine that trains slowly still sees the new model serve before the stream ends.
-TRAINING_SLOWDOWN = 4.0
+TRAINING_SLOWDOWN = 8.0
 # The shadow rule of ``--shadow``. Labels mature a horizon (30 stream days, 15 s) after the
 # challenger starts scoring; then about 740 a stream day mature (1,000 customers), so the
 # labels needed take a few days more, and the deadline leaves the challenger as many stream
@@ -101,6 +101,41 @@ SHADOW_MIN_LABELS = 2000
 SHADOW_MARGIN = 0.01
 SHADOW_DEADLINE_S = 45.0
 SHADOW_JUDGE_S = 2.0
+# After --timeout, the worker may still score what was published while it makes progress: the
+# demo ends once nothing was scored for DRAIN_STALL_S, and DRAIN_MAX_S after the timeout at most.
+DRAIN_STALL_S = 20.0
+DRAIN_MAX_S = 120.0
+
+
+@dataclass
+class Drain:
+    """The demo's end after ``--timeout``: publishing stops, and the run still waits while the
+    worker scores what was published (a loaded machine lags; it loses nothing). It gives up once
+    nothing was scored for ``DRAIN_STALL_S``, or ``DRAIN_MAX_S`` after the timeout.
+
+    >>> d = Drain(deadline=100.0)
+    >>> d.observe(now=90.0, scored=10); d.gives_up(now=105.0, drained=False)
+    False
+    >>> d.observe(now=118.0, scored=20); d.gives_up(now=137.0, drained=False)
+    False
+    >>> d.gives_up(now=139.0, drained=False)
+    True
+    """
+
+    deadline: float
+    scored: int = 0
+    progress_at: float = -math.inf
+
+    def observe(self, now: float, scored: int) -> None:
+        if scored != self.scored:
+            self.scored, self.progress_at = scored, now
+
+    def timed_out(self, now: float) -> bool:
+        return now > self.deadline
+
+    def gives_up(self, now: float, drained: bool) -> bool:
+        stalled = now - self.progress_at > DRAIN_STALL_S
+        return drained or stalled or now > self.deadline + DRAIN_MAX_S
 
 
 @dataclass(frozen=True)
@@ -114,7 +149,7 @@ class DemoOptions:
     seconds_per_day: float = 0.5
     window_days: float = 25.0
     after_swap_events: int = 5000
-    timeout_s: float = 300.0
+    timeout_s: float = 420.0
     seed: int = 7
     json_path: Path | None = None
     engine: str = "embedded"
@@ -679,7 +714,7 @@ def _run(
         watcher = Watcher(settings, sim.start.timestamp())
         stack.callback(watcher.close)
         seen = watcher.seen
-        deadline = time.monotonic() + options.timeout_s
+        drain = Drain(deadline=time.monotonic() + options.timeout_s)
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while True:
                 watcher.poll(0.5)
@@ -707,10 +742,15 @@ def _run(
                 # A job that has promoted is writing its last records: wait for it to end, so the
                 # summary has its outcome.
                 finishing = story.promoted_version and launcher.state.running is not None
-                if stop.is_set() and pub.done and len(seen.event_ids) >= pub.sent and not finishing:
+                drained = len(seen.event_ids) >= pub.sent
+                if stop.is_set() and pub.done and drained and not finishing:
                     break
-                if time.monotonic() > deadline:
-                    break
+                now = time.monotonic()
+                drain.observe(now, len(seen.event_ids))
+                if drain.timed_out(now):
+                    stop.set()
+                    if pub.done and drain.gives_up(now, drained):
+                        break
         console.line()
         return summarize(options, seen, pub, story, launcher, time.monotonic() - started, run_dir)
 

@@ -37,7 +37,7 @@ def demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
     return run_demo(kafka_bootstrap, home, bootstrap_result, ["--scenario", SCENARIO, "--onset-day", str(ONSET_DAY)])
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(780)
 def test_drift_alerts_launch_one_retraining_whose_promotion_every_later_score_carries(demo, kafka_bootstrap):
     summary, settings, stdout = demo
     bootstrap = summary["bootstrap_version"]

@@ -31,7 +31,7 @@ def shadow_demo(kafka_bootstrap, tmp_path_factory, bootstrap_result):
     )
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(780)
 def test_a_candidate_in_shadow_is_promoted_or_dropped_on_evidence_and_never_reaches_churn_scores(
     shadow_demo, kafka_bootstrap
 ):

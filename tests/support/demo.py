@@ -16,7 +16,7 @@ from stream.settings import Settings
 SECONDS_PER_DAY = 0.35
 
 
-def run_demo(kafka_bootstrap: str, home: Path, bootstrap_result, args: list[str], timeout: float = 540):
+def run_demo(kafka_bootstrap: str, home: Path, bootstrap_result, args: list[str], timeout: float = 660):
     """Run ``churn demo <args>`` to its end; its summary, the settings that read what it left, and its stdout.
 
     The registry under ``home`` holds the bootstrap version as an earlier demo run leaves it, so the
