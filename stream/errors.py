@@ -16,9 +16,38 @@ The CLI turns a ``ChurnError`` into a one-line message and a non-zero exit;
 anything else is a bug and keeps its traceback.
 """
 
+#: Values never shown in an error's message (passwords, tokens): :func:`register_secret`.
+_SECRETS: set[str] = set()
+#: Shorter values are not redacted: replacing every "pw" in a message would garble it.
+MIN_SECRET_CHARS = 3
+
+
+def register_secret(value: str) -> None:
+    """Never show ``value`` in a :class:`ChurnError`'s message: it reads ``***`` there instead.
+
+    The settings register every password and token they load, so a message that quotes a
+    library's error (which may quote a URL with credentials in it) cannot leak one.
+    """
+    if len(value) >= MIN_SECRET_CHARS:
+        _SECRETS.add(value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret shown as ``***``.
+
+    >>> register_secret("s3cret-pw"); redact("http://ci:s3cret-pw@mlflow:5000 refused")
+    'http://ci:***@mlflow:5000 refused'
+    """
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
 
 class ChurnError(Exception):
-    """Root of every error churn-stream raises on purpose."""
+    """Root of every error churn-stream raises on purpose. Its message never shows a registered secret."""
+
+    def __str__(self) -> str:
+        return redact(super().__str__())
 
 
 class ConfigError(ChurnError):

@@ -32,7 +32,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.features import FEATURE_NAMES
-from stream.errors import ConfigError
+from stream.errors import ConfigError, register_secret
 
 ENV_PREFIX = "CHURN_"
 
@@ -77,6 +77,36 @@ def parse_cpus(text: str) -> set[int]:
     return cpus
 
 
+def split_userinfo(uri: str) -> tuple[str, str, str | None]:
+    """``uri`` without its ``user[:password]@`` part, the user and the password (None without one).
+
+    >>> split_userinfo("http://reader:pw@10.0.0.5:5000/x")
+    ('http://10.0.0.5:5000/x', 'reader', 'pw')
+    >>> split_userinfo("sqlite:////tmp/m.db")
+    ('sqlite:////tmp/m.db', '', None)
+    """
+    scheme, sep, rest = uri.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not sep or not at:
+        return uri, "", None
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}://{host}{slash}{path}", user, password if colon else None
+
+
+def redact_userinfo(uri: str) -> str:
+    """``uri`` with the password of its ``user:password@`` part shown as ``***``.
+
+    >>> redact_userinfo("http://reader:pw@10.0.0.5:5000"), redact_userinfo("http://reader@10.0.0.5:5000")
+    ('http://reader:***@10.0.0.5:5000', 'http://reader@10.0.0.5:5000')
+    """
+    bare, user, password = split_userinfo(uri)
+    if password is None:
+        return uri
+    scheme, _, rest = bare.partition("://")
+    return f"{scheme}://{user}:***@{rest}"
+
+
 # A DNS name, an IPv4 address or a bracketed IPv6 address: no scheme, port or path.
 _HOST = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]*[A-Za-z0-9_])?|\[[0-9A-Fa-f:.]+\]")
 
@@ -89,6 +119,16 @@ class Scope(BaseSettings):
     """
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", validate_default=True)
+
+    def model_post_init(self, context: object, /) -> None:
+        """Register every password and token (and a password in the tracking URI) as never shown in an error."""
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                register_secret(value.get_secret_value())
+        password = split_userinfo(str(getattr(self, "mlflow_tracking_uri", "")))[2]
+        if password:
+            register_secret(password)
 
 
 class CommonSettings(Scope):
@@ -258,6 +298,14 @@ class RegistrySettings(CommonSettings):
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    def shown_tracking_uri(self) -> str:
+        """The tracking URI for logs and messages: a password in it is shown as ``***``.
+
+        >>> RegistrySettings(mlflow_tracking_uri="https://ci:s3cret@mlflow.example:5000/").shown_tracking_uri()
+        'https://ci:***@mlflow.example:5000/'
+        """
+        return redact_userinfo(self.resolved_tracking_uri())
 
     def artifact_root(self) -> str:
         """Where a local registry keeps artifacts."""

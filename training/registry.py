@@ -74,7 +74,7 @@ def ensure_experiment(client, settings: Settings) -> str:
         raise
     except Exception as exc:  # MLflow raises many kinds; all mean the same to the user
         raise refusal(exc, settings, "create an experiment") or RegistryError(
-            f"MLflow at {settings.resolved_tracking_uri()} failed: {exc}"
+            f"MLflow at {settings.shown_tracking_uri()} failed: {exc}"
         ) from exc
 
 

@@ -166,10 +166,10 @@ def show_models(settings: Settings, console: Console) -> None:
     client = registry.connect(settings)
     versions = registry.list_versions(client, settings.model_name)
     if not versions:
-        console.print(f"no versions of {settings.model_name} in {settings.resolved_tracking_uri()}")
+        console.print(f"no versions of {settings.model_name} in {settings.shown_tracking_uri()}")
         return
     t = table(
-        f"{settings.model_name} in {settings.resolved_tracking_uri()}",
+        f"{settings.model_name} in {settings.shown_tracking_uri()}",
         ["version", "aliases", "gate", "roc_auc", "oracle", "pr_auc", "brier", "reasons"],
     )
     for v in versions:

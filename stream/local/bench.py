@@ -602,7 +602,7 @@ def bench(
     version = source.version_for_alias()
     if version is None:
         raise ConfigError(
-            f"no {settings.model_name}@{settings.model_alias} in {settings.resolved_tracking_uri()}; "
+            f"no {settings.model_name}@{settings.model_alias} in {settings.shown_tracking_uri()}; "
             "run `churn train` first"
         )
     model = source.load(version)

@@ -583,7 +583,7 @@ def demo_summary(
     run_dir = settings.data_dir / "runs" / datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
     story = Story(
-        registry=settings.resolved_tracking_uri(), seconds_per_day=options.seconds_per_day, shadow=options.shadow
+        registry=settings.shown_tracking_uri(), seconds_per_day=options.seconds_per_day, shadow=options.shadow
     )
     started = time.monotonic()
     for chatty in ("training.launcher", "stream.local.broker"):  # the demo prints their milestones itself

@@ -291,7 +291,7 @@ class ModelHolder:
             log.warning(
                 "no servable model yet (attempt %d, registry %s); retrying in %.1fs",
                 attempt,
-                self.settings.resolved_tracking_uri(),
+                self.settings.shown_tracking_uri(),
                 self.settings.registry_retry_s,
             )
             await asyncio.sleep(self.settings.registry_retry_s)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stream.errors import ArtifactRefused, ChurnError, ModelLoadError, RegistryAuthError, RegistryError
-from stream.settings import Settings
+from stream.settings import Settings, split_userinfo
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,14 @@ def check_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
     fails; a command asks the server's ``/health`` once, with ``timeout_s``, first. Local
     URIs (sqlite, files) need no server.
     """
-    uri = settings.resolved_tracking_uri()
-    if not uri.startswith(("http://", "https://")):
+    if not settings.resolved_tracking_uri().startswith(("http://", "https://")):
         return
     import urllib.error
     import urllib.request
 
-    url = uri.rstrip("/") + "/health"
+    uri = settings.shown_tracking_uri()
+    # /health needs no login, and urllib cannot open a URL with credentials in it.
+    url = split_userinfo(settings.resolved_tracking_uri())[0].rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - the configured server
             resp.read(64)
@@ -119,7 +120,7 @@ def refusal(exc: BaseException, settings: Settings | None, what: str = "") -> Re
     status = _status(exc)
     if status is None:
         return None
-    where = f"the MLflow registry at {settings.resolved_tracking_uri()}" if settings else "the MLflow registry"
+    where = f"the MLflow registry at {settings.shown_tracking_uri()}" if settings else "the MLflow registry"
     user = settings.mlflow_username if settings else ""
     token = bool(settings and settings.mlflow_token.get_secret_value())
     if status == 403:

@@ -155,6 +155,18 @@ def test_registry_commands_with_no_registry_fail_fast_naming_the_address(tmp_pat
     ) or "CHURN_BOOTSTRAP_SERVERS" in proc.stderr
 
 
+@pytest.mark.parametrize("args", [("models",), ("train",)])
+def test_a_password_in_the_tracking_uri_is_never_shown(tmp_path, args):
+    """Credentials in CHURN_MLFLOW_TRACKING_URI: the error names the address with ``***`` for the password,
+    and the server is still asked (a URL with credentials in it is not one urllib can open)."""
+    address = closed_port()
+    proc = assert_fails_fast(
+        args, CHURN_MLFLOW_TRACKING_URI=f"http://ci:hunter22@{address}", CHURN_DATA_DIR=str(tmp_path)
+    )
+    assert "hunter22" not in proc.stdout + proc.stderr
+    assert f"http://ci:***@{address}" in proc.stderr and "Connection refused" in proc.stderr, proc.stderr
+
+
 def test_version():
     proc = run("--version")
     assert proc.returncode == 0 and proc.stdout.startswith("churn-stream ")
