@@ -287,7 +287,8 @@ def test_three_nodes_replicate_by_default(trio: KafkaCluster) -> None:
     topic = _topic("default-rf")
     _create_topic(trio.bootstrap, topic, partitions=2)  # no replication factor: the broker's default
 
-    assert all(len(trio.isr_of(topic, p)) == 3 for p in range(2))
+    # The metadata a node answers with can trail the controller's for a moment after the creation.
+    wait_for(lambda: all(len(trio.isr_of(topic, p)) == 3 for p in range(2)), timeout=30, what="three in-sync replicas")
 
 
 def test_kill9_of_a_leader_elects_another_and_the_node_rejoins(trio: KafkaCluster) -> None:
