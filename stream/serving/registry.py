@@ -48,14 +48,15 @@ def check_reachable(settings: Settings, timeout_s: float = 10.0) -> None:
     fails; a command asks the server's ``/health`` once, with ``timeout_s``, first. Local
     URIs (sqlite, files) need no server.
     """
-    if not settings.resolved_tracking_uri().startswith(("http://", "https://")):
+    # /health needs no login, and urllib cannot open a URL with credentials in it.
+    bare = split_userinfo(settings.resolved_tracking_uri())[0]
+    if not bare.startswith(("http://", "https://")):
         return
     import urllib.error
     import urllib.request
 
     uri = settings.shown_tracking_uri()
-    # /health needs no login, and urllib cannot open a URL with credentials in it.
-    url = split_userinfo(settings.resolved_tracking_uri())[0].rstrip("/") + "/health"
+    url = bare.rstrip("/") + "/health"
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as resp:  # noqa: S310 - the configured server
             resp.read(64)
